@@ -1,0 +1,1 @@
+"""rctr.cli: the `rctr` command, a client of the daemon's API (and the runtime's adaptor)."""

@@ -1,0 +1,27 @@
+"""The ``rctr`` entry point.
+
+``rctr runtime ...`` goes straight to the runtime's runc-compatible adaptor
+without importing click: it is on the start-up path of every container.
+Every other command is a click command, loaded lazily.
+"""
+
+from __future__ import annotations
+
+import sys
+
+__all__ = ["main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["runtime"]:
+        from rctr.rootless.cli import main as runtime_main
+
+        return runtime_main(args[1:])
+    from ._app import app
+
+    try:
+        app.main(args, prog_name="rctr")
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0

@@ -1,0 +1,41 @@
+"""Subordinate id ranges from /etc/subuid and /etc/subgid (shadow-utils format).
+
+Each line is ``NAME_OR_UID:START:COUNT``; a user may have several lines.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+
+__all__ = ["subid_ranges", "SUBUID_FILE", "SUBGID_FILE"]
+
+SUBUID_FILE = "/etc/subuid"
+SUBGID_FILE = "/etc/subgid"
+
+
+def subid_ranges(path: str, uid: int | None = None) -> list[tuple[int, int]]:
+    """The (start, count) ranges granted to the user ``uid`` (default: the caller)."""
+    uid = os.getuid() if uid is None else uid
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        name = None
+    keys = {str(uid), name}
+    ranges: list[tuple[int, int]] = []
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        return ranges
+    for line in lines:
+        parts = line.strip().split(":")
+        if len(parts) != 3 or parts[0] not in keys:
+            continue
+        try:
+            start, count = int(parts[1]), int(parts[2])
+        except ValueError:
+            continue
+        if count > 0:
+            ranges.append((start, count))
+    return ranges

@@ -1,0 +1,106 @@
+"""The default bundle configuration, as ``runc spec`` and ``crun spec`` write it.
+
+``rootless=True`` makes a configuration an ordinary user can run: a user
+namespace mapping container root to the user and, when the user has them,
+container ids 1..65536 to the first subordinate range; no ``gid=`` mount
+options (gid 5 may be unmapped); sysfs and cgroup as read-only binds when the
+kernel refuses to mount them.  The same file is valid for rctr, crun and runc.
+"""
+
+from __future__ import annotations
+
+import os
+
+from rctr.core.subid import SUBGID_FILE, SUBUID_FILE, subid_ranges
+
+__all__ = ["default_spec", "rootless_mappings", "NO_SUBID_WARNING"]
+
+OCI_VERSION = "1.0.2"
+_DEFAULT_CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+_MAX_SUBIDS = 65536
+
+NO_SUBID_WARNING = (
+    "no subordinate {kind} range for uid {uid} in {path}: the container maps only "
+    "container root to you, and files owned by other ids cannot be used; "
+    "fix: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {user}"
+)
+
+
+def rootless_mappings(
+    host_id: int, subid_file: str, uid: int | None = None
+) -> list[dict[str, int]]:
+    """Container 0 -> ``host_id``, then 1..N -> the first subordinate range (if any)."""
+    mappings = [{"containerID": 0, "hostID": host_id, "size": 1}]
+    ranges = subid_ranges(subid_file, uid)
+    if ranges:
+        start, count = ranges[0]
+        mappings.append({"containerID": 1, "hostID": start, "size": min(count, _MAX_SUBIDS)})
+    return mappings
+
+
+def _mounts(rootless: bool) -> list[dict[str, object]]:
+    devpts_opts = ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]
+    if not rootless:
+        devpts_opts.append("gid=5")
+    return [
+        {"destination": "/proc", "type": "proc", "source": "proc"},
+        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+        {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": devpts_opts},
+        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+         "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+         "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+         "options": ["nosuid", "noexec", "nodev", "ro"]},
+        {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+         "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
+    ]
+
+
+def default_spec(rootless: bool = False, warn=None) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """The configuration ``rctr runtime spec`` writes; ``warn(msg)`` hears about missing subids."""
+    caps = list(_DEFAULT_CAPS)
+    linux: dict[str, object] = {
+        "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount", "cgroup")],
+        "maskedPaths": [
+            "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+            "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware",
+            "/proc/scsi",
+        ],
+        "readonlyPaths": [
+            "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+        ],
+    }
+    if rootless:
+        linux["namespaces"].append({"type": "user"})  # type: ignore[attr-defined]
+        uid, gid = os.geteuid(), os.getegid()
+        linux["uidMappings"] = rootless_mappings(uid, SUBUID_FILE)
+        linux["gidMappings"] = rootless_mappings(gid, SUBGID_FILE)
+        if warn is not None:
+            import pwd
+
+            user = pwd.getpwuid(uid).pw_name
+            for kind, path, maps in (("uid", SUBUID_FILE, linux["uidMappings"]),
+                                     ("gid", SUBGID_FILE, linux["gidMappings"])):
+                if len(maps) == 1:  # type: ignore[arg-type]
+                    warn(NO_SUBID_WARNING.format(kind=kind, uid=uid, path=path, user=user))
+    else:
+        linux["resources"] = {"devices": [{"allow": False, "access": "rwm"}]}
+    return {
+        "ociVersion": OCI_VERSION,
+        "process": {
+            "terminal": True,
+            "user": {"uid": 0, "gid": 0},
+            "args": ["sh"],
+            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
+            "cwd": "/",
+            "capabilities": {k: list(caps) for k in ("bounding", "effective", "permitted", "ambient")},
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+            "noNewPrivileges": True,
+        },
+        "root": {"path": "rootfs", "readonly": True},
+        "hostname": "rctr",
+        "mounts": _mounts(rootless),
+        "linux": linux,
+    }

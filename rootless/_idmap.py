@@ -35,7 +35,7 @@ def _format(mappings: list[dict[str, int]]) -> str:
 
 
 def _find(helper: str) -> str:
-    for d in os.environ.get("PATH", "/usr/bin:/bin").split(":") + ["/usr/bin", "/usr/sbin"]:
+    for d in os.environ.get("PATH", "/usr/bin:/bin").split(":"):
         candidate = os.path.join(d, helper)
         if os.access(candidate, os.X_OK):
             return candidate

@@ -104,7 +104,8 @@ def _container_init(ch: Channel, config: dict, bundle: str, fifo: str,  # type: 
     try:
         os.setsid()
         process = config["process"]
-        fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
+        # The state directory, to reach exec.fifo after pivot_root (no /proc needed).
+        state_dir = os.open(os.path.dirname(fifo), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         console_sock = _console.connect(console) if process.get("terminal") else None
         seccomp = build_seccomp(config["linux"].get("seccomp"))
         rootfs = _mounts.prepare_rootfs(config, bundle)
@@ -128,7 +129,7 @@ def _container_init(ch: Channel, config: dict, bundle: str, fifo: str,  # type: 
     except BaseException as exc:
         _report(ch, exc)
         os._exit(1)
-    _wait_for_start_and_exec(config, state, fifo_fd, exe, env)
+    _wait_for_start_and_exec(config, state, state_dir, os.path.basename(fifo), exe, env)
 
 
 def _set_names(config: dict) -> None:  # type: ignore[type-arg]
@@ -145,14 +146,14 @@ def _keep_fds(count: int, env: dict[str, str]) -> None:
         env.setdefault("LISTEN_FDS", str(count))
 
 
-def _wait_for_start_and_exec(config: dict, state: dict, fifo_fd: int, exe: str,  # type: ignore[type-arg]
-                             env: dict[str, str]) -> None:
+def _wait_for_start_and_exec(config: dict, state: dict, state_dir: int, fifo: str,  # type: ignore[type-arg]
+                             exe: str, env: dict[str, str]) -> None:
     try:
         # Blocks until `start` opens the fifo for reading (runc's exec.fifo).
-        fd = os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+        fd = os.open(fifo, os.O_WRONLY | os.O_CLOEXEC, dir_fd=state_dir)
         os.write(fd, b"0")
         os.close(fd)
-        os.close(fifo_fd)
+        os.close(state_dir)
         state = dict(state, status="created", pid=os.getpid())
         run_hooks(config, "startContainer", state)
         os.execve(exe, config["process"]["args"], env)

@@ -111,7 +111,10 @@ class Runtime:
         init: Process | None = None
         try:
             fifo = os.path.join(directory, "exec.fifo")
-            os.mkfifo(fifo, 0o600)
+            # 0622 like runc: the init may write it after switching to another uid.
+            # The state root is private (0700), so no one else reaches it.
+            os.mkfifo(fifo, 0o622)
+            os.chmod(fifo, 0o622)
             init = self._spawn_init(config, bundle, fifo, console, preserve_fds, record,
                                     new_userns)
             container = self.states.save(directory, record)

@@ -1,0 +1,67 @@
+"""Shared fixtures: capabilities, the unprivileged test user, bundles.
+
+pytest runs as root (scripts/test.sh); rctr under test runs as the
+unprivileged user that scripts/setup.sh made, through ``UserShell``.  Root is
+only the harness: it makes bundles, inspects host-side ownership and cleans
+up (processes, files) even when a test fails.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "support"))
+
+import caps  # noqa: E402
+import harness  # noqa: E402
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "integration: runs rctr as an unprivileged user")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for mark in item.iter_markers(name="requires"):
+        missing = [c for c in mark.args if not caps.has(c)]
+        if not missing:
+            continue
+        why = "; ".join(f"{c}: {caps.why_missing(c)}" for c in missing)
+        if os.environ.get("CI"):
+            # In CI a missing capability is a broken machine, never a silent skip.
+            pytest.fail(f"required capability missing in CI: {why}", pytrace=False)
+        pytest.skip(f"missing capability: {why}")
+
+
+@pytest.fixture(scope="session")
+def test_image(tmp_path_factory: pytest.TempPathFactory) -> str:
+    import testimage
+
+    out = tmp_path_factory.mktemp("image") / "oci"
+    testimage.build_oci_layout(str(out))
+    os.chmod(out.parent, 0o755)
+    return str(out)
+
+
+@pytest.fixture
+def user() -> harness.UserShell:
+    """The unprivileged user with subordinate ids, with a fresh private state."""
+    shell = harness.UserShell.create(os.environ.get("RCTR_TEST_USER", "rctr-test"))
+    yield shell
+    shell.cleanup()
+
+
+@pytest.fixture
+def nosub_user() -> harness.UserShell:
+    """An unprivileged user with no /etc/subuid range."""
+    shell = harness.UserShell.create(os.environ.get("RCTR_TEST_NOSUB_USER", "rctr-nosub"))
+    yield shell
+    shell.cleanup()
+
+
+@pytest.fixture
+def bundle(user: harness.UserShell, test_image: str) -> harness.Bundle:
+    return harness.Bundle.make(user, test_image)

@@ -100,7 +100,10 @@ class StateDir:
         return directory
 
     def save(self, directory: str, record: dict) -> Container:  # type: ignore[type-arg]
-        write_json_atomic(os.path.join(directory, STATE_FILE), record, 0o600)
+        # Atomic, without fsync: the root is under XDG_RUNTIME_DIR, volatile by
+        # design.  A process crash sees old or new; after a power loss the whole
+        # directory is gone, so a sync would protect nothing.
+        write_json_atomic(os.path.join(directory, STATE_FILE), record, 0o600, sync=False)
         return Container(directory, record)
 
     def load(self, container_id: str) -> Container:

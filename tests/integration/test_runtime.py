@@ -332,3 +332,22 @@ def test_id_in_use_and_start_when_not_created(user: UserShell, bundle: Bundle) -
     assert r.returncode != 0 and "does not exist" in r.stderr
     r = user.runtime("create", "--bundle", str(bundle.path), "../escape")
     assert r.returncode != 0 and "invalid container id" in r.stderr
+
+
+# -- one bundle, three runtimes: the config `spec --rootless` writes is valid for all ---------
+
+@pytest.mark.parametrize("runtime", ["rctr", "crun", "runc"])
+def test_spec_rootless_bundle_runs_under_every_runtime(user: UserShell, bundle: Bundle,
+                                                       runtime: str) -> None:
+    if runtime != "rctr" and not __import__("caps").has(runtime):
+        pytest.fail(f"{runtime} is not installed (scripts/setup.sh installs it)")
+    bundle.args("sh", "-c", "id -u; cat /proc/self/uid_map; hostname; echo pid=$$; exit 5")
+    command = _rt(user) if runtime == "rctr" else [runtime]
+    r = user.run([*command, "run", "--bundle", str(bundle.path), f"ref-{runtime}"],
+                 cwd=str(bundle.path))
+    assert r.returncode == 5, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "0"
+    assert lines[1].split() == ["0", str(user.uid), "1"]
+    assert lines[2].split() == ["1", str(user.uid_map[1][1]), str(user.uid_map[1][2])]
+    assert lines[3:] == ["rctr", "pid=1"]

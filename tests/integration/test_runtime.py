@@ -351,3 +351,72 @@ def test_spec_rootless_bundle_runs_under_every_runtime(user: UserShell, bundle: 
     assert lines[1].split() == ["0", str(user.uid), "1"]
     assert lines[2].split() == ["1", str(user.uid_map[1][1]), str(user.uid_map[1][2])]
     assert lines[3:] == ["rctr", "pid=1"]
+
+
+def test_run_and_exec_relay_a_terminal(user: UserShell, bundle: Bundle) -> None:
+    bundle.update(lambda c: c["process"].update(terminal=True))
+    bundle.args("sh", "-c", "tty; test -t 1 && echo stdout-is-a-tty")
+    r = user.runtime("run", "--bundle", str(bundle.path), "term", stdin=__import__("subprocess").DEVNULL)
+    assert r.returncode == 0, r.stderr
+    assert "/dev/pts/0" in r.stdout and "stdout-is-a-tty" in r.stdout
+    bundle.update(lambda c: c["process"].update(terminal=False))
+    bundle.args("sleep", "1000")
+    create_detached(user, bundle, "term2")
+    user.runtime("start", "term2", check=True)
+    r = user.runtime("exec", "--tty", "term2", "sh", "-c", "tty && exit 4",
+                     stdin=__import__("subprocess").DEVNULL)
+    assert r.returncode == 4 and "/dev/pts/" in r.stdout, r.stderr
+
+
+def test_namespaces_joined_by_path(user: UserShell, bundle: Bundle, test_image: str) -> None:
+    bundle.update(lambda c: c.update(hostname="first"))
+    bundle.args("sleep", "1000")
+    create_detached(user, bundle, "first")
+    user.runtime("start", "first", check=True)
+    pid = json.loads(user.runtime("state", "first", check=True).stdout)["pid"]
+    second = Bundle.make(user, test_image, name="second")
+
+    def join(c: dict) -> None:
+        c.pop("hostname")
+        c["linux"].pop("uidMappings")
+        c["linux"].pop("gidMappings")
+        for ns in c["linux"]["namespaces"]:
+            if ns["type"] in ("user", "uts", "ipc", "network"):
+                ns["path"] = f"/proc/{pid}/ns/{'net' if ns['type'] == 'network' else ns['type']}"
+
+    second.update(join)
+    second.args("sh", "-c", "hostname; cat /proc/self/uid_map; echo pid=$$")
+    r = user.runtime("run", "--bundle", str(second.path), "second")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "first", "the uts namespace was joined"
+    assert lines[1].split() == ["0", str(user.uid), "1"]
+    assert lines[-1] == "pid=1", "a new pid namespace next to the joined ones"
+
+
+def test_kill_all_and_delete_of_a_created_container(user: UserShell, bundle: Bundle) -> None:
+    # sh is PID 1 with no TERM handler: only the sleeps die of TERM
+    bundle.args("sh", "-c", "sleep 1000 & sleep 1000 & wait; exec sleep 999")
+    create_detached(user, bundle, "many")
+    user.runtime("start", "many", check=True)
+    wait_status(user, "many", "running")
+    count = ["sh", "-c", "ps -o args | grep -c '^sleep 1000'"]
+    r = user.runtime("exec", "many", *count)
+    deadline = time.monotonic() + 10
+    while r.stdout.strip() != "2" and time.monotonic() < deadline:
+        r = user.runtime("exec", "many", *count)
+    assert r.stdout.strip() == "2"
+    assert user.runtime("kill", "--all", "many", "TERM").returncode == 0
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        r = user.runtime("exec", "many", *count)
+        if r.stdout.strip() == "0":
+            break
+    assert r.stdout.strip() == "0", "kill --all reached the children"
+    user.runtime("delete", "--force", "many", check=True)
+    # delete of a container that was created and never started kills its init
+    create_detached(user, bundle, "never")
+    pid = json.loads(user.runtime("state", "never", check=True).stdout)["pid"]
+    user.runtime("delete", "never", check=True)
+    assert not os.path.exists(f"/proc/{pid}") or \
+        Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] == "Z"

@@ -120,16 +120,23 @@ def _container_init(ch: Channel, config: dict, bundle: str, fifo: str,  # type: 
         if "oomScoreAdj" in process:
             with open("/proc/self/oom_score_adj", "w") as f:
                 f.write(str(process["oomScoreAdj"]))
-        env = process_env(process)
-        exe = find_executable(process["args"][0], env)
-        apply_process(process, seccomp)
-        _keep_fds(preserve_fds, env)
-        ch.send("ready")
-        ch.close()
+        exe, env = _become_process(ch, process, seccomp, preserve_fds)
     except BaseException as exc:
         _report(ch, exc)
         os._exit(1)
     _wait_for_start_and_exec(config, state, state_dir, os.path.basename(fifo), exe, env)
+
+
+def _become_process(ch: Channel, process: dict, seccomp,  # type: ignore[no-untyped-def, type-arg]
+                    preserve_fds: int) -> tuple[str, dict[str, str]]:
+    """The last steps that can still fail visibly: then tell the runtime we are ready."""
+    env = process_env(process)
+    exe = find_executable(process["args"][0], env)
+    apply_process(process, seccomp)
+    _keep_fds(preserve_fds, env)
+    ch.send("ready")
+    ch.close()
+    return exe, env
 
 
 def _set_names(config: dict) -> None:  # type: ignore[type-arg]
@@ -181,12 +188,7 @@ def _exec_child(ch: Channel, process: dict, seccomp,  # type: ignore[no-untyped-
         if process.get("terminal"):
             os.setsid()
             _console.setup_container_pty(_console.connect(console), bind_console=False)
-        env = process_env(process)
-        exe = find_executable(process["args"][0], env)
-        apply_process(process, seccomp)
-        _keep_fds(preserve_fds, env)
-        ch.send("ready")
-        ch.close()
+        exe, env = _become_process(ch, process, seccomp, preserve_fds)
     except BaseException as exc:
         _report(ch, exc)
         os._exit(1)

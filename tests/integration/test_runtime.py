@@ -420,3 +420,20 @@ def test_kill_all_and_delete_of_a_created_container(user: UserShell, bundle: Bun
     user.runtime("delete", "never", check=True)
     assert not os.path.exists(f"/proc/{pid}") or \
         Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] == "Z"
+
+
+def test_bind_mounts_honour_ro_and_oom_score_adj(user: UserShell, bundle: Bundle) -> None:
+    shared = bundle.path.parent / "shared"
+    shared.mkdir()
+    (shared / "hello").write_text("from the host\n")
+    os.chown(shared, user.uid, user.gid)
+    bundle.update(lambda c: (c["mounts"].extend([
+        {"destination": "/data", "type": "bind", "source": str(shared), "options": ["rbind", "ro"]},
+        {"destination": "/rw", "type": "bind", "source": str(shared), "options": ["bind"]},
+    ]), c["process"].update(oomScoreAdj=500)))
+    bundle.args("sh", "-c", "cat /data/hello; touch /data/x 2>/dev/null || echo data-ro; "
+                "touch /rw/made-inside && echo rw-ok; cat /proc/self/oom_score_adj")
+    r = user.runtime("run", "--bundle", str(bundle.path), "binds")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["from the host", "data-ro", "rw-ok", "500"]
+    assert (shared / "made-inside").stat().st_uid == user.uid

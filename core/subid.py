@@ -8,10 +8,11 @@ from __future__ import annotations
 import os
 import pwd
 
-__all__ = ["subid_ranges", "SUBUID_FILE", "SUBGID_FILE"]
+__all__ = ["subid_ranges", "rootless_mappings", "SUBUID_FILE", "SUBGID_FILE"]
 
 SUBUID_FILE = "/etc/subuid"
 SUBGID_FILE = "/etc/subgid"
+_MAX_SUBIDS = 65536
 
 
 def subid_ranges(path: str, uid: int | None = None) -> list[tuple[int, int]]:
@@ -39,3 +40,15 @@ def subid_ranges(path: str, uid: int | None = None) -> list[tuple[int, int]]:
         if count > 0:
             ranges.append((start, count))
     return ranges
+
+
+def rootless_mappings(
+    host_id: int, subid_file: str, uid: int | None = None
+) -> list[dict[str, int]]:
+    """Container 0 -> ``host_id``, then 1..N -> the first subordinate range (if any)."""
+    mappings = [{"containerID": 0, "hostID": host_id, "size": 1}]
+    ranges = subid_ranges(subid_file, uid)
+    if ranges:
+        start, count = ranges[0]
+        mappings.append({"containerID": 1, "hostID": start, "size": min(count, _MAX_SUBIDS)})
+    return mappings

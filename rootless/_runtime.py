@@ -21,7 +21,7 @@ from rctr.core.proc import Process
 from . import _console
 from ._config import load_config, validate_process
 from ._hooks import HookError, run_hooks
-from ._idmap import needs_helper, write_id_maps
+from rctr.core.idmap import find_helper, needs_helper, write_id_maps
 from ._state import CREATED, CREATING, RUNNING, STOPPED, Container, StateDir, check_id
 from ._sync import Channel, ChannelClosed, ChildError, channel_pair
 
@@ -72,16 +72,13 @@ def _fill_user_namespace(config: dict) -> bool:  # type: ignore[type-arg]
     if kinds["user"].get("path"):
         return False
     if not linux.get("uidMappings") or not linux.get("gidMappings"):
-        from ._spec import rootless_mappings
-        from rctr.core.subid import SUBGID_FILE, SUBUID_FILE
+        from rctr.core.subid import SUBGID_FILE, SUBUID_FILE, rootless_mappings
 
         linux.setdefault("uidMappings", rootless_mappings(os.geteuid(), SUBUID_FILE))
         linux.setdefault("gidMappings", rootless_mappings(os.getegid(), SUBGID_FILE))
-    from ._idmap import _find
-
     for kind in ("uid", "gid"):
         if needs_helper(kind, linux[f"{kind}Mappings"]):
-            _find(f"new{kind}map")  # fail now, with the fix, rather than mid-setup
+            find_helper(f"new{kind}map")  # fail now, with the fix, rather than mid-setup
     return True
 
 

@@ -11,31 +11,18 @@ from __future__ import annotations
 
 import os
 
-from rctr.core.subid import SUBGID_FILE, SUBUID_FILE, subid_ranges
+from rctr.core.subid import SUBGID_FILE, SUBUID_FILE, rootless_mappings
 
-__all__ = ["default_spec", "rootless_mappings", "NO_SUBID_WARNING"]
+__all__ = ["default_spec", "NO_SUBID_WARNING"]
 
 OCI_VERSION = "1.0.2"
 _DEFAULT_CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
-_MAX_SUBIDS = 65536
 
 NO_SUBID_WARNING = (
     "no subordinate {kind} range for uid {uid} in {path}: the container maps only "
     "container root to you, and files owned by other ids cannot be used; "
     "fix: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {user}"
 )
-
-
-def rootless_mappings(
-    host_id: int, subid_file: str, uid: int | None = None
-) -> list[dict[str, int]]:
-    """Container 0 -> ``host_id``, then 1..N -> the first subordinate range (if any)."""
-    mappings = [{"containerID": 0, "hostID": host_id, "size": 1}]
-    ranges = subid_ranges(subid_file, uid)
-    if ranges:
-        start, count = ranges[0]
-        mappings.append({"containerID": 1, "hostID": start, "size": min(count, _MAX_SUBIDS)})
-    return mappings
 
 
 def _mounts(rootless: bool) -> list[dict[str, object]]:

@@ -13,7 +13,7 @@ import os
 
 from rctr.core.errors import Unavailable
 
-__all__ = ["write_id_maps", "needs_helper", "setgroups_denied"]
+__all__ = ["write_id_maps", "needs_helper", "setgroups_denied", "find_helper"]
 
 _HELPERS = {"uid": "newuidmap", "gid": "newgidmap"}
 
@@ -34,7 +34,7 @@ def _format(mappings: list[dict[str, int]]) -> str:
     return "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in mappings)
 
 
-def _find(helper: str) -> str:
+def find_helper(helper: str) -> str:
     for d in os.environ.get("PATH", "/usr/bin:/bin").split(":"):
         candidate = os.path.join(d, helper)
         if os.access(candidate, os.X_OK):
@@ -51,7 +51,7 @@ def _spawn(helper: str, pid: int, mappings: list[dict[str, int]]) -> tuple[int, 
         args += [str(m["containerID"]), str(m["hostID"]), str(m["size"])]
     read_end, write_end = os.pipe()
     try:
-        child = os.posix_spawn(_find(helper), args, os.environ,
+        child = os.posix_spawn(find_helper(helper), args, os.environ,
                                file_actions=[(os.POSIX_SPAWN_DUP2, write_end, 2)])
     finally:
         os.close(write_end)
@@ -81,5 +81,11 @@ def write_id_maps(pid: int, uid_mappings: list[dict[str, int]],
                     f.write("deny")
             with open(f"/proc/{pid}/{kind}_map", "w") as f:
                 f.write(_format(mappings))
+    errors = []
     for helper, child, read_end in running:
-        _finish(helper, child, read_end)
+        try:
+            _finish(helper, child, read_end)
+        except Unavailable as exc:
+            errors.append(exc)
+    if errors:
+        raise errors[0]

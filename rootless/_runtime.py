@@ -23,7 +23,7 @@ from ._config import load_config, validate_process
 from ._hooks import HookError, run_hooks
 from rctr.core.idmap import find_helper, needs_helper, write_id_maps
 from ._state import CREATED, CREATING, RUNNING, STOPPED, Container, StateDir, check_id
-from ._sync import Channel, ChannelClosed, ChildError, channel_pair
+from ._sync import ChannelClosed, ChildError, channel_pair
 
 __all__ = ["Runtime", "ContainerSetupError", "exit_code"]
 

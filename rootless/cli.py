@@ -111,7 +111,7 @@ def _table(states: list[dict]) -> None:  # type: ignore[type-arg]
              for s in states]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
-        sys.stdout.write("   ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() + "\n")
+        sys.stdout.write("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n")
 
 
 def _exec_process(args: argparse.Namespace, base: dict) -> dict:  # type: ignore[type-arg]

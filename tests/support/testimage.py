@@ -369,7 +369,7 @@ def _docker_members(image: _Image) -> tuple[dict[str, bytes | None], dict]:
     members: dict[str, bytes | None] = {}
     layer_paths: list[str] = []
     parent = ""
-    for tar, diff_id in zip(image.tars, image.diff_ids):
+    for tar, diff_id in zip(image.tars, image.diff_ids, strict=True):
         layer_id = hashlib.sha256(_json_bytes({"diff_id": diff_id, "parent": parent})).hexdigest()
         v1 = {"id": layer_id, "created": CREATED, **({"parent": parent} if parent else {})}
         members[layer_id] = None

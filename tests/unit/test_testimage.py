@@ -100,7 +100,7 @@ def test_layout_validates(layout: tuple[Path, dict]) -> None:
     assert len(manifest["layers"]) == 3
     config = json.loads(blob(out, result["config_digest"]))
     assert config["rootfs"] == {"type": "layers", "diff_ids": result["diff_ids"]}
-    for desc, diff_id in zip(manifest["layers"], result["diff_ids"]):
+    for desc, diff_id in zip(manifest["layers"], result["diff_ids"], strict=True):
         assert desc["mediaType"] == "application/vnd.oci.image.layer.v1.tar+gzip"
         data = blob(out, desc["digest"])
         assert desc["size"] == len(data)

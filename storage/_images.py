@@ -1,0 +1,80 @@
+"""The image index: which images the store holds, by id, and the names that point at them.
+
+An image's id is its config digest (as with Docker).  The index is one JSON
+file rewritten atomically; it is the last thing a pull or load writes, so an
+image appears whole or not at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+from rctr.core.atomic import write_json_atomic
+from rctr.core.errors import NotFound
+
+from ._layout import StoreLayout
+from ._reference import parse_reference
+
+__all__ = ["ImageIndex", "chain_ids"]
+
+
+def chain_ids(diff_ids: list[str]) -> list[str]:
+    """OCI chain ids: the first layer's diff id, then sha256(parent + " " + diff id)."""
+    chains: list[str] = []
+    for diff_id in diff_ids:
+        if not chains:
+            chains.append(diff_id)
+        else:
+            raw = f"{chains[-1]} {diff_id}".encode()
+            chains.append("sha256:" + hashlib.sha256(raw).hexdigest())
+    return chains
+
+
+class ImageIndex:
+    def __init__(self, layout: StoreLayout) -> None:
+        self.layout = layout
+
+    def _read(self) -> dict:  # type: ignore[type-arg]
+        try:
+            with open(self.layout.images_index, "rb") as f:
+                return json.loads(f.read())  # type: ignore[no-any-return]
+        except FileNotFoundError:
+            return {"images": {}, "names": {}}
+
+    def _write(self, data: dict) -> None:  # type: ignore[type-arg]
+        self.layout.ensure()
+        write_json_atomic(self.layout.images_index, data, 0o600)
+
+    def add(self, record: dict, names: list[str]) -> None:  # type: ignore[type-arg]
+        names = [str(parse_reference(n)) for n in names]
+        data = self._read()
+        image_id = record["id"]
+        old = data["images"].get(image_id, {})
+        record["names"] = sorted(set(old.get("names", [])) | set(names))
+        for name in names:
+            previous = data["names"].get(name)
+            if previous and previous != image_id and previous in data["images"]:
+                data["images"][previous]["names"].remove(name)  # the name moves
+            data["names"][name] = image_id
+        data["images"][image_id] = record
+        self._write(data)
+
+    def get(self, ref_or_id: str) -> dict:  # type: ignore[type-arg]
+        data = self._read()
+        image_id = data["names"].get(str(parse_reference(ref_or_id))) \
+            if not ref_or_id.startswith("sha256:") else ref_or_id
+        if image_id is None or image_id not in data["images"]:
+            matches = [i for i in data["images"] if i[7:].startswith(ref_or_id.removeprefix("sha256:"))]
+            if len(matches) == 1 and len(ref_or_id) >= 4:
+                image_id = matches[0]
+            else:
+                raise NotFound(f"no such image: {ref_or_id}")
+        return data["images"][image_id]  # type: ignore[no-any-return]
+
+    def list(self) -> list[dict]:  # type: ignore[type-arg]
+        return list(self._read()["images"].values())
+
+    def exists(self) -> bool:
+        return os.path.exists(self.layout.images_index)

@@ -1,0 +1,92 @@
+"""Loading the test image from an OCI layout and from a docker-archive."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from rctr.core.errors import InvalidArgument, NotFound
+from rctr.storage._blobs import BlobStore, DigestMismatch
+from rctr.storage._images import ImageIndex, chain_ids
+from rctr.storage._layout import StoreLayout
+from rctr.storage._load import choose_manifest, load_docker_archive, load_oci_layout
+from rctr.storage._reference import parse_reference
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "support"))
+import testimage  # noqa: E402
+
+
+def _store(tmp_path: Path) -> tuple[BlobStore, ImageIndex]:
+    layout = StoreLayout(str(tmp_path / "store"))
+    return BlobStore(layout), ImageIndex(layout)
+
+
+def test_oci_layout_and_docker_archive_give_the_same_image(tmp_path: Path) -> None:
+    built = testimage.build_oci_layout(str(tmp_path / "oci"))
+    testimage.build_docker_archive(str(tmp_path / "img.tar"))
+    blobs, index = _store(tmp_path)
+    [from_oci] = load_oci_layout(str(tmp_path / "oci"), blobs, index, name="rctr-test/busybox:latest")
+    [from_tar] = load_docker_archive(str(tmp_path / "img.tar"), blobs, index)
+    assert from_oci["id"] == from_tar["id"] == built["config_digest"]
+    assert from_oci["diff_ids"] == from_tar["diff_ids"] == built["diff_ids"]
+    assert from_oci["chain_ids"] == chain_ids(built["diff_ids"])
+    assert all(blobs.has(layer["digest"]) for layer in from_oci["layers"] + from_tar["layers"])
+    image = index.get("rctr-test/busybox")
+    assert image["id"] == built["config_digest"]
+    assert image["names"] == ["docker.io/rctr-test/busybox:latest"]
+    assert index.get(built["config_digest"][7:19])["id"] == image["id"]
+    with pytest.raises(NotFound):
+        index.get("nothing-here")
+
+
+def test_a_tampered_blob_is_refused_and_nothing_is_indexed(tmp_path: Path) -> None:
+    built = testimage.build_oci_layout(str(tmp_path / "oci"))
+    victim = tmp_path / "oci" / "blobs" / "sha256" / built["layers"][1][7:]
+    data = bytearray(victim.read_bytes())
+    data[-1] ^= 0xFF
+    os.chmod(victim, 0o644)
+    victim.write_bytes(bytes(data))
+    blobs, index = _store(tmp_path)
+    with pytest.raises(DigestMismatch):
+        load_oci_layout(str(tmp_path / "oci"), blobs, index, name="x/y:z")
+    assert index.list() == []
+
+
+def test_platform_choice() -> None:
+    idx = {"manifests": [
+        {"digest": "sha256:" + "a" * 64, "platform": {"os": "linux", "architecture": "arm64"}},
+        {"digest": "sha256:" + "b" * 64, "platform": {"os": "linux", "architecture": "amd64"}},
+    ]}
+    assert choose_manifest(idx, "linux/arm64")["digest"].endswith("a" * 64)
+    assert choose_manifest(idx, "linux/amd64")["digest"].endswith("b" * 64)
+    with pytest.raises(InvalidArgument, match="linux/amd64, linux/arm64|linux/arm64, linux/amd64"):
+        choose_manifest(idx, "linux/s390x")
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("busybox", "docker.io/library/busybox:latest"),
+    ("rctr-test/busybox:1", "docker.io/rctr-test/busybox:1"),
+    ("127.0.0.1:5000/a/b", "127.0.0.1:5000/a/b:latest"),
+    ("localhost/x@sha256:" + "c" * 64, "localhost/x@sha256:" + "c" * 64),
+])
+def test_references_normalise_like_docker(text: str, expected: str) -> None:
+    assert str(parse_reference(text)) == expected
+
+
+@pytest.mark.parametrize("bad", ["UPPER", "a:b:c", "x@sha256:zz", ""])
+def test_bad_references(bad: str) -> None:
+    with pytest.raises(InvalidArgument):
+        parse_reference(bad)
+
+
+def test_index_json_is_not_trusted(tmp_path: Path) -> None:
+    (tmp_path / "oci").mkdir()
+    (tmp_path / "oci" / "index.json").write_text(json.dumps({"manifests": [
+        {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:../../x"}]}))
+    blobs, index = _store(tmp_path)
+    with pytest.raises(InvalidArgument):
+        load_oci_layout(str(tmp_path / "oci"), blobs, index)

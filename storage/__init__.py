@@ -1,1 +1,46 @@
-"""Placeholder: filled in by a later issue."""
+"""rctr.storage: images and layers for an ordinary user.
+
+``Store`` is the facade: blobs by digest, the image index, loading from
+files, and the drivers that turn an image into directories on disk.  The
+registry client, the overlay drivers and container RW layers come next
+(issue 3 is in progress).
+"""
+
+from __future__ import annotations
+
+import os
+
+from ._blobs import BlobStore, DigestMismatch
+from ._images import ImageIndex, chain_ids
+from ._layout import StoreLayout
+from ._load import load_docker_archive, load_oci_layout
+from ._reference import Reference, parse_reference
+from ._vfs import VfsDriver
+
+__all__ = ["Store", "DigestMismatch", "Reference", "parse_reference", "chain_ids"]
+
+
+class Store:
+    """The store under ``root`` ($XDG_DATA_HOME/rctr/storage by default)."""
+
+    def __init__(self, root: str) -> None:
+        self.layout = StoreLayout(root)
+        self.blobs = BlobStore(self.layout)
+        self.images = ImageIndex(self.layout)
+        self.vfs = VfsDriver(self.layout, self.blobs)
+
+    @classmethod
+    def default(cls) -> Store:
+        from rctr.core.paths import data_dir
+
+        return cls(os.path.join(data_dir(), "storage"))
+
+    def load(self, path: str, name: str | None = None) -> list[dict]:  # type: ignore[type-arg]
+        """Load an OCI layout directory or a docker-archive tarball."""
+        if not os.access(path, os.R_OK):
+            from rctr.core.errors import NotFound
+
+            raise NotFound(f"cannot read {path}: no such file, or not readable by you")
+        if os.path.isdir(path):
+            return load_oci_layout(path, self.blobs, self.images, name=name)
+        return load_docker_archive(path, self.blobs, self.images)

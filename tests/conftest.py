@@ -37,13 +37,22 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 @pytest.fixture(scope="session")
-def test_image(tmp_path_factory: pytest.TempPathFactory) -> str:
+def test_image() -> str:
+    """The busybox test image as an OCI layout that every test user can read."""
+    import shutil
+    import tempfile
+
     import testimage
 
-    out = tmp_path_factory.mktemp("image") / "oci"
-    testimage.build_oci_layout(str(out))
-    os.chmod(out.parent, 0o755)
-    return str(out)
+    base = tempfile.mkdtemp(prefix="rctr-test-image-")
+    os.chmod(base, 0o755)
+    out = os.path.join(base, "oci")
+    testimage.build_oci_layout(out)
+    for dirpath, dirnames, filenames in os.walk(base):
+        for name in dirnames + filenames:
+            os.chmod(os.path.join(dirpath, name), 0o755 if name in dirnames else 0o644)
+    yield out
+    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture

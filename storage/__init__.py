@@ -14,6 +14,7 @@ from ._blobs import BlobStore, DigestMismatch
 from ._images import ImageIndex, chain_ids
 from ._layout import StoreLayout
 from ._load import load_docker_archive, load_oci_layout
+from ._overlay import OverlayDriver
 from ._reference import Reference, parse_reference
 from ._vfs import VfsDriver
 
@@ -28,6 +29,7 @@ class Store:
         self.blobs = BlobStore(self.layout)
         self.images = ImageIndex(self.layout)
         self.vfs = VfsDriver(self.layout, self.blobs)
+        self.overlay = OverlayDriver(self.layout, self.blobs)
 
     @classmethod
     def default(cls) -> Store:

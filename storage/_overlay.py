@@ -1,0 +1,76 @@
+"""The overlay driver: kernel overlayfs mounted inside the user's user namespace.
+
+Linux >= 5.11 lets a user namespace mount overlayfs with ``userxattr``: the
+layers keep their whiteouts as 0:0 character devices and opaque directories
+as ``user.overlay.opaque`` (design brief, section 5).  Each layer is extracted
+once, on its own, into ``layers/overlay/CHAINHEX/diff``; a container's view is
+an overlay of those diffs with its own upper directory.
+
+The driver never mounts by itself: ``mount_for`` returns the mount as data (the
+shape of an OCI ``mounts`` entry), and the process in the right mount
+namespace performs it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from rctr.core.userns import default_id_maps, run_in_userns
+
+from ._blobs import BlobStore
+from ._extract import apply_layer
+from ._layout import StoreLayout
+
+__all__ = ["OverlayDriver"]
+
+
+class OverlayDriver:
+    name = "overlay"
+
+    def __init__(self, layout: StoreLayout, blobs: BlobStore) -> None:
+        self.layout = layout
+        self.blobs = blobs
+
+    def diff_path(self, chain_id: str) -> str:
+        return os.path.join(self.layout.layer(self.name, chain_id), "diff")
+
+    def prepare(self, image: dict) -> list[str]:  # type: ignore[type-arg]
+        """Extract every missing layer; return the diff directories, lowest first."""
+        self.layout.ensure()
+        os.makedirs(os.path.join(self.layout.layers, self.name), mode=0o700, exist_ok=True)
+        uid_maps, gid_maps = default_id_maps()
+        max_uid = max(m["containerID"] + m["size"] - 1 for m in uid_maps)
+        max_gid = max(m["containerID"] + m["size"] - 1 for m in gid_maps)
+        diffs = []
+        for layer, chain_id in zip(image["layers"], image["chain_ids"], strict=True):
+            target = self.layout.layer(self.name, chain_id)
+            if not os.path.isdir(target):
+                blob = self.blobs.path(layer["digest"])
+                run_in_userns(lambda b=blob, t=target: _make_layer(  # type: ignore[misc]
+                    b, t, self.layout.tmp, max_uid, max_gid), maps=(uid_maps, gid_maps))
+            diffs.append(self.diff_path(chain_id))
+        return diffs
+
+    @staticmethod
+    def mount_for(diffs: list[str], upper: str, work: str, target: str) -> dict:  # type: ignore[type-arg]
+        """The overlay mount of ``diffs`` (lowest first) with a writable ``upper``."""
+        lower = ":".join(reversed(diffs))  # overlayfs lists the top layer first
+        return {"type": "overlay", "source": "overlay", "destination": target,
+                "options": [f"lowerdir={lower}", f"upperdir={upper}", f"workdir={work}",
+                            "userxattr"]}
+
+
+def _make_layer(blob: str, target: str, tmp_root: str, max_uid: int, max_gid: int) -> dict:  # type: ignore[type-arg]
+    """Runs in the user namespace: extract the diff on its own, rename into place."""
+    tmp = os.path.join(tmp_root, f".overlay-{os.path.basename(target)[:12]}-{os.getpid()}")
+    os.makedirs(os.path.join(tmp, "diff"), mode=0o755)
+    try:
+        with open(blob, "rb") as f:
+            stats = apply_layer(f, os.path.join(tmp, "diff"), whiteouts="overlay",
+                                id_ok=lambda u, g: u <= max_uid and g <= max_gid)
+        os.rename(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {"overflow": list(stats.overflow_owners)}

@@ -23,8 +23,11 @@ import stat
 
 from rctr.core import linux
 from rctr.core.linux import (
-    MNT_DETACH, MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC,
-    MS_REMOUNT, MS_SHARED, MS_SLAVE, MS_UNBINDABLE,
+    MNT_DETACH, MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REC,
+    MS_REMOUNT, MS_SLAVE,
+)
+from rctr.core.mountopts import (
+    MS_NOATIME, MS_NODIRATIME, MS_RELATIME, MS_STRICTATIME, PROPAGATION, parse_options,
 )
 from rctr.core.securejoin import secure_join
 
@@ -33,57 +36,15 @@ __all__ = [
     "remount_flags",
 ]
 
-_MS_SYNCHRONOUS, _MS_MANDLOCK, _MS_DIRSYNC = 0x10, 0x40, 0x80
-_MS_NOATIME, _MS_NODIRATIME, _MS_SILENT = 0x400, 0x800, 0x8000
-_MS_RELATIME, _MS_STRICTATIME = 1 << 21, 1 << 24
-
-# option -> (clear instead of set, flag)
-_FLAGS = {
-    "defaults": (False, 0), "ro": (False, MS_RDONLY), "rw": (True, MS_RDONLY),
-    "suid": (True, MS_NOSUID), "nosuid": (False, MS_NOSUID),
-    "dev": (True, MS_NODEV), "nodev": (False, MS_NODEV),
-    "exec": (True, MS_NOEXEC), "noexec": (False, MS_NOEXEC),
-    "sync": (False, _MS_SYNCHRONOUS), "async": (True, _MS_SYNCHRONOUS),
-    "dirsync": (False, _MS_DIRSYNC), "remount": (False, MS_REMOUNT),
-    "mand": (False, _MS_MANDLOCK), "nomand": (True, _MS_MANDLOCK),
-    "atime": (True, _MS_NOATIME), "noatime": (False, _MS_NOATIME),
-    "diratime": (True, _MS_NODIRATIME), "nodiratime": (False, _MS_NODIRATIME),
-    "bind": (False, MS_BIND), "rbind": (False, MS_BIND | MS_REC),
-    "relatime": (False, _MS_RELATIME), "norelatime": (True, _MS_RELATIME),
-    "strictatime": (False, _MS_STRICTATIME), "nostrictatime": (True, _MS_STRICTATIME),
-    "silent": (False, _MS_SILENT), "loud": (True, _MS_SILENT),
-}
-_PROPAGATION = {
-    "private": MS_PRIVATE, "rprivate": MS_PRIVATE | MS_REC,
-    "shared": MS_SHARED, "rshared": MS_SHARED | MS_REC,
-    "slave": MS_SLAVE, "rslave": MS_SLAVE | MS_REC,
-    "unbindable": MS_UNBINDABLE, "runbindable": MS_UNBINDABLE | MS_REC,
-}
-# Options other tools put in config.json that are no mount(2) flags and no fs data.
-_IGNORED = {"tmpcopyup", "notmpcopyup", "copy-symlink", "z", "Z", "U", "idmap", "ridmap"}
 # Flags a remount may change; the rest of a bind's flags come from statvfs.
 _ST_TO_MS = {
     MS_RDONLY: MS_RDONLY, 2: MS_NOSUID, 4: MS_NODEV, 8: MS_NOEXEC,
-    1024: _MS_NOATIME, 2048: _MS_NODIRATIME, 4096: _MS_RELATIME,
+    1024: MS_NOATIME, 2048: MS_NODIRATIME, 4096: MS_RELATIME,
 }
 DEFAULT_DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom",
                    "/dev/tty")
 _DEV_SYMLINKS = (("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"),
                  ("/proc/self/fd/1", "/dev/stdout"), ("/proc/self/fd/2", "/dev/stderr"))
-
-
-def parse_options(options: list[str]) -> tuple[int, list[int], str]:
-    """Split mount options into (mount flags, propagation flags, fs data string)."""
-    flags, propagation, data = 0, [], []
-    for opt in options:
-        if opt in _FLAGS:
-            clear, flag = _FLAGS[opt]
-            flags = flags & ~flag if clear else flags | flag
-        elif opt in _PROPAGATION:
-            propagation.append(_PROPAGATION[opt])
-        elif opt not in _IGNORED:
-            data.append(opt)
-    return flags, propagation, ",".join(data)
 
 
 def remount_flags(path: str, wanted: int) -> int:
@@ -95,7 +56,7 @@ def remount_flags(path: str, wanted: int) -> int:
             locked |= ms_flag
     if not current & (1024 | 4096):
         # No atime flag means strictatime; a remount without one would ask for relatime.
-        locked |= _MS_STRICTATIME
+        locked |= MS_STRICTATIME
     return wanted | locked
 
 
@@ -213,7 +174,7 @@ def prepare_rootfs(config: dict, bundle: str) -> str:  # type: ignore[type-arg]
     """Mount everything under the rootfs; return the rootfs path."""
     rootfs = config["root"]["path"]
     # Nothing we mount may propagate back to the host (runc: MS_SLAVE|MS_REC).
-    propagation = _PROPAGATION.get(config["linux"].get("rootfsPropagation") or "rslave",
+    propagation = PROPAGATION.get(config["linux"].get("rootfsPropagation") or "rslave",
                                    MS_SLAVE | MS_REC)
     linux.mount(None, "/", None, propagation | MS_REC)
     # pivot_root needs the new root to be a mount point.

@@ -17,7 +17,7 @@ from rctr.core.securejoin import secure_join
 from rctr.core.subid import subid_ranges
 from rctr.rootless import default_spec, exit_code
 from rctr.rootless._config import load_config
-from rctr.rootless._mounts import parse_options
+from rctr.core.mountopts import parse_options
 from rctr.rootless._state import StateDir, check_id
 
 

@@ -14,11 +14,11 @@ from ._blobs import BlobStore, DigestMismatch
 from ._images import ImageIndex, chain_ids
 from ._layout import StoreLayout
 from ._load import load_docker_archive, load_oci_layout
-from ._overlay import OverlayDriver
+from ._overlay import FuseOverlayDriver, OverlayDriver, perform_mount
 from ._reference import Reference, parse_reference
 from ._vfs import VfsDriver
 
-__all__ = ["Store", "DigestMismatch", "Reference", "parse_reference", "chain_ids"]
+__all__ = ["Store", "DigestMismatch", "Reference", "parse_reference", "chain_ids", "perform_mount"]
 
 
 class Store:
@@ -30,6 +30,7 @@ class Store:
         self.images = ImageIndex(self.layout)
         self.vfs = VfsDriver(self.layout, self.blobs)
         self.overlay = OverlayDriver(self.layout, self.blobs)
+        self.fuse_overlayfs = FuseOverlayDriver(self.layout, self.blobs)
 
     @classmethod
     def default(cls) -> Store:

@@ -22,29 +22,30 @@ from ._blobs import BlobStore
 from ._extract import apply_layer
 from ._layout import StoreLayout
 
-__all__ = ["OverlayDriver"]
+__all__ = ["OverlayDriver", "FuseOverlayDriver", "perform_mount"]
 
 
 class OverlayDriver:
     name = "overlay"
+    layers_name = "overlay"  # the layer form on disk; fuse-overlayfs reads the same one
 
     def __init__(self, layout: StoreLayout, blobs: BlobStore) -> None:
         self.layout = layout
         self.blobs = blobs
 
     def diff_path(self, chain_id: str) -> str:
-        return os.path.join(self.layout.layer(self.name, chain_id), "diff")
+        return os.path.join(self.layout.layer(self.layers_name, chain_id), "diff")
 
     def prepare(self, image: dict) -> list[str]:  # type: ignore[type-arg]
         """Extract every missing layer; return the diff directories, lowest first."""
         self.layout.ensure()
-        os.makedirs(os.path.join(self.layout.layers, self.name), mode=0o700, exist_ok=True)
+        os.makedirs(os.path.join(self.layout.layers, self.layers_name), mode=0o700, exist_ok=True)
         uid_maps, gid_maps = default_id_maps()
         max_uid = max(m["containerID"] + m["size"] - 1 for m in uid_maps)
         max_gid = max(m["containerID"] + m["size"] - 1 for m in gid_maps)
         diffs = []
         for layer, chain_id in zip(image["layers"], image["chain_ids"], strict=True):
-            target = self.layout.layer(self.name, chain_id)
+            target = self.layout.layer(self.layers_name, chain_id)
             if not os.path.isdir(target):
                 blob = self.blobs.path(layer["digest"])
                 run_in_userns(lambda b=blob, t=target: _make_layer(  # type: ignore[misc]
@@ -59,6 +60,39 @@ class OverlayDriver:
         return {"type": "overlay", "source": "overlay", "destination": target,
                 "options": [f"lowerdir={lower}", f"upperdir={upper}", f"workdir={work}",
                             "userxattr"]}
+
+
+class FuseOverlayDriver(OverlayDriver):
+    """fuse-overlayfs over the overlay driver's layers, for kernels that refuse
+    overlayfs in a user namespace (before 5.11).  Its mount is a process."""
+
+    name = "fuse-overlayfs"
+
+    @staticmethod
+    def mount_for(diffs: list[str], upper: str, work: str, target: str) -> dict:  # type: ignore[type-arg]
+        lower = ":".join(reversed(diffs))
+        return {"type": "fuse-overlayfs", "source": "fuse-overlayfs", "destination": target,
+                "options": [f"lowerdir={lower}", f"upperdir={upper}", f"workdir={work}"]}
+
+
+def perform_mount(m: dict) -> None:  # type: ignore[type-arg]
+    """Perform a mount the drivers described, in the calling process's namespaces."""
+    if m["type"] == "fuse-overlayfs":
+        import subprocess
+
+        r = subprocess.run(["fuse-overlayfs", "-o", ",".join(m["options"]), m["destination"]],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            from rctr.core.errors import Unavailable
+
+            raise Unavailable(f"fuse-overlayfs failed: {r.stderr.strip()}",
+                              hint="check /dev/fuse and the fuse-overlayfs package (`rctr doctor`)")
+        return
+    from rctr.core import linux
+    from rctr.core.mountopts import parse_options
+
+    flags, _, data = parse_options(m["options"])
+    linux.mount(m["source"], m["destination"], m["type"], flags, data or None)
 
 
 def _make_layer(blob: str, target: str, tmp_root: str, max_uid: int, max_gid: int) -> dict:  # type: ignore[type-arg]

@@ -57,6 +57,9 @@ _PROBES = {
     "subuid": _subuid,
     "newuidmap": lambda: _binary("newuidmap"),
     "crun": lambda: _binary("crun"),
+    "fuse": lambda: _binary("fuse-overlayfs") or (
+        None if os.access("/dev/fuse", os.R_OK | os.W_OK) and os.stat("/dev/fuse").st_mode & 0o006
+        else "/dev/fuse is not usable by ordinary users (scripts/setup.sh opens it)"),
     "runc": lambda: _binary("runc"),
     "libseccomp": lambda: None if os.path.exists("/usr/lib/x86_64-linux-gnu/libseccomp.so.2")
     or os.path.exists("/usr/lib/aarch64-linux-gnu/libseccomp.so.2") else "libseccomp2 missing",

@@ -14,12 +14,9 @@ namespace performs it.
 from __future__ import annotations
 
 import os
-import shutil
-
-from rctr.core.userns import default_id_maps, run_in_userns
 
 from ._blobs import BlobStore
-from ._extract import apply_layer
+from ._build import build_layer, warn_overflow
 from ._layout import StoreLayout
 
 __all__ = ["OverlayDriver", "FuseOverlayDriver", "perform_mount"]
@@ -40,17 +37,14 @@ class OverlayDriver:
         """Extract every missing layer; return the diff directories, lowest first."""
         self.layout.ensure()
         os.makedirs(os.path.join(self.layout.layers, self.layers_name), mode=0o700, exist_ok=True)
-        uid_maps, gid_maps = default_id_maps()
-        max_uid = max(m["containerID"] + m["size"] - 1 for m in uid_maps)
-        max_gid = max(m["containerID"] + m["size"] - 1 for m in gid_maps)
-        diffs = []
+        diffs, overflow = [], []
         for layer, chain_id in zip(image["layers"], image["chain_ids"], strict=True):
             target = self.layout.layer(self.layers_name, chain_id)
             if not os.path.isdir(target):
-                blob = self.blobs.path(layer["digest"])
-                run_in_userns(lambda b=blob, t=target: _make_layer(  # type: ignore[misc]
-                    b, t, self.layout.tmp, max_uid, max_gid), maps=(uid_maps, gid_maps))
+                overflow += build_layer(self.blobs.path(layer["digest"]), target,
+                                        self.layout.tmp, whiteouts="overlay", into="diff")
             diffs.append(self.diff_path(chain_id))
+        warn_overflow(overflow)
         return diffs
 
     @staticmethod
@@ -93,18 +87,3 @@ def perform_mount(m: dict) -> None:  # type: ignore[type-arg]
 
     flags, _, data = parse_options(m["options"])
     linux.mount(m["source"], m["destination"], m["type"], flags, data or None)
-
-
-def _make_layer(blob: str, target: str, tmp_root: str, max_uid: int, max_gid: int) -> dict:  # type: ignore[type-arg]
-    """Runs in the user namespace: extract the diff on its own, rename into place."""
-    tmp = os.path.join(tmp_root, f".overlay-{os.path.basename(target)[:12]}-{os.getpid()}")
-    os.makedirs(os.path.join(tmp, "diff"), mode=0o755)
-    try:
-        with open(blob, "rb") as f:
-            stats = apply_layer(f, os.path.join(tmp, "diff"), whiteouts="overlay",
-                                id_ok=lambda u, g: u <= max_uid and g <= max_gid)
-        os.rename(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return {"overflow": list(stats.overflow_owners)}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 from ._blobs import BlobStore, DigestMismatch
+from ._gc import collect_tmp, prune
 from ._images import ImageIndex, chain_ids
 from ._layout import StoreLayout
 from ._load import load_docker_archive, load_oci_layout
@@ -37,6 +38,17 @@ class Store:
         from rctr.core.paths import data_dir
 
         return cls(os.path.join(data_dir(), "storage"))
+
+    def collect_garbage(self) -> list[str]:
+        """Remove what crashed pulls and extractions left under tmp/ (call at start)."""
+        return collect_tmp(self.layout)
+
+    def remove_image(self, ref_or_id: str, force: bool = False) -> list[str]:
+        return self.images.remove(ref_or_id, force)
+
+    def prune(self) -> dict[str, int]:
+        """Remove blobs and layers no image refers to (``rctr image prune``)."""
+        return prune(self.layout, self.images)
 
     def load(self, path: str, name: str | None = None) -> list[dict]:  # type: ignore[type-arg]
         """Load an OCI layout directory or a docker-archive tarball."""

@@ -73,6 +73,27 @@ class ImageIndex:
                 raise NotFound(f"no such image: {ref_or_id}")
         return data["images"][image_id]  # type: ignore[no-any-return]
 
+    def remove(self, ref_or_id: str, force: bool = False) -> list[str]:
+        """Untag ``ref_or_id``; drop the image when no name is left (or ``force``).
+
+        Returns what was done, Docker style: "Untagged: NAME", "Deleted: ID".
+        """
+        image = self.get(ref_or_id)
+        data = self._read()
+        done = []
+        by_name = not ref_or_id.startswith("sha256:") and str(parse_reference(ref_or_id)) \
+            in data["names"]
+        names = [str(parse_reference(ref_or_id))] if by_name and not force else image["names"]
+        for name in names:
+            data["names"].pop(name, None)
+            data["images"][image["id"]]["names"].remove(name)
+            done.append(f"Untagged: {name}")
+        if force or not data["images"][image["id"]]["names"]:
+            del data["images"][image["id"]]
+            done.append(f"Deleted: {image['id']}")
+        self._write(data)
+        return done
+
     def list(self) -> list[dict]:  # type: ignore[type-arg]
         return list(self._read()["images"].values())
 

@@ -43,3 +43,34 @@ def test_vfs_layers_apply_whiteouts_and_map_owners(user: UserShell, test_image: 
     after = {p: os.stat(os.path.join(root, "layers", "vfs", p)).st_ino
              for p in os.listdir(os.path.join(root, "layers", "vfs"))}
     assert before == after and len(after) == 3
+
+
+_GC_SCRIPT = """
+import os, sys
+from rctr.storage import Store
+store = Store(sys.argv[1])
+store.load(sys.argv[2], name="rctr-test/busybox:latest")
+store.load(sys.argv[2], name="other/name:1")
+top = store.vfs.prepare(store.images.get("rctr-test/busybox"))
+# a crashed extraction: subuid-owned files under tmp/ with a dead pid
+os.rename(top, os.path.join(store.layout.tmp, ".layer-crashed-999999"))
+open(os.path.join(store.layout.tmp, "blob-partial-999998"), "w").close()
+print(sorted(store.collect_garbage()))
+print(store.remove_image("rctr-test/busybox"))
+print(store.remove_image("other/name:1"))
+print(store.prune())
+print(sorted(os.listdir(store.layout.blobs)), os.listdir(os.path.join(store.layout.layers, "vfs")))
+"""
+
+
+def test_garbage_rmi_and_prune_leave_an_empty_store(user: UserShell, test_image: str) -> None:
+    root = user.base / "store"
+    r = user.run([sys.executable, "-c", _GC_SCRIPT, str(root), test_image], timeout=120)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "['.layer-crashed-999999', 'blob-partial-999998']"
+    assert lines[1] == "['Untagged: docker.io/rctr-test/busybox:latest']"
+    assert lines[2].startswith("['Untagged: docker.io/other/name:1', 'Deleted: sha256:")
+    assert lines[3] == "{'blobs': 5, 'layers': 2}"  # manifest, config, 3 layers; 2 layers left
+    assert lines[4] == "[] []"
+    assert os.listdir(root / "tmp") == []

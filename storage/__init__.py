@@ -17,6 +17,7 @@ from ._layout import StoreLayout
 from ._load import load_docker_archive, load_oci_layout
 from ._overlay import FuseOverlayDriver, OverlayDriver, perform_mount
 from ._reference import Reference, parse_reference
+from ._save import save_oci
 from ._vfs import VfsDriver
 
 __all__ = ["Store", "DigestMismatch", "Reference", "parse_reference", "chain_ids", "perform_mount"]
@@ -50,12 +51,56 @@ class Store:
         """Remove blobs and layers no image refers to (``rctr image prune``)."""
         return prune(self.layout, self.images)
 
+    def save(self, refs: list[str], out: str) -> None:
+        """Save images as an OCI layout: a directory, or an oci-archive if ``out`` ends in .tar."""
+        save_oci(refs, self.blobs, self.images, out)
+
     def load(self, path: str, name: str | None = None) -> list[dict]:  # type: ignore[type-arg]
-        """Load an OCI layout directory or a docker-archive tarball."""
+        """Load an OCI layout directory, an oci-archive or a docker-archive tarball."""
         if not os.access(path, os.R_OK):
             from rctr.core.errors import NotFound
 
             raise NotFound(f"cannot read {path}: no such file, or not readable by you")
         if os.path.isdir(path):
             return load_oci_layout(path, self.blobs, self.images, name=name)
+        if _is_oci_archive(path):
+            import tempfile
+
+            with tempfile.TemporaryDirectory(dir=self._tmp()) as unpacked:
+                _unpack_oci_archive(path, unpacked)
+                return load_oci_layout(unpacked, self.blobs, self.images, name=name)
         return load_docker_archive(path, self.blobs, self.images)
+
+    def _tmp(self) -> str:
+        self.layout.ensure()
+        return self.layout.tmp
+
+
+def _unpack_oci_archive(path: str, dest: str) -> None:
+    """Take only the layout's own files out of the tar: no other name is trusted."""
+    import re
+    import shutil
+    import tarfile
+
+    allowed = re.compile(r"^(oci-layout|index\.json|blobs/sha256/[0-9a-f]{64})$")
+    os.makedirs(os.path.join(dest, "blobs", "sha256"), exist_ok=True)
+    with tarfile.open(path) as tar:
+        for member in tar:
+            name = member.name.removeprefix("./")
+            if not member.isfile() or not allowed.match(name):
+                continue
+            src = tar.extractfile(member)
+            if src is None:
+                continue
+            with src, open(os.path.join(dest, name), "wb") as out:
+                shutil.copyfileobj(src, out)
+
+
+def _is_oci_archive(path: str) -> bool:
+    import tarfile
+
+    try:
+        with tarfile.open(path) as tar:
+            return "oci-layout" in tar.getnames()
+    except tarfile.TarError:
+        return False

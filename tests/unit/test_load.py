@@ -90,3 +90,20 @@ def test_index_json_is_not_trusted(tmp_path: Path) -> None:
     blobs, index = _store(tmp_path)
     with pytest.raises(InvalidArgument):
         load_oci_layout(str(tmp_path / "oci"), blobs, index)
+
+
+@pytest.mark.parametrize("form", ["dir", "tar"])
+def test_save_then_load_keeps_every_digest(tmp_path: Path, form: str) -> None:
+    from rctr.storage import Store
+
+    built = testimage.build_oci_layout(str(tmp_path / "oci"))
+    first = Store(str(tmp_path / "a"))
+    [original] = first.load(str(tmp_path / "oci"), name="rctr-test/busybox:latest")
+    out = str(tmp_path / ("saved.tar" if form == "tar" else "saved"))
+    first.save(["rctr-test/busybox"], out)
+    second = Store(str(tmp_path / "b"))
+    [again] = second.load(out)
+    assert again["id"] == original["id"] == built["config_digest"]
+    assert again["manifest"] == original["manifest"]
+    assert [lay["digest"] for lay in again["layers"]] == built["layers"]
+    assert again["names"] == ["docker.io/rctr-test/busybox:latest"]

@@ -1,0 +1,64 @@
+"""Writing images out of the store: an OCI image layout, as a directory or a tar.
+
+Blobs are copied byte for byte, so a save then a load keeps every digest.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+
+from ._blobs import BlobStore
+from ._images import ImageIndex
+
+__all__ = ["save_oci"]
+
+_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+def _index(images: list[dict], blobs: BlobStore) -> bytes:  # type: ignore[type-arg]
+    manifests = []
+    for image in images:
+        raw = blobs.read(image["manifest"])
+        media_type = json.loads(raw).get("mediaType") or _MANIFEST
+        for name in image["names"] or [None]:
+            desc = {"mediaType": media_type, "digest": image["manifest"], "size": len(raw)}
+            if name:
+                desc["annotations"] = {"org.opencontainers.image.ref.name": name}
+            manifests.append(desc)
+    return json.dumps({"schemaVersion": 2, "manifests": manifests}, indent=2).encode()
+
+
+def _blob_digests(image: dict) -> list[str]:  # type: ignore[type-arg]
+    return [image["manifest"], image["config"], *(layer["digest"] for layer in image["layers"])]
+
+
+def save_oci(refs: list[str], blobs: BlobStore, index: ImageIndex, out: str) -> None:
+    """Save the images ``refs`` name as an OCI layout (``out`` a directory, or a ``.tar``)."""
+    images = [index.get(ref) for ref in refs]
+    digests = list(dict.fromkeys(d for image in images for d in _blob_digests(image)))
+    files = {"oci-layout": json.dumps({"imageLayoutVersion": "1.0.0"}).encode(),
+             "index.json": _index(images, blobs)}
+    if out.endswith(".tar"):
+        tmp = f"{out}.tmp-{os.getpid()}"
+        with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
+            for name, data in files.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+            for digest in digests:
+                tar.add(blobs.path(digest), arcname=f"blobs/sha256/{digest[7:]}")
+        os.rename(tmp, out)
+        return
+    os.makedirs(os.path.join(out, "blobs", "sha256"), exist_ok=True)
+    for digest in digests:
+        target = os.path.join(out, "blobs", "sha256", digest[7:])
+        if not os.path.exists(target):
+            with blobs.open(digest) as src, open(target, "wb") as dst:
+                while chunk := src.read(1 << 20):
+                    dst.write(chunk)
+    for name, data in files.items():
+        with open(os.path.join(out, name), "wb") as f:
+            f.write(data)

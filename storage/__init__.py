@@ -1,9 +1,9 @@
 """rctr.storage: images and layers for an ordinary user.
 
-``Store`` is the facade: blobs by digest, the image index, loading from
-files, and the drivers that turn an image into directories on disk.  The
-registry client, the overlay drivers and container RW layers come next
-(issue 3 is in progress).
+``Store`` is the facade: blobs by digest, the image index, pulling from
+registries, loading from and saving to files, and the drivers that turn an
+image into directories on disk (vfs) or mounts (overlay, fuse-overlayfs).
+Container RW layers come next (issue 3 is in progress).
 """
 
 from __future__ import annotations
@@ -17,10 +17,12 @@ from ._layout import StoreLayout
 from ._load import load_docker_archive, load_oci_layout
 from ._overlay import FuseOverlayDriver, OverlayDriver, perform_mount
 from ._reference import Reference, parse_reference
+from ._registry import AuthStore, RegistryClient, pull
 from ._save import save_oci
 from ._vfs import VfsDriver
 
-__all__ = ["Store", "DigestMismatch", "Reference", "parse_reference", "chain_ids", "perform_mount"]
+__all__ = ["Store", "DigestMismatch", "Reference", "parse_reference", "chain_ids", "perform_mount",
+           "AuthStore", "RegistryClient"]
 
 
 class Store:
@@ -39,6 +41,12 @@ class Store:
         from rctr.core.paths import data_dir
 
         return cls(os.path.join(data_dir(), "storage"))
+
+    def pull(self, ref: str, *, platform: str | None = None,
+             client: RegistryClient | None = None, progress=None) -> dict:  # type: ignore[no-untyped-def, type-arg]
+        """Pull ``ref`` from its registry; blobs already here are not fetched again."""
+        return pull(client or RegistryClient(auth=AuthStore()), parse_reference(ref),
+                    self.blobs, self.images, platform=platform, progress=progress)
 
     def collect_garbage(self) -> list[str]:
         """Remove what crashed pulls and extractions left under tmp/ (call at start)."""

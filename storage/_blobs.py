@@ -55,7 +55,11 @@ class BlobStore:
         if os.path.exists(target):
             return target
         self.layout.ensure()
-        tmp = os.path.join(self.layout.tmp, f"blob-{digest[7:19]}-{os.getpid()}")
+        import threading
+
+        # pid last (garbage collection reads it); the thread keeps concurrent pulls apart.
+        tmp = os.path.join(self.layout.tmp,
+                           f"blob-{digest[7:19]}-{threading.get_ident()}-{os.getpid()}")
         hasher = hashlib.sha256()
         done = 0
         try:

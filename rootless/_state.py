@@ -13,25 +13,17 @@ from __future__ import annotations
 
 import json
 import os
-import re
 
 from rctr.core.atomic import write_json_atomic
 from rctr.core.errors import InvalidArgument, NotFound
+from rctr.core.ids import check_id
 from rctr.core.proc import Process
 
 __all__ = ["StateDir", "Container", "check_id", "CREATED", "RUNNING", "STOPPED", "CREATING"]
 
 CREATING, CREATED, RUNNING, STOPPED = "creating", "created", "running", "stopped"
-_ID_RE = re.compile(r"^[A-Za-z0-9_.+-]{1,1024}$")
 STATE_FILE = "state.json"
 EXEC_FIFO = "exec.fifo"
-
-
-def check_id(container_id: str) -> str:
-    if not _ID_RE.match(container_id) or container_id in (".", ".."):
-        raise InvalidArgument(
-            f"invalid container id {container_id!r}: use letters, digits and _ . + - only")
-    return container_id
 
 
 class Container:

@@ -18,6 +18,7 @@ from ._load import load_docker_archive, load_oci_layout
 from ._overlay import FuseOverlayDriver, OverlayDriver, perform_mount
 from ._reference import Reference, parse_reference
 from ._registry import AuthStore, RegistryClient, pull
+from ._rw import RWLayers
 from ._save import save_oci
 from ._vfs import VfsDriver
 
@@ -35,6 +36,8 @@ class Store:
         self.vfs = VfsDriver(self.layout, self.blobs)
         self.overlay = OverlayDriver(self.layout, self.blobs)
         self.fuse_overlayfs = FuseOverlayDriver(self.layout, self.blobs)
+        self.rw = RWLayers(self.layout, {"vfs": self.vfs, "overlay": self.overlay,
+                                         "fuse-overlayfs": self.fuse_overlayfs})
 
     @classmethod
     def default(cls) -> Store:

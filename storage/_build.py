@@ -15,7 +15,7 @@ from rctr.core.userns import default_id_maps, run_in_userns
 
 from ._extract import apply_layer
 
-__all__ = ["build_layer", "remove_layer", "warn_overflow"]
+__all__ = ["build_layer", "copy_tree", "remove_layer", "warn_overflow"]
 
 
 def build_layer(blob: str, target: str, tmp_root: str, *, whiteouts: str,
@@ -46,6 +46,14 @@ def build_layer(blob: str, target: str, tmp_root: str, *, whiteouts: str,
         return list(stats.overflow_owners)
 
     return run_in_userns(build, maps=(uid_maps, gid_maps))  # type: ignore[no-any-return]
+
+
+def copy_tree(source: str, target: str) -> None:
+    """Copy a layer with its owners (vfs RW layers), from inside the user namespace."""
+    def copy() -> None:
+        subprocess.run(["cp", "-a", source, target], check=True, capture_output=True)
+
+    run_in_userns(copy)
 
 
 def remove_layer(target: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 from ._blobs import BlobStore, DigestMismatch
+from ._choose import choose_driver
 from ._gc import collect_tmp, prune
 from ._images import ImageIndex, chain_ids
 from ._layout import StoreLayout
@@ -44,6 +45,10 @@ class Store:
         from rctr.core.paths import data_dir
 
         return cls(os.path.join(data_dir(), "storage"))
+
+    def driver(self, name: str | None = None) -> str:
+        """The storage driver to use: ``name``, $RCTR_STORAGE_DRIVER, remembered, or probed."""
+        return choose_driver(self.layout, name)
 
     def pull(self, ref: str, *, platform: str | None = None,
              client: RegistryClient | None = None, progress=None) -> dict:  # type: ignore[no-untyped-def, type-arg]

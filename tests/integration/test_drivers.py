@@ -69,3 +69,21 @@ def test_rw_layer_conformance(user: UserShell, test_image: str, driver: str) -> 
                   str(root)], timeout=60)
     assert r.returncode == 0, r.stderr
     assert not container.exists()
+
+
+def test_driver_is_probed_once_and_remembered(user: UserShell) -> None:
+    root = user.base / "store"
+    script = "import sys\nfrom rctr.storage import Store\nprint(Store(sys.argv[1]).driver())"
+    r = user.run([sys.executable, "-c", script, str(root)], timeout=120)
+    assert r.returncode == 0, r.stderr
+    # this kernel (>= 5.11) mounts overlayfs in a user namespace: the fastest wins
+    assert r.stdout.strip() == "overlay"
+    assert (root / "driver").read_text() == "overlay\n"
+    (root / "driver").write_text("vfs\n")
+    assert user.run([sys.executable, "-c", script, str(root)]).stdout.strip() == "vfs"
+    r = user.run([sys.executable, "-c", script, str(root)],
+                 env=user.env(RCTR_STORAGE_DRIVER="fuse-overlayfs"))
+    assert r.stdout.strip() == "fuse-overlayfs"
+    r = user.run([sys.executable, "-c", script, str(root)], env=user.env(RCTR_STORAGE_DRIVER="zfs"))
+    assert r.returncode != 0 and "unknown storage driver 'zfs'" in r.stderr
+    assert os.listdir(root / "tmp") == []

@@ -17,6 +17,7 @@ from ._images import ImageIndex, chain_ids
 from ._layout import StoreLayout
 from ._load import load_docker_archive, load_oci_layout
 from ._overlay import FuseOverlayDriver, OverlayDriver, perform_mount
+from ._push import push
 from ._reference import Reference, parse_reference
 from ._registry import AuthStore, RegistryClient, pull
 from ._rw import RWLayers
@@ -55,6 +56,16 @@ class Store:
         """Pull ``ref`` from its registry; blobs already here are not fetched again."""
         return pull(client or RegistryClient(auth=AuthStore()), parse_reference(ref),
                     self.blobs, self.images, platform=platform, progress=progress)
+
+    def push(self, local: str, remote: str | None = None, *,
+             client: RegistryClient | None = None, progress=None) -> dict:  # type: ignore[no-untyped-def, type-arg]
+        """Push the image ``local`` (as ``remote`` if given) to its registry."""
+        return push(client or RegistryClient(auth=AuthStore()), local, remote or local,
+                    self.blobs, self.images, progress)
+
+    def tag(self, source: str, target: str) -> None:
+        """Give the image ``source`` names the additional name ``target``."""
+        self.images.add(self.images.get(source), [target])
 
     def collect_garbage(self) -> list[str]:
         """Remove what crashed pulls and extractions left under tmp/ (call at start)."""

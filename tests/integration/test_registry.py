@@ -279,3 +279,32 @@ def test_bearer_token_and_retries_on_503(user: UserShell, test_image: str) -> No
         server.shutdown()
         server.server_close()
         thread.join(10)
+
+
+_PUSH = """
+import json, sys
+from rctr.storage import Store
+first, second = Store(sys.argv[1]), Store(sys.argv[2])
+first.load(sys.argv[3], name="rctr-test/busybox:latest")
+remote = sys.argv[4] + "/mine/busybox:v1"
+first.tag("rctr-test/busybox", remote)
+pushed = first.push(remote)
+again = first.push(remote)
+pulled = second.pull(remote)
+print(json.dumps({"pushed": pushed, "again": again, "pulled": pulled,
+                  "original": first.images.get(remote)}))
+"""
+
+
+def test_push_then_pull_keeps_digests(user: UserShell, test_image: str) -> None:
+    with Registry() as reg:
+        r = user.run([sys.executable, "-c", _PUSH, str(user.base / "a"), str(user.base / "b"),
+                      test_image, reg.host], timeout=120)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["pushed"]["blobs_sent"] == 4 and out["pushed"]["blobs_skipped"] == 0
+    assert out["again"]["blobs_sent"] == 0 and out["again"]["blobs_skipped"] == 4
+    assert out["pushed"]["digest"] == out["original"]["manifest"]
+    assert out["pulled"]["id"] == out["original"]["id"]
+    assert out["pulled"]["manifest"] == out["original"]["manifest"]
+    assert out["pulled"]["diff_ids"] == out["original"]["diff_ids"]

@@ -15,7 +15,7 @@ from ._choose import choose_driver
 from ._gc import collect_tmp, prune
 from ._images import ImageIndex, chain_ids
 from ._layout import StoreLayout
-from ._load import load_docker_archive, load_oci_layout
+from ._load import import_rootfs, load_docker_archive, load_oci_layout
 from ._overlay import FuseOverlayDriver, OverlayDriver, perform_mount
 from ._push import push
 from ._reference import Reference, parse_reference
@@ -77,6 +77,11 @@ class Store:
     def prune(self) -> dict[str, int]:
         """Remove blobs and layers no image refers to (``rctr image prune``)."""
         return prune(self.layout, self.images)
+
+    def import_rootfs(self, tar_path: str, name: str | None = None,
+                      cmd: list[str] | None = None) -> dict:  # type: ignore[type-arg]
+        """``rctr import``: an image of one layer from a rootfs tarball."""
+        return import_rootfs(tar_path, self.blobs, self.images, name, cmd=cmd)
 
     def save(self, refs: list[str], out: str) -> None:
         """Save images as an OCI layout: a directory, or an oci-archive if ``out`` ends in .tar."""

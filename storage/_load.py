@@ -17,7 +17,7 @@ from ._blobs import BlobStore
 from ._images import ImageIndex, chain_ids
 from ._layout import check_digest
 
-__all__ = ["load_oci_layout", "load_docker_archive", "host_platform", "MEDIA_TYPES"]
+__all__ = ["load_oci_layout", "load_docker_archive", "import_rootfs", "host_platform", "MEDIA_TYPES"]
 
 MEDIA_TYPES = {
     "oci_index": "application/vnd.oci.image.index.v1+json",
@@ -151,3 +151,44 @@ def load_docker_archive(tar_path: str, blobs: BlobStore, index: ImageIndex) -> l
             names = [str(parse_reference(t)) for t in entry.get("RepoTags") or []]
             loaded.append(_register(blobs, index, manifest_digest, manifest, names))
         return loaded
+
+
+def import_rootfs(tar_path: str, blobs: BlobStore, index: ImageIndex, name: str | None = None,
+                  *, cmd: list[str] | None = None) -> dict:  # type: ignore[type-arg]
+    """``rctr import``: one layer made of a rootfs tarball (plain or gzip), as Docker does it.
+
+    The layer is stored as it came; its diff id is the digest of the uncompressed tar.
+    """
+    import gzip
+    import time
+
+    with open(tar_path, "rb") as f:
+        gzipped = f.read(2) == b"\x1f\x8b"
+    opener = gzip.open if gzipped else open
+    diff, blob = hashlib.sha256(), hashlib.sha256()
+    with opener(tar_path, "rb") as f:  # type: ignore[operator]
+        while chunk := f.read(1 << 20):
+            diff.update(chunk)
+    with open(tar_path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            blob.update(chunk)
+    size = os.path.getsize(tar_path)
+    layer_digest = "sha256:" + blob.hexdigest()
+    with open(tar_path, "rb") as f:  # streamed: a rootfs tarball may be large
+        blobs.put(f, layer_digest, size)
+    architecture = host_platform().split("/", 1)[1]
+    config = {"architecture": architecture, "os": "linux",
+              "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+                         **({"Cmd": cmd} if cmd else {})},
+              "rootfs": {"type": "layers", "diff_ids": ["sha256:" + diff.hexdigest()]},
+              "history": [{"created_by": f"rctr import {os.path.basename(tar_path)}"}]}
+    config_raw = json.dumps(config, separators=(",", ":")).encode()
+    config_digest = blobs.put_bytes(config_raw)
+    layer_type = MEDIA_TYPES["oci_layer_tar"] + ("+gzip" if gzipped else "")
+    manifest = {"schemaVersion": 2, "mediaType": MEDIA_TYPES["oci_manifest"],
+                "config": {"mediaType": MEDIA_TYPES["oci_config"], "digest": config_digest,
+                           "size": len(config_raw)},
+                "layers": [{"mediaType": layer_type, "digest": layer_digest, "size": size}]}
+    manifest_digest = blobs.put_bytes(json.dumps(manifest, separators=(",", ":")).encode())
+    return _register(blobs, index, manifest_digest, manifest, [name] if name else [])

@@ -74,3 +74,31 @@ def test_garbage_rmi_and_prune_leave_an_empty_store(user: UserShell, test_image:
     assert lines[3] == "{'blobs': 5, 'layers': 2}"  # manifest, config, 3 layers; 2 layers left
     assert lines[4] == "[] []"
     assert os.listdir(root / "tmp") == []
+
+
+_IMPORT = """
+import gzip, io, os, sys, tarfile
+from rctr.storage import Store
+store = Store(sys.argv[1])
+buf = io.BytesIO()
+with tarfile.open(fileobj=buf, mode="w") as tar:
+    data = b"imported\\n"
+    info = tarfile.TarInfo("etc/imported")
+    info.size = len(data)
+    info.uid = info.gid = 1000
+    tar.addfile(info, io.BytesIO(data))
+path = os.path.join(sys.argv[1] + "-rootfs.tar.gz")
+with gzip.open(path, "wb") as f:
+    f.write(buf.getvalue())
+image = store.import_rootfs(path, "imported/rootfs:1", cmd=["sh"])
+print(store.vfs.prepare(store.images.get("imported/rootfs:1")))
+"""
+
+
+def test_import_a_rootfs_tarball(user: UserShell) -> None:
+    r = user.run([sys.executable, "-c", _IMPORT, str(user.base / "store")], timeout=120)
+    assert r.returncode == 0, r.stderr
+    top = r.stdout.strip()
+    with open(f"{top}/etc/imported") as f:
+        assert f.read() == "imported\n"
+    assert os.stat(f"{top}/etc/imported").st_uid == user.host_uid(1000)

@@ -26,7 +26,7 @@ apt-get update -q >/dev/null
 apt-get install -y -q --no-install-recommends \
     uidmap slirp4netns passt fuse-overlayfs busybox-static docker-registry \
     crun runc libseccomp2 python3 python3-venv python3-pip sudo iproute2 procps \
-    podman skopeo \
+    podman skopeo libfuse2 \
     >/dev/null
 
 for dev in /dev/fuse /dev/net/tun; do

@@ -2,7 +2,7 @@
 
 ``Store`` is the facade: blobs by digest, the image index, pulling from
 registries, loading from and saving to files, and the drivers that turn an
-image into directories on disk (vfs) or mounts (overlay, fuse-overlayfs).
+image into directories on disk (vfs) or mounts (overlay, fuse-overlayfs, fusepy).
 Container RW layers come next (issue 3 is in progress).
 """
 
@@ -16,7 +16,7 @@ from ._gc import collect_tmp, prune
 from ._images import ImageIndex, chain_ids
 from ._layout import StoreLayout
 from ._load import import_rootfs, load_docker_archive, load_oci_layout
-from ._overlay import FuseOverlayDriver, OverlayDriver, perform_mount
+from ._overlay import FuseOverlayDriver, FusepyDriver, OverlayDriver, perform_mount
 from ._push import push
 from ._reference import Reference, parse_reference
 from ._registry import AuthStore, RegistryClient, pull
@@ -38,8 +38,10 @@ class Store:
         self.vfs = VfsDriver(self.layout, self.blobs)
         self.overlay = OverlayDriver(self.layout, self.blobs)
         self.fuse_overlayfs = FuseOverlayDriver(self.layout, self.blobs)
+        self.fusepy = FusepyDriver(self.layout, self.blobs)
         self.rw = RWLayers(self.layout, {"vfs": self.vfs, "overlay": self.overlay,
-                                         "fuse-overlayfs": self.fuse_overlayfs})
+                                         "fuse-overlayfs": self.fuse_overlayfs,
+                                         "fusepy": self.fusepy})
 
     @classmethod
     def default(cls) -> Store:

@@ -14,12 +14,13 @@ namespace performs it.
 from __future__ import annotations
 
 import os
+import sys
 
 from ._blobs import BlobStore
 from ._build import build_layer, warn_overflow
 from ._layout import StoreLayout
 
-__all__ = ["OverlayDriver", "FuseOverlayDriver", "perform_mount"]
+__all__ = ["OverlayDriver", "FuseOverlayDriver", "FusepyDriver", "perform_mount"]
 
 
 class OverlayDriver:
@@ -69,18 +70,44 @@ class FuseOverlayDriver(OverlayDriver):
                 "options": [f"lowerdir={lower}", f"upperdir={upper}", f"workdir={work}"]}
 
 
+class FusepyDriver(OverlayDriver):
+    """The overlay driver's layers served by ``rctr.storage._fusepy``, an overlay
+    filesystem in Python on fusepy, where neither of the above works.  Its mount
+    is a process too."""
+
+    name = "fusepy"
+
+    @staticmethod
+    def mount_for(diffs: list[str], upper: str, work: str, target: str) -> dict:  # type: ignore[type-arg]
+        lower = ":".join(reversed(diffs))
+        return {"type": "fusepy", "source": "fusepy", "destination": target,
+                "options": [f"lowerdir={lower}", f"upperdir={upper}", f"workdir={work}"]}
+
+
+_MOUNT_PROGRAMS = {
+    "fuse-overlayfs": (["fuse-overlayfs"],
+                       "check /dev/fuse and the fuse-overlayfs package (`rctr doctor`)"),
+    # the filesystem process daemonizes once the mount is up, and exits when it goes
+    "fusepy": ([sys.executable, "-m", "rctr.storage._fusepy"],
+               "check /dev/fuse and libfuse 2 (Debian's libfuse2), which fusepy loads"),
+}
+
+
 def perform_mount(m: dict) -> None:  # type: ignore[type-arg]
     """Perform a mount the drivers described, in the calling process's namespaces."""
-    if m["type"] == "fuse-overlayfs":
+    if m["type"] in _MOUNT_PROGRAMS:
         import subprocess
 
-        r = subprocess.run(["fuse-overlayfs", "-o", ",".join(m["options"]), m["destination"]],
-                           capture_output=True, text=True)
+        program, hint = _MOUNT_PROGRAMS[m["type"]]
+        try:
+            r = subprocess.run([*program, "-o", ",".join(m["options"]), m["destination"]],
+                               capture_output=True, text=True, timeout=60)
+        except subprocess.TimeoutExpired:
+            r = subprocess.CompletedProcess([], 1, "", "timed out waiting for the mount")
         if r.returncode != 0:
             from rctr.core.errors import Unavailable
 
-            raise Unavailable(f"fuse-overlayfs failed: {r.stderr.strip()}",
-                              hint="check /dev/fuse and the fuse-overlayfs package (`rctr doctor`)")
+            raise Unavailable(f"{m['type']} failed: {r.stderr.strip()}", hint=hint)
         return
     from rctr.core import linux
     from rctr.core.mountopts import parse_options

@@ -1,6 +1,6 @@
 """Container RW layers: one per container, over the image's layers, for any driver.
 
-    ROOT/containers/ID/upper, work   overlay and fuse-overlayfs: the writable half
+    ROOT/containers/ID/upper, work   overlay, fuse-overlayfs and fusepy: the writable half
     ROOT/containers/ID/rootfs        vfs: a full copy of the image's top layer
     ROOT/containers/ID/merged        where the rootfs is mounted, in the pause namespace
 
@@ -20,7 +20,7 @@ from ._layout import StoreLayout
 
 __all__ = ["RWLayers", "DRIVERS"]
 
-DRIVERS = ("overlay", "fuse-overlayfs", "vfs")
+DRIVERS = ("overlay", "fuse-overlayfs", "fusepy", "vfs")
 
 
 class RWLayers:

@@ -50,10 +50,12 @@ print(json.dumps(run_in_userns(look)))
 """
 
 
-@pytest.mark.parametrize("driver", ["vfs", "overlay", "fuse-overlayfs"])
+@pytest.mark.parametrize("driver", ["vfs", "overlay", "fuse-overlayfs", "fusepy"])
 def test_rw_layer_conformance(user: UserShell, test_image: str, driver: str) -> None:
-    if driver == "fuse-overlayfs" and not caps.has("fuse"):
-        pytest.fail(f"fuse-overlayfs cannot run here: {caps.why_missing('fuse')}")
+    needs = {"fuse-overlayfs": ["fuse"], "fusepy": ["fuse", "libfuse2"]}.get(driver, [])
+    for capability in needs:
+        if not caps.has(capability):
+            pytest.fail(f"{driver} cannot run here: {caps.why_missing(capability)}")
     root = user.base / "store"
     r = user.run([sys.executable, "-c", _SCRIPT, str(root), test_image, driver], timeout=120)
     assert r.returncode == 0, r.stderr

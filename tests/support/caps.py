@@ -61,6 +61,8 @@ _PROBES = {
         None if os.access("/dev/fuse", os.R_OK | os.W_OK) and os.stat("/dev/fuse").st_mode & 0o006
         else "/dev/fuse is not usable by ordinary users (scripts/setup.sh opens it)"),
     "runc": lambda: _binary("runc"),
+    "libfuse2": lambda: None if __import__("ctypes.util").util.find_library("fuse")
+    else "libfuse.so.2 is missing (fusepy needs it; scripts/setup.sh installs libfuse2)",
     "libseccomp": lambda: None if os.path.exists("/usr/lib/x86_64-linux-gnu/libseccomp.so.2")
     or os.path.exists("/usr/lib/aarch64-linux-gnu/libseccomp.so.2") else "libseccomp2 missing",
 }

@@ -22,7 +22,7 @@ Needs ``podman``, ``skopeo``, ``fuse-overlayfs`` and ``docker-registry``
 
    The registry's blobs are in the page cache for every tool alike.
 
-2. File I/O in a mounted rootfs, for the vfs, overlay and fuse-overlayfs
+2. File I/O in a mounted rootfs, for the vfs, overlay, fuse-overlayfs and fusepy
    drivers and a plain host directory on the same filesystem: inside the
    user's namespace (``run_in_userns``), mount the container's RW layer
    (``store.rw.create`` + ``perform_mount``), create 5,000 files of 4 KiB (no
@@ -58,7 +58,7 @@ import testimage  # noqa: E402
 PY = sys.executable
 REPO, TAG = "bench/big", "latest"
 SEED = 20260101
-DRIVERS = ("vfs", "overlay", "fuse-overlayfs")
+DRIVERS = ("vfs", "overlay", "fuse-overlayfs", "fusepy")
 PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
 PULL_TIMEOUT = 900
 IO_TIMEOUT = 900

@@ -48,13 +48,15 @@ class OverlayDriver:
         warn_overflow(overflow)
         return diffs
 
-    @staticmethod
-    def mount_for(diffs: list[str], upper: str, work: str, target: str) -> dict:  # type: ignore[type-arg]
-        """The overlay mount of ``diffs`` (lowest first) with a writable ``upper``."""
+    # Kernel overlayfs needs userxattr in a user namespace; the FUSE ones take no such option.
+    extra_options: tuple[str, ...] = ("userxattr",)
+
+    def mount_for(self, diffs: list[str], upper: str, work: str, target: str) -> dict:  # type: ignore[type-arg]
+        """The mount of ``diffs`` (lowest first) with a writable ``upper``, as data."""
         lower = ":".join(reversed(diffs))  # overlayfs lists the top layer first
-        return {"type": "overlay", "source": "overlay", "destination": target,
+        return {"type": self.name, "source": self.name, "destination": target,
                 "options": [f"lowerdir={lower}", f"upperdir={upper}", f"workdir={work}",
-                            "userxattr"]}
+                            *self.extra_options]}
 
 
 class FuseOverlayDriver(OverlayDriver):
@@ -62,12 +64,7 @@ class FuseOverlayDriver(OverlayDriver):
     overlayfs in a user namespace (before 5.11).  Its mount is a process."""
 
     name = "fuse-overlayfs"
-
-    @staticmethod
-    def mount_for(diffs: list[str], upper: str, work: str, target: str) -> dict:  # type: ignore[type-arg]
-        lower = ":".join(reversed(diffs))
-        return {"type": "fuse-overlayfs", "source": "fuse-overlayfs", "destination": target,
-                "options": [f"lowerdir={lower}", f"upperdir={upper}", f"workdir={work}"]}
+    extra_options = ()
 
 
 class FusepyDriver(OverlayDriver):
@@ -76,12 +73,7 @@ class FusepyDriver(OverlayDriver):
     is a process too."""
 
     name = "fusepy"
-
-    @staticmethod
-    def mount_for(diffs: list[str], upper: str, work: str, target: str) -> dict:  # type: ignore[type-arg]
-        lower = ":".join(reversed(diffs))
-        return {"type": "fusepy", "source": "fusepy", "destination": target,
-                "options": [f"lowerdir={lower}", f"upperdir={upper}", f"workdir={work}"]}
+    extra_options = ()
 
 
 _MOUNT_PROGRAMS = {

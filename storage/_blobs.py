@@ -52,14 +52,24 @@ class BlobStore:
         """Copy ``source`` in, checking size and digest; return the blob's path."""
         check_digest(digest)
         target = self.layout.blob(digest)
-        if os.path.exists(target):
-            return target
+        if not os.path.exists(target):
+            self._store(source, digest, size, on_progress)
+        return target
+
+    def add(self, source: BinaryIO) -> tuple[str, int]:
+        """Store a stream whose digest is not known yet (a local file), hashing it on
+        the way in, in one pass; returns (digest, size)."""
+        return self._store(source, None, None, None)
+
+    def _store(self, source: BinaryIO, digest: str | None, size: int | None,
+               on_progress: Callable[[int], None] | None) -> tuple[str, int]:
         self.layout.ensure()
         import threading
 
         # pid last (garbage collection reads it); the thread keeps concurrent pulls apart.
+        label = digest[7:19] if digest else "new"
         tmp = os.path.join(self.layout.tmp,
-                           f"blob-{digest[7:19]}-{threading.get_ident()}-{os.getpid()}")
+                           f"blob-{label}-{threading.get_ident()}-{os.getpid()}")
         hasher = hashlib.sha256()
         done = 0
         try:
@@ -77,24 +87,29 @@ class BlobStore:
             if size is not None and done != size:
                 raise DigestMismatch(f"blob {digest}: got {done} bytes, expected {size}")
             actual = "sha256:" + hasher.hexdigest()
-            if actual != digest:
+            if digest is not None and actual != digest:
                 raise DigestMismatch(f"blob content hashes to {actual}, not {digest}")
-            os.chmod(tmp, 0o600)
-            os.rename(tmp, target)
-            fsync_dir(self.layout.blobs)
+            target = self.layout.blob(actual)
+            if os.path.exists(target):  # add() of content we hold already
+                os.unlink(tmp)
+            else:
+                os.chmod(tmp, 0o600)
+                os.rename(tmp, target)
+                fsync_dir(self.layout.blobs)
         except BaseException:
             try:
                 os.unlink(tmp)
             except FileNotFoundError:
                 pass
             raise
-        return target
+        return actual, done
 
     def put_bytes(self, data: bytes, digest: str | None = None) -> str:
         """Store ``data``; with no digest given, its own digest. Returns the digest."""
         import io
 
-        digest = digest or "sha256:" + hashlib.sha256(data).hexdigest()
+        if digest is None:
+            return self.add(io.BytesIO(data))[0]
         self.put(io.BytesIO(data), digest, len(data))
         return digest
 

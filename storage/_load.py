@@ -133,14 +133,7 @@ def load_docker_archive(tar_path: str, blobs: BlobStore, index: ImageIndex) -> l
             config_digest = blobs.put_bytes(config_raw)
             layers = []
             for layer_name in entry["Layers"]:
-                f = member(layer_name)
-                h = hashlib.sha256()
-                size = 0
-                while chunk := f.read(1 << 20):
-                    h.update(chunk)
-                    size += len(chunk)
-                digest = "sha256:" + h.hexdigest()
-                blobs.put(member(layer_name), digest, size)
+                digest, size = blobs.add(member(layer_name))
                 layers.append({"mediaType": MEDIA_TYPES["oci_layer_tar"], "digest": digest,
                                "size": size})
             manifest = {"schemaVersion": 2, "mediaType": MEDIA_TYPES["oci_manifest"],
@@ -164,24 +157,22 @@ def import_rootfs(tar_path: str, blobs: BlobStore, index: ImageIndex, name: str 
 
     with open(tar_path, "rb") as f:
         gzipped = f.read(2) == b"\x1f\x8b"
-    opener = gzip.open if gzipped else open
-    diff, blob = hashlib.sha256(), hashlib.sha256()
-    with opener(tar_path, "rb") as f:  # type: ignore[operator]
-        while chunk := f.read(1 << 20):
-            diff.update(chunk)
-    with open(tar_path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            blob.update(chunk)
-    size = os.path.getsize(tar_path)
-    layer_digest = "sha256:" + blob.hexdigest()
     with open(tar_path, "rb") as f:  # streamed: a rootfs tarball may be large
-        blobs.put(f, layer_digest, size)
+        layer_digest, size = blobs.add(f)
+    if gzipped:
+        diff = hashlib.sha256()
+        with gzip.open(tar_path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                diff.update(chunk)
+        diff_id = "sha256:" + diff.hexdigest()
+    else:
+        diff_id = layer_digest  # an uncompressed layer is its own diff
     architecture = host_platform().split("/", 1)[1]
     config = {"architecture": architecture, "os": "linux",
               "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
                          **({"Cmd": cmd} if cmd else {})},
-              "rootfs": {"type": "layers", "diff_ids": ["sha256:" + diff.hexdigest()]},
+              "rootfs": {"type": "layers", "diff_ids": [diff_id]},
               "history": [{"created_by": f"rctr import {os.path.basename(tar_path)}"}]}
     config_raw = json.dumps(config, separators=(",", ":")).encode()
     config_digest = blobs.put_bytes(config_raw)

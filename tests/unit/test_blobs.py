@@ -46,3 +46,13 @@ def test_mismatch_and_wrong_size_leave_nothing(tmp_path: Path) -> None:
 def test_digests_are_checked_before_touching_disk(tmp_path: Path, bad: str) -> None:
     with pytest.raises(InvalidArgument):
         BlobStore(StoreLayout(str(tmp_path))).has(bad)
+
+
+def test_add_hashes_on_the_way_in(tmp_path: Path) -> None:
+    layout = StoreLayout(str(tmp_path / "s"))
+    store = BlobStore(layout)
+    data = b"local file" * 100
+    assert store.add(io.BytesIO(data)) == (_digest(data), len(data))
+    assert store.add(io.BytesIO(data)) == (_digest(data), len(data))  # already there
+    assert store.read(_digest(data)) == data
+    assert list(Path(layout.tmp).iterdir()) == []

@@ -95,7 +95,13 @@ class Runtime:
                console_fd: int | None = None) -> Container:
         check_id(container_id)
         bundle = os.path.abspath(bundle)
-        config = load_config(bundle)
+        return self._create(container_id, bundle, load_config(bundle), pid_file=pid_file,
+                            console_socket=console_socket, preserve_fds=preserve_fds,
+                            console_fd=console_fd)
+
+    def _create(self, container_id: str, bundle: str, config: dict, *,  # type: ignore[type-arg]
+                pid_file: str | None, console_socket: str | None, preserve_fds: int,
+                console_fd: int | None) -> Container:
         new_userns = _fill_user_namespace(config)
         console = self._console_for(config, console_socket, console_fd)
         directory = self.states.reserve(container_id)
@@ -281,7 +287,7 @@ class Runtime:
             raise FailedPrecondition(f"cannot exec in container {container_id!r}: it is stopped")
         validate_process(process, "process")
         ns_fds = _open_namespaces(container)
-        relay_sock, console = self._exec_console(process, console_socket, detach)
+        relay_sock, console = self._console_pair(process, console_socket, detach)
         if not detach:
             from rctr.core.linux import set_child_subreaper
 
@@ -315,8 +321,8 @@ class Runtime:
         return _wait_foreground(pid, relay_sock)
 
     @staticmethod
-    def _exec_console(process: dict, path: str | None, detach: bool):  # type: ignore[no-untyped-def, type-arg]
-        """(socket we read the master from, fd the child sends it on)."""
+    def _console_pair(process: dict, path: str | None, detach: bool):  # type: ignore[no-untyped-def, type-arg]
+        """(socket we read the master from, fd the container side sends it on)."""
         if not process.get("terminal"):
             return None, None
         if path:
@@ -332,22 +338,18 @@ class Runtime:
             console_socket: str | None = None, detach: bool = False, keep: bool = False,
             preserve_fds: int = 0) -> int:
         """create + start; in the foreground, wait and return the container's exit code."""
-        relay_sock = console_fd = None
+        check_id(container_id)
+        bundle = os.path.abspath(bundle)
+        config = load_config(bundle)
         if not detach:
             from rctr.core.linux import set_child_subreaper
 
             set_child_subreaper()
-            if not console_socket:
-                config_terminal = _peek_terminal(bundle)
-                if config_terminal:
-                    import socket
-
-                    relay_sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-                    console_fd = theirs.detach()
+        relay_sock, console_fd = self._console_pair(config["process"], console_socket, detach)
         try:
-            container = self.create(container_id, bundle, pid_file=pid_file,
-                                    console_socket=console_socket, preserve_fds=preserve_fds,
-                                    console_fd=console_fd)
+            container = self._create(container_id, bundle, config, pid_file=pid_file,
+                                     console_socket=None, preserve_fds=preserve_fds,
+                                     console_fd=console_fd)
         finally:
             if console_fd is not None:
                 os.close(console_fd)
@@ -372,14 +374,6 @@ def _owner() -> str:
         return pwd.getpwuid(os.geteuid()).pw_name
     except KeyError:
         return str(os.geteuid())
-
-
-def _peek_terminal(bundle: str) -> bool:
-    try:
-        with open(os.path.join(bundle, "config.json"), "rb") as f:
-            return bool(json.loads(f.read()).get("process", {}).get("terminal"))
-    except (OSError, ValueError, AttributeError):
-        return False  # create reports the problem properly
 
 
 def _open_namespaces(container: Container) -> list[tuple[str, int]]:

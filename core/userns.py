@@ -20,11 +20,35 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable
 
-__all__ = ["default_id_maps", "run_in_userns"]
+__all__ = ["default_id_maps", "in_child_userns", "run_in_userns"]
+
+
+def _own_map(kind: str) -> list[dict[str, int]] | None:
+    """The calling process's id map, when it lives in a user namespace other than the host's."""
+    try:
+        with open(f"/proc/self/{kind}_map") as f:
+            rows = [line.split() for line in f if line.strip()]
+    except OSError:
+        return None
+    if rows == [["0", "0", "4294967295"]]:
+        return None
+    return [{"containerID": int(a), "hostID": int(b), "size": int(n)} for a, b, n in rows]
+
+
+def in_child_userns() -> bool:
+    """True inside a user namespace other than the host's (the pause process's, say)."""
+    return _own_map("uid") is not None
 
 
 def default_id_maps() -> tuple[list[dict[str, int]], list[dict[str, int]]]:
-    """The caller as container root, plus its first subordinate ranges."""
+    """The caller as container root, plus its first subordinate ranges.
+
+    Inside a user namespace already (the daemon, in the pause process's), the
+    answer is that namespace's own maps, seen from inside.
+    """
+    uid_map, gid_map = _own_map("uid"), _own_map("gid")
+    if uid_map is not None and gid_map is not None:
+        return uid_map, gid_map
     return (rootless_mappings(os.geteuid(), SUBUID_FILE),
             rootless_mappings(os.getegid(), SUBGID_FILE))
 
@@ -34,7 +58,12 @@ def run_in_userns(fn: Callable[[], Any], *, mount_ns: bool = True,
     """Call ``fn()`` as root of a new user (and mount) namespace; return its JSON-able result.
 
     An exception in ``fn`` comes back as ``Unavailable`` with its message.
+    A caller that is root already (the daemon, in the pause process's user
+    namespace) calls ``fn`` directly, in a forked child only for a private
+    mount namespace.
     """
+    if os.geteuid() == 0:
+        return _as_root(fn, mount_ns)
     uid_maps, gid_maps = maps or default_id_maps()
     to_child_r, to_child_w = os.pipe()
     from_child_r, from_child_w = os.pipe()
@@ -62,6 +91,41 @@ def run_in_userns(fn: Callable[[], Any], *, mount_ns: bool = True,
         reply = json.loads(data)
     except ValueError:
         raise Unavailable(f"the user-namespace helper died (status {status})") from None
+    if "error" in reply:
+        raise Unavailable(reply["error"])
+    return reply.get("result")
+
+
+def _as_root(fn: Callable[[], Any], mount_ns: bool) -> Any:
+    if not mount_ns:
+        try:
+            return json.loads(json.dumps(fn()))
+        except Exception as exc:  # noqa: BLE001 - the same contract as the forked path
+            raise Unavailable(str(exc) or type(exc).__name__) from exc
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        os.close(rfd)
+        code = 1
+        try:
+            linux.unshare(linux.CLONE_NEWNS)
+            payload: dict[str, Any] = {"result": fn()}
+            code = 0
+        except BaseException as exc:  # noqa: BLE001
+            payload = {"error": str(exc) or type(exc).__name__}
+        try:
+            os.write(wfd, json.dumps(payload).encode())
+        finally:
+            os._exit(code)
+    os.close(wfd)
+    data = b""
+    try:
+        while chunk := os.read(rfd, 65536):
+            data += chunk
+    finally:
+        os.close(rfd)
+        os.waitpid(pid, 0)
+    reply = json.loads(data or b'{"error": "the helper died"}')
     if "error" in reply:
         raise Unavailable(reply["error"])
     return reply.get("result")

@@ -16,8 +16,10 @@ if [ ! -x "$venv/bin/rctr" ]; then
 fi
 # The unprivileged users cannot read a checkout under /root: test the
 # installed copy, refreshed from this checkout.
-"$venv/bin/pip" install -q --disable-pip-version-check --no-deps --no-build-isolation "$repo" \
-    2>&1 | grep -v '^WARNING' || true
-rm -rf "$repo/build" "$repo"/*.egg-info
+# flock: several test runs at once must not interleave their installs.
+flock /tmp/rctr-install.lock sh -c '
+    "$1/bin/pip" install -q --disable-pip-version-check --no-deps --no-build-isolation "$2" \
+        2>&1 | grep -v "^WARNING"
+    rm -rf "$2/build" "$2"/*.egg-info' install "$venv" "$repo" || true
 cd "$repo"
 exec "$venv/bin/python" -m pytest "$@"

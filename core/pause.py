@@ -1,0 +1,163 @@
+"""The pause process: one per user, holding the user and mount namespaces.
+
+Like Podman's pause process, it exists so that every rctr process of a user
+(the daemon, ``rctr unshare``) can join one user namespace, where the user is
+root over its subordinate ids, and one mount namespace, where the layer
+mounts live.  Because the mounts belong to the pause process's namespace and
+not to the daemon, the daemon can restart without losing them.
+
+The pause process is forked, unshares, has its id maps written by the parent
+(``newuidmap``/``newgidmap``) and then execs a minimal interpreter that only
+waits for signals: no rctr code, few pages.  ``pause.json`` in the runtime
+directory names it by pid and start time, so a reused pid is never joined.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sys
+
+from rctr.core import linux
+from rctr.core.atomic import write_json_atomic
+from rctr.core.errors import Unavailable
+from rctr.core.idmap import write_id_maps
+from rctr.core.proc import Process
+from rctr.core.userns import default_id_maps
+
+__all__ = ["ensure_pause", "find_pause", "join", "join_and_exec", "PAUSE_FILE"]
+
+PAUSE_FILE = "pause.json"
+
+# Runs after exec: ignores terminal signals, dies on SIGTERM/SIGKILL.
+_PAUSE_CODE = (
+    "import signal\n"
+    "for s in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGPIPE):\n"
+    "    signal.signal(s, signal.SIG_IGN)\n"
+    "while True:\n"
+    "    signal.pause()\n"
+)
+
+
+def find_pause(rundir: str) -> Process | None:
+    """The live pause process recorded in ``rundir``, or None."""
+    try:
+        with open(os.path.join(rundir, PAUSE_FILE)) as f:
+            record = json.load(f)
+        proc = Process(int(record["pid"]), int(record["start_time"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return proc if proc.alive() else None
+
+
+def ensure_pause(rundir: str) -> tuple[Process, bool]:
+    """The user's pause process, started if it is not running; (process, started now).
+
+    A lock file serialises concurrent callers so that one user never gets two.
+    Must be called before the caller starts any thread (it forks).
+    """
+    os.makedirs(rundir, mode=0o700, exist_ok=True)
+    with open(os.path.join(rundir, "pause.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        proc = find_pause(rundir)
+        if proc is not None:
+            return proc, False
+        proc = _start_pause()
+        write_json_atomic(os.path.join(rundir, PAUSE_FILE),
+                          {"pid": proc.pid, "start_time": proc.start_time}, 0o600)
+        return proc, True
+
+
+def _start_pause() -> Process:
+    uid_maps, gid_maps = default_id_maps()
+    to_child_r, to_child_w = os.pipe()
+    from_child_r, from_child_w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the pause process
+        os.close(to_child_w)
+        os.close(from_child_r)
+        _pause_child(to_child_r, from_child_w)
+    os.close(to_child_r)
+    os.close(from_child_w)
+    try:
+        if os.read(from_child_r, 1) != b"u":
+            raise Unavailable("could not create the user namespace for the pause process",
+                              hint="check user.max_user_namespaces (`rctr doctor`)")
+        write_id_maps(pid, uid_maps, gid_maps)
+        os.write(to_child_w, b"m")
+        # The write end is close-on-exec: EOF means the exec happened, or the child died.
+        rest = os.read(from_child_r, 4096)
+        if rest:
+            raise Unavailable(f"the pause process failed: {rest.decode(errors='replace')}")
+    except BaseException:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        raise
+    finally:
+        os.close(to_child_w)
+        os.close(from_child_r)
+    proc = Process.of(pid)
+    if proc is None:
+        raise Unavailable("the pause process exited at once")
+    return proc
+
+
+def _pause_child(rfd: int, wfd: int) -> None:  # pragma: no cover - runs in the child
+    try:
+        os.setsid()
+        linux.unshare(linux.CLONE_NEWUSER | linux.CLONE_NEWNS)
+        os.write(wfd, b"u")
+        if os.read(rfd, 1) != b"m":
+            os._exit(1)
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+        os.chdir("/")
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.closerange(3, wfd)
+        os.closerange(wfd + 1, 65536)
+        os.execv(sys.executable, ["rctr-pause", "-I", "-S", "-c", _PAUSE_CODE])
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent
+        try:
+            os.write(wfd, str(exc).encode() or b"error")
+        finally:
+            os._exit(1)
+
+
+def join(pause: Process) -> None:
+    """Enter the pause process's user and mount namespaces, as root there.
+
+    The kernel only lets a single-threaded process join a user namespace: call
+    this first thing, before any thread starts.
+    """
+    fds = []
+    try:
+        for name in ("user", "mnt"):
+            fds.append(os.open(f"/proc/{pause.pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC))
+        if not pause.alive():  # checked after opening: the fds pin the namespaces
+            raise Unavailable("the pause process exited while being joined",
+                              hint="run the command again; it starts a new one")
+        linux.setns(fds[0], linux.CLONE_NEWUSER, f"/proc/{pause.pid}/ns/user")
+        linux.setns(fds[1], linux.CLONE_NEWNS, f"/proc/{pause.pid}/ns/mnt")
+    except FileNotFoundError:
+        raise Unavailable("the pause process exited while being joined",
+                          hint="run the command again; it starts a new one") from None
+    finally:
+        for fd in fds:
+            os.close(fd)
+    os.setresgid(0, 0, 0)
+    os.setresuid(0, 0, 0)
+
+
+def join_and_exec(rundir: str, argv: list[str]) -> None:
+    """``rctr unshare``: run ``argv`` (or the user's shell) as root of the user namespace."""
+    proc, _ = ensure_pause(rundir)
+    join(proc)
+    command = argv or [os.environ.get("SHELL") or "/bin/sh"]
+    os.environ["RCTR_UNSHARE"] = "1"
+    try:
+        os.execvp(command[0], command)
+    except OSError as exc:
+        raise Unavailable(f"cannot run {command[0]}: {exc.strerror}") from None

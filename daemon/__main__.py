@@ -1,0 +1,5 @@
+import sys
+
+from rctr.daemon import main
+
+sys.exit(main())

@@ -1,0 +1,330 @@
+"""The ``/images`` endpoints: pull with Docker's progress JSON, push, load, save, tag, remove."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import tempfile
+import threading
+from typing import Any
+
+from rctr.core.errors import Conflict, NotFound
+
+from ._http import HTTPError, Request, Router
+from ._logs import parse_time
+
+__all__ = ["register", "familiar", "image_summary"]
+
+
+def familiar(name: str) -> str:
+    """``docker.io/library/busybox:latest`` → ``busybox:latest``, as Docker shows it."""
+    for prefix in ("docker.io/library/", "docker.io/"):
+        if name.startswith(prefix):
+            return name[len(prefix):]
+    return name
+
+
+def _config(daemon: Any, image: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(daemon.store.blobs.read(image["config"]))  # type: ignore[no-any-return]
+
+
+def _size(image: dict[str, Any]) -> int:
+    return sum(int(layer.get("size") or 0) for layer in image.get("layers", []))
+
+
+def image_summary(daemon: Any, image: dict[str, Any]) -> dict[str, Any]:
+    config = _config(daemon, image)
+    tags = [familiar(n) for n in image.get("names", []) if "@" not in n]
+    digests = [familiar(n.split(":")[0] if "@" not in n else n) for n in image.get("names", []) if "@" in n]
+    return {"Id": image["id"], "ParentId": "", "RepoTags": tags or None,
+            "RepoDigests": digests, "Created": int(parse_time(image.get("created")) or 0),
+            "Size": _size(image), "SharedSize": -1, "VirtualSize": _size(image),
+            "Labels": (config.get("config") or {}).get("Labels") or {}, "Containers": -1}
+
+
+def _inspect(daemon: Any, image: dict[str, Any]) -> dict[str, Any]:
+    config = _config(daemon, image)
+    summary = image_summary(daemon, image)
+    return {
+        "Id": image["id"], "RepoTags": summary["RepoTags"] or [], "RepoDigests": summary["RepoDigests"],
+        "Parent": "", "Comment": config.get("comment", ""), "Created": image.get("created") or config.get("created", ""),
+        "Container": "", "ContainerConfig": {}, "DockerVersion": "", "Author": config.get("author", ""),
+        "Config": config.get("config") or {}, "Architecture": config.get("architecture", ""),
+        "Variant": config.get("variant"), "Os": config.get("os", "linux"), "Size": summary["Size"],
+        "VirtualSize": summary["Size"], "GraphDriver": {"Name": daemon.driver, "Data": {}},
+        "RootFS": {"Type": "layers", "Layers": image.get("diff_ids", [])},
+        "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
+    }
+
+
+def _progress_writer(out: Any) -> Any:
+    lock = threading.Lock()
+    started: set[str] = set()
+
+    def progress(digest: str, done: int, total: int) -> None:
+        short = digest.removeprefix("sha256:")[:12]
+        with lock:
+            if short not in started:
+                started.add(short)
+                out.json({"status": "Pulling fs layer", "progressDetail": {}, "id": short})
+            if total and done >= total:
+                out.json({"status": "Download complete", "progressDetail": {}, "id": short})
+            else:
+                width = 50
+                filled = int(width * done / total) if total else 0
+                bar = "[" + "=" * max(0, filled - 1) + (">" if filled else "") + " " * (width - filled) + "]"
+                out.json({"status": "Downloading", "id": short,
+                          "progressDetail": {"current": done, "total": total},
+                          "progress": f"{bar} {_human(done)}/{_human(total)}"})
+    return progress
+
+
+def _human(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.3g}{unit}" if unit != "B" else f"{n}B"
+        n /= 1000  # type: ignore[assignment]
+    return f"{n}"
+
+
+def _error(out: Any, exc: BaseException) -> None:
+    message = str(exc) or type(exc).__name__
+    hint = getattr(exc, "hint", None)
+    if hint:
+        message += f" (hint: {hint})"
+    out.json({"errorDetail": {"message": message}, "error": message})
+
+
+def register(router: Router, daemon: Any) -> None:
+    store = daemon.store
+
+    def find(name: str) -> dict[str, Any]:
+        try:
+            return store.images.get(name)  # type: ignore[no-any-return]
+        except NotFound:
+            raise NotFound(f"No such image: {name}") from None
+        except ValueError:
+            raise NotFound(f"No such image: {name}") from None
+
+    @router.route("GET", "/images/json")
+    def list_images(req: Request) -> None:
+        filters = req.json_arg("filters", {}) or {}
+        refs = filters.get("reference")
+        items = []
+        for image in store.images.list():
+            summary = image_summary(daemon, image)
+            if refs:
+                import fnmatch
+
+                names = summary["RepoTags"] or []
+                wanted = list(refs) if isinstance(refs, (list, dict)) else [refs]
+                if not any(fnmatch.fnmatch(n, w) or fnmatch.fnmatch(n.split(":")[0], w)
+                           for n in names for w in wanted):
+                    continue
+            if "dangling" in filters and bool(summary["RepoTags"]) == ("true" in filters["dangling"]):
+                continue
+            items.append(summary)
+        items.sort(key=lambda s: s["Created"], reverse=True)
+        req.send_json(items)
+
+    @router.route("POST", "/images/create")
+    def create(req: Request) -> None:
+        source = req.arg("fromSrc")
+        if source is not None:
+            _import(req, daemon, source)
+            return
+        name = req.arg("fromImage")
+        if not name:
+            raise HTTPError(400, "fromImage or fromSrc is required")
+        tag = req.arg("tag")
+        ref = name
+        if tag:
+            ref = f"{name}@{tag}" if tag.startswith("sha256:") else f"{name}:{tag}"
+        elif "@" not in name and ":" not in name.rsplit("/", 1)[-1]:
+            ref = f"{name}:latest"
+        out = req.stream()
+        try:
+            out.json({"status": f"Pulling from {familiar(ref).rsplit(':', 1)[0]}",
+                      "id": tag or ref.rsplit(":", 1)[-1]})
+            record = store.pull(ref, platform=req.arg("platform") or None,
+                                progress=_progress_writer(out))
+            for layer in record.get("layers", []):
+                out.json({"status": "Pull complete", "progressDetail": {},
+                          "id": layer["digest"].removeprefix("sha256:")[:12]})
+            out.json({"status": f"Digest: {record.get('manifest', '')}"})
+            out.json({"status": f"Status: Downloaded newer image for {familiar(ref)}"})
+            daemon.events.emit("image", "pull", ref, {"name": ref})
+        except Exception as exc:  # noqa: BLE001 - reported in the stream, as Docker does
+            _error(out, exc)
+        finally:
+            out.close()
+
+    @router.route("GET", "/images/{name:path}/json")
+    def inspect(req: Request) -> None:
+        req.send_json(_inspect(daemon, find(req.params["name"])))
+
+    @router.route("GET", "/images/{name:path}/history")
+    def history(req: Request) -> None:
+        image = find(req.params["name"])
+        config = _config(daemon, image)
+        rows = [{"Id": "<missing>", "Created": int(parse_time(h.get("created")) or 0),
+                 "CreatedBy": h.get("created_by", ""), "Tags": None, "Size": 0,
+                 "Comment": h.get("comment", "")} for h in reversed(config.get("history") or [])]
+        if rows:
+            rows[0]["Id"] = image["id"]
+        req.send_json(rows)
+
+    @router.route("POST", "/images/{name:path}/tag")
+    def tag(req: Request) -> None:
+        repo = req.arg("repo")
+        if not repo:
+            raise HTTPError(400, "repo is required")
+        target = f"{repo}:{req.arg('tag') or 'latest'}"
+        store.tag(find(req.params["name"])["id"], target)
+        daemon.events.emit("image", "tag", find(target)["id"], {"name": target})
+        req.send(201, b"", content_type="text/plain")
+
+    @router.route("DELETE", "/images/{name:path}")
+    def remove(req: Request) -> None:
+        name = req.params["name"]
+        image = find(name)
+        users = [c for c in daemon.containers.all() if c.record.get("Image") == image["id"]]
+        by_id = name.startswith("sha256:") or image["id"].removeprefix("sha256:").startswith(name)
+        if users and (by_id or len(image.get("names", [])) <= 1) and not req.flag("force"):
+            raise Conflict(f"conflict: unable to remove repository reference \"{name}\" (must force) - "
+                           f"container {users[0].id[:12]} is using its referenced image "
+                           f"{image['id'].removeprefix('sha256:')[:12]}")
+        done = store.remove_image(image["id"] if by_id else name, force=req.flag("force") or by_id)
+        result = []
+        for line in done:
+            kind, _, what = line.partition(": ")
+            result.append({kind: familiar(what) if kind == "Untagged" else what})
+            daemon.events.emit("image", "untag" if kind == "Untagged" else "delete", image["id"],
+                               {"name": what})
+        req.send_json(result)
+
+    @router.route("POST", "/images/{name:path}/push")
+    def push(req: Request) -> None:
+        name = req.params["name"]
+        tag = req.arg("tag")
+        ref = f"{name}:{tag}" if tag else name
+        out = req.stream()
+        try:
+            find(ref)
+            out.json({"status": f"The push refers to repository [{name}]"})
+            client = _client_with_auth(req)
+
+            def progress(digest: str, done: int, total: int) -> None:
+                out.json({"status": "Pushed", "progressDetail": {}, "id": digest.removeprefix("sha256:")[:12]})
+
+            result = store.push(ref, client=client, progress=progress)
+            digest = result.get("digest", "") if isinstance(result, dict) else ""
+            out.json({"status": f"{tag or 'latest'}: digest: {digest}",
+                      "aux": {"Tag": tag or "latest", "Digest": digest}})
+            daemon.events.emit("image", "push", ref, {"name": ref})
+        except Exception as exc:  # noqa: BLE001
+            _error(out, exc)
+        finally:
+            out.close()
+
+    @router.route("POST", "/images/load")
+    def load(req: Request) -> None:
+        os.makedirs(store.layout.tmp, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=store.layout.tmp, prefix="load-", suffix=".tar") as tmp:
+            for chunk in req.body_stream():
+                tmp.write(chunk)
+            tmp.flush()
+            out = req.stream()
+            try:
+                records = store.load(tmp.name)
+                for record in records:
+                    names = [familiar(n) for n in record.get("names", [])]
+                    for n in names or [record["id"]]:
+                        label = "Loaded image" if names else "Loaded image ID"
+                        out.json({"stream": f"{label}: {n}\n"})
+                    daemon.events.emit("image", "load", record["id"], {"name": ",".join(names)})
+            except Exception as exc:  # noqa: BLE001
+                _error(out, exc)
+            finally:
+                out.close()
+
+    def save(req: Request, names: list[str]) -> None:
+        for n in names:
+            find(n)
+        os.makedirs(store.layout.tmp, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=store.layout.tmp, prefix="save-") as tmpdir:
+            path = os.path.join(tmpdir, "image.tar")
+            store.save(names, path)
+            out = req.stream("application/x-tar")
+            try:
+                with open(path, "rb") as f:
+                    while chunk := f.read(1 << 20):
+                        out.write(chunk)
+            finally:
+                out.close()
+
+    @router.route("GET", "/images/get")
+    def get_many(req: Request) -> None:
+        names = req.query.get("names") or []
+        if not names:
+            raise HTTPError(400, "names is required")
+        save(req, names)
+
+    @router.route("GET", "/images/{name:path}/get")
+    def get_one(req: Request) -> None:
+        save(req, [req.params["name"]])
+
+    @router.route("POST", "/images/prune")
+    def prune(req: Request) -> None:
+        filters = req.json_arg("filters", {}) or {}
+        everything = "false" in [str(v).lower() for v in (filters.get("dangling") or [])]
+        used = {c.record.get("Image") for c in daemon.containers.all()}
+        deleted = []
+        for image in store.images.list():
+            if image["id"] in used or (image.get("names") and not everything):
+                continue
+            for line in store.remove_image(image["id"], force=True):
+                kind, _, what = line.partition(": ")
+                deleted.append({kind: what})
+        result = store.prune()
+        req.send_json({"ImagesDeleted": deleted or None,
+                       "SpaceReclaimed": int(result.get("bytes", 0)) if isinstance(result, dict) else 0})
+
+
+def _client_with_auth(req: Request) -> Any:
+    from rctr.storage import AuthStore, RegistryClient
+
+    client = RegistryClient(auth=AuthStore())
+    header = req.header("X-Registry-Auth")
+    if header:
+        try:
+            auth = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))
+            if auth.get("username") and hasattr(client, "set_credentials"):
+                client.set_credentials(auth.get("serveraddress", ""), auth["username"],
+                                       auth.get("password", ""))
+        except (ValueError, TypeError):
+            pass
+    return client
+
+
+def _import(req: Request, daemon: Any, source: str) -> None:
+    if source != "-":
+        raise HTTPError(400, "import from a URL is not supported: give the tarball in the body (fromSrc=-)")
+    store = daemon.store
+    repo, tag = req.arg("repo"), req.arg("tag")
+    name = f"{repo}:{tag or 'latest'}" if repo else None
+    os.makedirs(store.layout.tmp, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=store.layout.tmp, prefix="import-", suffix=".tar") as tmp:
+        for chunk in req.body_stream():
+            tmp.write(chunk)
+        tmp.flush()
+        out = req.stream()
+        try:
+            record = store.import_rootfs(tmp.name, name)
+            out.json({"status": record["id"]})
+            daemon.events.emit("image", "import", record["id"], {"name": name or ""})
+        except Exception as exc:  # noqa: BLE001
+            _error(out, exc)
+        finally:
+            out.close()

@@ -1,0 +1,172 @@
+"""``/_ping``, ``/version``, ``/info``, ``/events``, ``/system/df``."""
+
+from __future__ import annotations
+
+import os
+import platform
+import queue
+import time
+from typing import Any
+
+from ._http import API_VERSION, MIN_API_VERSION, Request, Router
+from ._logs import parse_time
+
+__all__ = ["register"]
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("rctr")
+    except Exception:  # noqa: BLE001
+        return "0"
+
+
+def _event_matches(event: dict[str, Any], filters: dict[str, list[str]]) -> bool:
+    for key, values in filters.items():
+        if not values:
+            continue
+        if key == "type" and event["Type"] not in values:
+            return False
+        if key == "event" and event["Action"].split(":")[0] not in values:
+            return False
+        if key in ("container", "image", "volume") and event["Type"] == key and not any(
+                v in (event["Actor"]["ID"], event["Actor"]["Attributes"].get("name"))
+                or event["Actor"]["ID"].startswith(v) for v in values):
+            return False
+        if key == "container" and event["Type"] != "container":
+            return False
+        if key == "label":
+            attrs = event["Actor"]["Attributes"]
+            for v in values:
+                k, sep, val = v.partition("=")
+                if k not in attrs or (sep and attrs[k] != val):
+                    return False
+    return True
+
+
+def register(router: Router, daemon: Any) -> None:
+    def ping(req: Request) -> None:
+        req.send(200, b"OK", content_type="text/plain",
+                 headers={"Cache-Control": "no-cache, no-store, must-revalidate", "Pragma": "no-cache",
+                          "Builder-Version": "1"})
+
+    router.add("GET", "/_ping", ping)
+    router.add("HEAD", "/_ping", ping)
+
+    @router.route("GET", "/version")
+    def version(req: Request) -> None:
+        uname = platform.uname()
+        v = _version()
+        req.send_json({
+            "Platform": {"Name": "rctr"},
+            "Components": [{"Name": "Engine", "Version": v,
+                            "Details": {"ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION,
+                                        "Os": "linux", "Arch": _arch(), "KernelVersion": uname.release,
+                                        "Experimental": "false"}}],
+            "Version": v, "ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION,
+            "GitCommit": "", "GoVersion": f"python{platform.python_version()}", "Os": "linux",
+            "Arch": _arch(), "KernelVersion": uname.release, "BuildTime": "",
+        })
+
+    @router.route("GET", "/info")
+    def info(req: Request) -> None:
+        cs = [c for c in daemon.containers.all() if not c.private.get("placeholder")]
+        running = sum(1 for c in cs if c.running())
+        uname = platform.uname()
+        req.send_json({
+            "ID": daemon.instance_id, "Containers": len(cs), "ContainersRunning": running,
+            "ContainersPaused": 0, "ContainersStopped": len(cs) - running,
+            "Images": len(daemon.store.images.list()), "Driver": daemon.driver,
+            "DriverStatus": [["Root Dir", daemon.paths.storage]],
+            "Plugins": {"Volume": ["local"], "Network": ["host", "none"], "Log": ["json-file"]},
+            "MemoryLimit": False, "SwapLimit": False, "CpuCfsPeriod": False, "CpuCfsQuota": False,
+            "CPUShares": False, "CPUSet": False, "PidsLimit": False, "IPv4Forwarding": False,
+            "Debug": False, "NFd": len(os.listdir("/proc/self/fd")), "NGoroutines": 0,
+            "SystemTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "LoggingDriver": "json-file", "CgroupDriver": "none", "CgroupVersion": _cgroup_version(),
+            "KernelVersion": uname.release, "OperatingSystem": _os_name(), "OSType": "linux",
+            "Architecture": uname.machine, "NCPU": os.cpu_count() or 1,
+            "MemTotal": _mem_total(), "DockerRootDir": daemon.paths.datadir,
+            "Name": uname.node, "Labels": [], "ExperimentalBuild": False,
+            "ServerVersion": _version(), "Runtimes": {name: {"path": name} for name in ("rctr", "crun", "runc")},
+            "DefaultRuntime": daemon.runtime.name, "Swarm": {"LocalNodeState": "inactive"},
+            "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": daemon.init_path or "",
+            "SecurityOptions": ["name=seccomp,profile=default", "name=rootless"],
+            "Warnings": daemon.warnings,
+            "IndexServerAddress": "https://index.docker.io/v1/", "RegistryConfig": {},
+        })
+
+    @router.route("GET", "/events")
+    def events(req: Request) -> None:
+        since = parse_time(req.arg("since"))
+        until = parse_time(req.arg("until"))
+        filters = {k: (list(v) if isinstance(v, list) else list(v.keys()))
+                   for k, v in (req.json_arg("filters", {}) or {}).items()}
+        past, q = daemon.events.subscribe(int(since * 1e9) if since is not None else None)
+        out = req.stream()
+        try:
+            for event in past:
+                if until is not None and event["timeNano"] > until * 1e9:
+                    return
+                if _event_matches(event, filters):
+                    out.json(event)
+            while until is None or time.time() < until:
+                try:
+                    event = q.get(timeout=1.0 if until is None else max(0.01, min(1.0, until - time.time())))
+                except queue.Empty:
+                    continue
+                if _event_matches(event, filters):
+                    out.json(event)
+        finally:
+            daemon.events.unsubscribe(q)
+            out.close()
+
+    @router.route("GET", "/system/df")
+    def df(req: Request) -> None:
+        images = [daemon.image_summary(i) for i in daemon.store.images.list()]
+        containers = []
+        for c in daemon.containers.all():
+            if c.private.get("placeholder"):
+                continue
+            containers.append({"Id": c.id, "Names": [c.record["Name"]], "Image": c.record["Config"].get("Image"),
+                               "ImageID": c.record["Image"], "State": c.state.get("Status"),
+                               "Status": c.state.get("Status"), "SizeRw": 0, "SizeRootFs": 0,
+                               "Created": int(parse_time(c.record["Created"]) or 0), "Mounts": c.record["Mounts"],
+                               "Command": c.record["Path"], "Labels": c.record["Config"].get("Labels") or {}})
+        volumes = []
+        for v in daemon.volumes.list():
+            users = sum(1 for c in daemon.containers.all()
+                        for m in c.record.get("Mounts", []) if m.get("Name") == v["Name"])
+            volumes.append({**v, "UsageData": {"Size": daemon.volumes.size(v["Name"]), "RefCount": users}})
+        req.send_json({"LayersSize": sum(i["Size"] for i in images), "Images": images,
+                       "Containers": containers, "Volumes": volumes, "BuildCache": []})
+
+
+def _arch() -> str:
+    machine = platform.machine()
+    return {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
+
+
+def _cgroup_version() -> str:
+    return "2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "1"
+
+
+def _os_name() -> str:
+    try:
+        with open("/etc/os-release") as f:
+            for line in f:
+                if line.startswith("PRETTY_NAME="):
+                    return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return "Linux"
+
+
+def _mem_total() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            return int(f.readline().split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return 0

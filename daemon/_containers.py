@@ -1,0 +1,802 @@
+"""Containers: dockerd's create, start, stop, kill, wait, remove — and their supervisor.
+
+Each container is a record (Docker's inspect shape, plus rctr's private
+``_rctr`` part) in ``<datadir>/containers/ID/config.json``, written atomically
+on every change.  A record exists only once everything create makes exists;
+remove deletes the record first, so a crash in between leaves things that
+``reconcile`` collects, never a half container.
+
+A running container has a shim (``_shimctl``) and a monitor thread that waits
+for its exit FIFO, then records the exit, cleans up and applies the restart
+policy or ``--rm``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import threading
+import time
+from typing import Any, Callable
+
+from rctr.core import linux
+from rctr.core.atomic import write_json_atomic
+from rctr.core.errors import Conflict, InvalidArgument, NotFound, RctrError
+from rctr.core.securejoin import secure_join
+
+from . import _mounts
+from ._events import Events
+from ._logs import format_time
+from ._names import check_name, random_name
+from ._paths import DaemonPaths
+from ._runtimes import OCIRuntime
+from ._shimctl import Shim
+from ._spec import build_spec, command_of
+from ._volumes import Volumes
+
+__all__ = ["Container", "Containers", "ZERO_TIME"]
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+_RESTART_POLICIES = ("", "no", "always", "on-failure", "unless-stopped")
+
+
+class NotRunning(Conflict):
+    pass
+
+
+class Container:
+    """A record with the locks and conditions the API calls wait on."""
+
+    def __init__(self, record: dict[str, Any]) -> None:
+        self.record = record
+        self.lock = threading.RLock()
+        self.changed = threading.Condition(self.lock)
+        self.exits = 0              # how many exits were seen (for wait next-exit)
+        self.removed = False
+        self.pending_attaches: list[dict[str, threading.Event]] = []
+        self.monitor_stop = threading.Event()
+        self.starting = False
+
+    @property
+    def id(self) -> str:
+        return self.record["Id"]  # type: ignore[no-any-return]
+
+    @property
+    def name(self) -> str:
+        return self.record["Name"].lstrip("/")  # type: ignore[no-any-return]
+
+    @property
+    def state(self) -> dict[str, Any]:
+        return self.record["State"]  # type: ignore[no-any-return]
+
+    @property
+    def private(self) -> dict[str, Any]:
+        return self.record["_rctr"]  # type: ignore[no-any-return]
+
+    def running(self) -> bool:
+        return bool(self.state.get("Running"))
+
+
+class Containers:
+    def __init__(self, paths: DaemonPaths, store: Any, volumes: Volumes, events: Events,
+                 runtime: OCIRuntime, driver: str, init_path: str | None = None) -> None:
+        self.paths = paths
+        self.store = store
+        self.volumes = volumes
+        self.events = events
+        self.runtime = runtime
+        self.driver = driver
+        self.init_path = init_path
+        self.lock = threading.RLock()
+        self.by_id: dict[str, Container] = {}
+        self.removed = threading.Condition(self.lock)
+
+    # -- lookup ------------------------------------------------------------------------------
+
+    def get(self, ref: str) -> Container:
+        """By full id, unique id prefix or name (Docker's order)."""
+        with self.lock:
+            if ref in self.by_id:
+                return self.by_id[ref]
+            name = ref.lstrip("/")
+            for c in self.by_id.values():
+                if c.name == name:
+                    return c
+            matches = [c for i, c in self.by_id.items() if i.startswith(ref)] if ref else []
+            if len(matches) == 1:
+                return matches[0]
+            if len(matches) > 1:
+                raise InvalidArgument(f"multiple IDs found with provided prefix: {ref}")
+        raise NotFound(f"No such container: {ref}")
+
+    def all(self) -> list[Container]:
+        with self.lock:
+            return list(self.by_id.values())
+
+    def names(self) -> set[str]:
+        with self.lock:
+            return {c.name for c in self.by_id.values()}
+
+    def _save(self, c: Container) -> None:
+        write_json_atomic(os.path.join(self.paths.container_dir(c.id), "config.json"), c.record,
+                          0o600)
+
+    def _event(self, c: Container, action: str, **extra: str) -> None:
+        attrs = {"name": c.name, "image": c.record["Config"].get("Image", "")}
+        attrs.update(c.record["Config"].get("Labels") or {})
+        attrs.update(extra)
+        self.events.emit("container", action, c.id, attrs)
+
+    # -- create ------------------------------------------------------------------------------
+
+    def create(self, body: dict[str, Any], name: str | None,
+               platform: str | None = None) -> tuple[Container, list[str]]:
+        if not isinstance(body, dict):
+            raise InvalidArgument("the request body must be a JSON object")
+        image_ref = body.get("Image")
+        if not image_ref or not isinstance(image_ref, str):
+            raise InvalidArgument("Config.Image is required: which image should the container run?")
+        host = body.get("HostConfig") or {}
+        if not isinstance(host, dict):
+            raise InvalidArgument("HostConfig must be an object")
+        warnings = self._check_host_config(host)
+        try:
+            image = self.store.images.get(image_ref)
+        except NotFound:
+            raise NotFound(f"No such image: {image_ref}") from None
+        image_config = self._image_config(image)
+        config = self._merged_config(body, image_config)
+        path_args = command_of(image_config, config)
+        container_id = secrets.token_hex(32)
+        with self.lock:
+            taken = self.names()
+            if name:
+                name = check_name(name)
+                if name in taken:
+                    other = next(c for c in self.by_id.values() if c.name == name)
+                    raise Conflict(f'Conflict. The container name "/{name}" is already in use by '
+                                   f'container "{other.id}". You have to remove (or rename) that '
+                                   "container to be able to reuse that name.")
+            else:
+                name = random_name(taken)
+            # Reserve the name now; the record lands only when everything exists.
+            placeholder = Container({"Id": container_id, "Name": "/" + name, "State": {},
+                                     "Config": {}, "_rctr": {"placeholder": True}})
+            self.by_id[container_id] = placeholder
+        config.setdefault("Hostname", container_id[:12])
+        if not config.get("Hostname"):
+            config["Hostname"] = container_id[:12]
+        cdir = self.paths.container_dir(container_id)
+        undo: list[Callable[[], None]] = []
+        try:
+            os.makedirs(cdir, mode=0o700)
+            undo.append(lambda: shutil.rmtree(cdir, ignore_errors=True))
+            mount = self.store.rw.create(container_id, image, self.driver)
+            undo.append(lambda: self.store.rw.remove(container_id))
+            mounts = _mounts.plan(host, image_config.get("Volumes"))
+            anonymous = []
+            for m in mounts:
+                if m["Type"] == "volume":
+                    if not m["Name"]:
+                        vol = self.volumes.create(anonymous=True)
+                        m["Name"] = vol["Name"]
+                        anonymous.append(vol["Name"])
+                        undo.append(lambda n=vol["Name"]: self.volumes.remove(n))
+                    elif not self.volumes.exists(m["Name"]):
+                        self.volumes.create(m["Name"])
+                        undo.append(lambda n=m["Name"]: self.volumes.remove(n))
+                    m["Source"] = self.volumes.data_path(m["Name"])
+                    m["Driver"] = "local"
+                    m["Propagation"] = ""
+                elif m["Type"] == "bind" and m.pop("Create", False) and not os.path.exists(m["Source"]):
+                    os.makedirs(m["Source"], mode=0o755)
+            record = self._record(container_id, name, body, host, config, image, image_ref,
+                                  path_args, mounts, mount, anonymous)
+            c = Container(record)
+            for fname in ("hostname", "hosts", "resolv.conf"):
+                open(os.path.join(cdir, fname), "a").close()
+            self._save(c)
+        except BaseException:
+            for step in reversed(undo):
+                try:
+                    step()
+                except Exception:  # noqa: BLE001 - undo as much as possible
+                    pass
+            with self.lock:
+                self.by_id.pop(container_id, None)
+            raise
+        with self.lock:
+            self.by_id[container_id] = c
+        self._event(c, "create")
+        return c, warnings
+
+    def _check_host_config(self, host: dict[str, Any]) -> list[str]:
+        warnings = []
+        policy = (host.get("RestartPolicy") or {}).get("Name") or ""
+        if policy not in _RESTART_POLICIES:
+            raise InvalidArgument(f"invalid restart policy {policy!r}: use no, always, "
+                                  "on-failure[:N] or unless-stopped")
+        if policy not in ("", "no") and host.get("AutoRemove"):
+            raise InvalidArgument("conflicting options: cannot specify both --restart and --rm")
+        mode = host.get("NetworkMode") or "default"
+        if mode not in ("default", "bridge", "none", "host"):
+            raise InvalidArgument(f"network mode {mode!r} is not supported yet (none, host)")
+        if host.get("PortBindings"):
+            for port, bindings in host["PortBindings"].items():
+                for b in bindings or []:
+                    if b.get("HostPort"):
+                        warnings.append(f"published port {port} is not forwarded yet: rctr's "
+                                        "port forwarding is not built (network modes none and host)")
+                        break
+        for key, flag in (("Memory", "--memory"), ("NanoCpus", "--cpus"), ("PidsLimit", "--pids-limit"),
+                          ("CpuShares", "--cpu-shares")):
+            if host.get(key):
+                warnings.append(f"{flag} is not enforced: the user has no delegated cgroup v2 "
+                                "subtree on this host (see `rctr doctor`)")
+        log = host.get("LogConfig") or {}
+        if log.get("Type") not in (None, "", "json-file", "local"):
+            raise InvalidArgument(f"log driver {log.get('Type')!r} is not supported (json-file)")
+        return warnings
+
+    def _image_config(self, image: dict[str, Any]) -> dict[str, Any]:
+        raw = json.loads(self.store.blobs.read(image["config"]))
+        return raw.get("config") or {}
+
+    @staticmethod
+    def _merged_config(body: dict[str, Any], image_config: dict[str, Any]) -> dict[str, Any]:
+        config = {k: v for k, v in body.items() if k not in ("HostConfig", "NetworkingConfig")}
+        env = {}
+        for item in (image_config.get("Env") or []) + (config.get("Env") or []):
+            key, sep, value = item.partition("=")
+            env[key] = item
+        config["Env"] = list(env.values())
+        if config.get("Entrypoint") is None:
+            config["Entrypoint"] = image_config.get("Entrypoint")
+            if not config.get("Cmd"):
+                config["Cmd"] = image_config.get("Cmd")
+        for key in ("WorkingDir", "User", "StopSignal"):
+            if not config.get(key) and image_config.get(key):
+                config[key] = image_config[key]
+        labels = dict(image_config.get("Labels") or {})
+        labels.update(config.get("Labels") or {})
+        config["Labels"] = labels
+        exposed = dict(image_config.get("ExposedPorts") or {})
+        exposed.update(config.get("ExposedPorts") or {})
+        config["ExposedPorts"] = exposed or None
+        volumes = dict(image_config.get("Volumes") or {})
+        volumes.update(config.get("Volumes") or {})
+        config["Volumes"] = volumes or None
+        if not config.get("Healthcheck") and image_config.get("Healthcheck"):
+            config["Healthcheck"] = image_config["Healthcheck"]
+        for key, default in (("Tty", False), ("OpenStdin", False), ("StdinOnce", False),
+                             ("AttachStdin", False), ("AttachStdout", False),
+                             ("AttachStderr", False), ("Domainname", ""), ("User", ""),
+                             ("WorkingDir", "")):
+            config.setdefault(key, default)
+        return config
+
+    def _record(self, container_id: str, name: str, body: dict[str, Any], host: dict[str, Any],
+                config: dict[str, Any], image: dict[str, Any], image_ref: str, path_args: list[str],
+                mounts: list[dict[str, Any]], rw_mount: dict[str, Any],
+                anonymous: list[str]) -> dict[str, Any]:
+        cdir = self.paths.container_dir(container_id)
+        host = dict(host)
+        host.setdefault("NetworkMode", "default")
+        host.setdefault("RestartPolicy", {"Name": "no", "MaximumRetryCount": 0})
+        host.setdefault("LogConfig", {"Type": "json-file", "Config": {}})
+        if not host["LogConfig"].get("Type"):
+            host["LogConfig"]["Type"] = "json-file"
+        host.setdefault("Binds", None)
+        host.setdefault("AutoRemove", False)
+        host.setdefault("Privileged", False)
+        host.setdefault("ReadonlyRootfs", False)
+        mode = host["NetworkMode"]
+        net_name = "none" if mode in ("default", "bridge", "none") else mode
+        return {
+            "Id": container_id,
+            "Created": format_time(),
+            "Path": path_args[0],
+            "Args": path_args[1:],
+            "State": {"Status": "created", "Running": False, "Paused": False, "Restarting": False,
+                      "OOMKilled": False, "Dead": False, "Pid": 0, "ExitCode": 0, "Error": "",
+                      "StartedAt": ZERO_TIME, "FinishedAt": ZERO_TIME},
+            "Image": image["id"],
+            "ResolvConfPath": os.path.join(cdir, "resolv.conf"),
+            "HostnamePath": os.path.join(cdir, "hostname"),
+            "HostsPath": os.path.join(cdir, "hosts"),
+            "LogPath": os.path.join(cdir, f"{container_id}-json.log"),
+            "Name": "/" + name,
+            "RestartCount": 0,
+            "Driver": self.driver,
+            "Platform": "linux",
+            "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "",
+            "ExecIDs": None,
+            "HostConfig": host,
+            "GraphDriver": {"Name": self.driver, "Data": {
+                "MergedDir": rw_mount["destination"],
+                "UpperDir": os.path.join(self.store.rw.path(container_id), "upper"),
+                "WorkDir": os.path.join(self.store.rw.path(container_id), "work")}},
+            "Mounts": mounts,
+            "Config": config,
+            "NetworkSettings": {"Networks": {net_name: {"NetworkID": net_name, "IPAddress": "",
+                                                        "Gateway": "", "MacAddress": ""}},
+                                "Ports": {}, "IPAddress": "", "Gateway": "", "MacAddress": "",
+                                "SandboxKey": ""},
+            "_rctr": {"rw_mount": rw_mount, "image_ref": image_ref, "anonymous": anonymous,
+                      "manually_stopped": False, "runtime": self.runtime.name},
+        }
+
+    # -- start -------------------------------------------------------------------------------
+
+    def start(self, ref: str) -> Container:
+        c = self.get(ref)
+        with c.lock:
+            if c.removed or c.private.get("placeholder"):
+                raise NotFound(f"No such container: {ref}")
+            if c.running():
+                from ._http import NotModified
+
+                raise NotModified()
+            if c.starting:
+                raise Conflict(f"container {c.id[:12]} is already starting")
+            c.starting = True
+        try:
+            self._start(c)
+        except BaseException as exc:
+            with c.lock:
+                c.state["Error"] = str(exc)
+                c.state["ExitCode"] = 127 if "not found" in str(exc) or "No such file" in str(exc) \
+                    else 126 if "ermission denied" in str(exc) else 128
+                self._cleanup_after_exit(c)
+                self._save(c)
+            raise
+        finally:
+            with c.lock:
+                c.starting = False
+                c.changed.notify_all()
+        return c
+
+    def _start(self, c: Container) -> None:
+        shim = Shim(self.paths.shim_dir(c.id))
+        self._reset_shim_dir(c, shim)
+        rootfs = self._mount_rootfs(c)
+        self._write_files(c)
+        for m in c.record["Mounts"]:
+            if m["Type"] == "volume" and not m.get("NoCopy"):
+                try:
+                    source = secure_join(rootfs, m["Destination"])
+                except OSError:
+                    continue
+                self.volumes.copy_up(m["Name"], source)
+        self._make_workdir(c, rootfs)
+        image_config = self._image_config(self.store.images.get(c.record["Image"]))
+        spec = build_spec(c.record, image_config, rootfs,
+                          {"hostname": c.record["HostnamePath"], "hosts": c.record["HostsPath"],
+                           "resolv.conf": c.record["ResolvConfPath"]},
+                          _mounts.to_oci(c.record["Mounts"]), self.init_path)
+        bundle = shim.path("bundle")
+        os.makedirs(bundle, mode=0o700, exist_ok=True)
+        write_json_atomic(os.path.join(bundle, "config.json"), spec, 0o600, sync=False)
+        config, host = c.record["Config"], c.record["HostConfig"]
+        log_opts = (host.get("LogConfig") or {}).get("Config") or {}
+        self.runtime.delete(c.id)  # a stale runtime state of an earlier run
+        pid = shim.launch({
+            "id": c.id, "bundle": bundle, "runtime": self.runtime.describe(),
+            "tty": bool(config.get("Tty")), "stdin": bool(config.get("OpenStdin")),
+            "stdin_once": bool(config.get("StdinOnce")),
+            "log": {"path": c.record["LogPath"], "max_size": _size(log_opts.get("max-size")),
+                    "max_file": int(log_opts.get("max-file") or 1)},
+            "width": 80, "height": 24,
+        })
+        # Whoever attached before start connects now, so no output is missed.
+        with c.lock:
+            pending, c.pending_attaches = c.pending_attaches, []
+        for p in pending:
+            p["ready"].set()
+        for p in pending:
+            p["connected"].wait(5)
+        try:
+            self.runtime.start(c.id)
+        except BaseException:
+            try:
+                self.runtime.kill(c.id, signal.SIGKILL)
+            except RctrError:
+                pass
+            raise
+        with c.lock:
+            c.state.update({"Status": "running", "Running": True, "Restarting": False, "Pid": pid,
+                            "ExitCode": 0, "Error": "", "StartedAt": format_time(),
+                            "FinishedAt": ZERO_TIME})
+            c.private["manually_stopped"] = False
+            self._save(c)
+            c.changed.notify_all()
+        self._event(c, "start")
+        self._monitor(c, shim)
+
+    def _reset_shim_dir(self, c: Container, shim: Shim) -> None:
+        if shim.process() is not None:
+            raise Conflict(f"container {c.id[:12]} still has a shim running")
+        shutil.rmtree(shim.dir, ignore_errors=True)
+        os.makedirs(shim.dir, mode=0o700)
+
+    def _mount_rootfs(self, c: Container) -> str:
+        mount = c.private["rw_mount"]
+        target = mount["destination"]
+        if not os.path.ismount(target):
+            from rctr.storage import perform_mount
+
+            perform_mount(mount)
+        return target  # type: ignore[no-any-return]
+
+    def _unmount_rootfs(self, c: Container) -> None:
+        target = c.private["rw_mount"]["destination"]
+        for _ in range(5):
+            if not os.path.ismount(target):
+                return
+            try:
+                linux.umount(target, linux.MNT_DETACH)
+            except OSError:
+                return
+
+    def _write_files(self, c: Container) -> None:
+        config, host = c.record["Config"], c.record["HostConfig"]
+        hostname = config.get("Hostname") or c.id[:12]
+        with open(c.record["HostnamePath"], "w") as f:
+            f.write(hostname + "\n")
+        if host.get("NetworkMode") == "host":
+            hosts = _read("/etc/hosts")
+        else:
+            hosts = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                     "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n"
+                     "ff02::2\tip6-allrouters\n")
+            hosts += f"127.0.1.1\t{hostname}\n"
+        for extra in host.get("ExtraHosts") or []:
+            name, _, addr = extra.partition(":")
+            hosts += f"{addr}\t{name}\n"
+        with open(c.record["HostsPath"], "w") as f:
+            f.write(hosts)
+        resolv = _read("/etc/resolv.conf")
+        if host.get("NetworkMode") != "host":
+            # A loopback resolver of the host is not reachable from another namespace.
+            lines = [ln for ln in resolv.splitlines()
+                     if not (ln.startswith("nameserver") and (ln.split()[1:2] or [""])[0]
+                             .startswith(("127.", "::1")))]
+            resolv = "\n".join(lines) + "\n"
+        if host.get("Dns"):
+            resolv = "".join(f"nameserver {d}\n" for d in host["Dns"]) + \
+                "".join(ln + "\n" for ln in resolv.splitlines() if not ln.startswith("nameserver"))
+        with open(c.record["ResolvConfPath"], "w") as f:
+            f.write(resolv)
+
+    @staticmethod
+    def _make_workdir(c: Container, rootfs: str) -> None:
+        workdir = c.record["Config"].get("WorkingDir")
+        if workdir and workdir != "/":
+            path = secure_join(rootfs, workdir)
+            if not os.path.isdir(path):
+                os.makedirs(path, mode=0o755, exist_ok=True)
+
+    # -- attach before start ------------------------------------------------------------------
+
+    def wait_for_shim(self, c: Container) -> Shim:
+        """The shim to attach to; waits for the start of a created container."""
+        with c.lock:
+            if c.running():
+                return Shim(self.paths.shim_dir(c.id))
+            if c.removed:
+                raise NotFound(f"No such container: {c.id}")
+            pending = {"ready": threading.Event(), "connected": threading.Event()}
+            c.pending_attaches.append(pending)
+        while not pending["ready"].wait(1):
+            if c.removed:
+                raise NotFound(f"No such container: {c.id}")
+        return Shim(self.paths.shim_dir(c.id))
+
+    @staticmethod
+    def attached(c: Container) -> None:
+        """Tell a waiting start that this attach is connected to the shim."""
+        for p in list(c.pending_attaches):
+            p["connected"].set()
+
+    # -- exit --------------------------------------------------------------------------------
+
+    def _monitor(self, c: Container, shim: Shim) -> None:
+        c.monitor_stop = threading.Event()
+
+        def watch() -> None:
+            status = shim.wait_exit(c.monitor_stop)
+            if status.get("interrupted"):
+                return
+            self._on_exit(c, status)
+
+        threading.Thread(target=watch, name=f"monitor-{c.id[:12]}", daemon=True).start()
+
+    def _on_exit(self, c: Container, status: dict[str, Any]) -> None:
+        with c.lock:
+            if c.removed:
+                return
+            code = int(status.get("exit_code", 255))
+            c.state.update({"Status": "exited", "Running": False, "Pid": 0, "ExitCode": code,
+                            "FinishedAt": status.get("finished_at") or format_time(),
+                            "Error": status.get("error") or ""})
+            self._cleanup_after_exit(c)
+            self._save(c)
+            c.exits += 1
+            c.changed.notify_all()
+        self._event(c, "die", exitCode=str(code))
+        self._after_exit(c, code)
+
+    def _cleanup_after_exit(self, c: Container) -> None:
+        self.runtime.delete(c.id)
+        self._unmount_rootfs(c)
+
+    def _after_exit(self, c: Container, code: int) -> None:
+        host = c.record["HostConfig"]
+        if host.get("AutoRemove"):
+            threading.Thread(target=self._auto_remove, args=(c,), daemon=True).start()
+            return
+        policy = host.get("RestartPolicy") or {}
+        name = policy.get("Name") or "no"
+        if c.private.get("manually_stopped") or name == "no":
+            return
+        if name == "on-failure":
+            if code == 0:
+                return
+            limit = int(policy.get("MaximumRetryCount") or 0)
+            if limit and c.record["RestartCount"] >= limit:
+                return
+        delay = min(0.1 * (2 ** min(c.record["RestartCount"], 10)), 60.0)
+
+        def restart() -> None:
+            time.sleep(delay)
+            with c.lock:
+                if c.removed or c.running() or c.private.get("manually_stopped"):
+                    return
+                c.record["RestartCount"] += 1
+                c.state.update({"Status": "restarting", "Restarting": True})
+                self._save(c)
+            try:
+                self.start(c.id)
+                self._event(c, "restart")
+            except Exception as exc:  # noqa: BLE001 - recorded; the policy tries again
+                with c.lock:
+                    c.state.update({"Status": "exited", "Restarting": False, "Error": str(exc)})
+                    self._save(c)
+                self._after_exit(c, 128)
+
+        threading.Thread(target=restart, name=f"restart-{c.id[:12]}", daemon=True).start()
+
+    def _auto_remove(self, c: Container) -> None:
+        try:
+            self.remove(c.id, force=True, volumes=True)
+        except NotFound:
+            pass
+
+    # -- stop, kill, restart -----------------------------------------------------------------
+
+    def kill(self, ref: str, signum: int | str | None = None) -> None:
+        c = self.get(ref)
+        sig = _signal(signum) if signum not in (None, "") else signal.SIGKILL
+        with c.lock:
+            if not c.running():
+                raise Conflict(f"Cannot kill container: {ref}: Container {c.id} is not running")
+            if sig in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT):
+                c.private["manually_stopped"] = sig == signal.SIGKILL or c.private.get("manually_stopped")
+        self.runtime.kill(c.id, sig, all_processes=False)
+        self._event(c, "kill", signal=str(int(sig)))
+
+    def stop(self, ref: str, timeout: int | None = None, signum: str | None = None) -> None:
+        c = self.get(ref)
+        with c.lock:
+            if not c.running():
+                from ._http import NotModified
+
+                raise NotModified()
+            c.private["manually_stopped"] = True
+            self._save(c)
+            exits = c.exits
+        config = c.record["Config"]
+        sig = _signal(signum or config.get("StopSignal") or "SIGTERM")
+        if timeout is None:
+            timeout = config.get("StopTimeout")
+            timeout = 10 if timeout is None else int(timeout)
+        try:
+            self.runtime.kill(c.id, sig)
+        except RctrError:
+            pass
+        if timeout < 0 or not self._wait_exit(c, exits, timeout):
+            try:
+                self.runtime.kill(c.id, signal.SIGKILL, all_processes=True)
+            except RctrError:
+                pass
+            self._wait_exit(c, exits, 30)
+        self._event(c, "stop")
+
+    def _wait_exit(self, c: Container, exits: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with c.lock:
+            while c.exits == exits and c.running():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                c.changed.wait(min(left, 1.0))
+        return True
+
+    def restart(self, ref: str, timeout: int | None = None) -> None:
+        c = self.get(ref)
+        if c.running():
+            self.stop(ref, timeout)
+        self.start(c.id)
+        self._event(c, "restart")
+
+    # -- wait --------------------------------------------------------------------------------
+
+    def wait_handle(self, ref: str, condition: str) -> Callable[[], dict[str, Any]]:
+        """Take the snapshot now (before the client's start); block later."""
+        if condition not in ("", "not-running", "next-exit", "removed"):
+            raise InvalidArgument(f"invalid condition {condition!r}: use not-running, next-exit or removed")
+        c = self.get(ref)
+        with c.lock:
+            exits = c.exits
+
+        def block() -> dict[str, Any]:
+            with c.lock:
+                if condition == "removed":
+                    while not c.removed:
+                        c.changed.wait(1.0)
+                elif condition == "next-exit":
+                    while c.exits == exits and not c.removed:
+                        c.changed.wait(1.0)
+                else:
+                    while (c.running() or c.starting) and not c.removed:
+                        c.changed.wait(1.0)
+                error = c.state.get("Error") or None
+                return {"StatusCode": c.state.get("ExitCode", 0),
+                        "Error": {"Message": error} if error else None}
+        return block
+
+    # -- remove ------------------------------------------------------------------------------
+
+    def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
+        c = self.get(ref)
+        if c.private.get("placeholder"):
+            raise Conflict(f"container {ref} is being created")
+        with c.lock:
+            if c.removed:
+                return
+            if c.running() or c.starting:
+                if not force:
+                    raise Conflict(f"You cannot remove a running container {c.id}. Stop the "
+                                   "container before attempting removal or force remove")
+                c.private["manually_stopped"] = True
+                exits = c.exits
+        if force and c.running():
+            try:
+                self.runtime.kill(c.id, signal.SIGKILL, all_processes=True)
+            except RctrError:
+                pass
+            self._wait_exit(c, exits, 30)
+        with c.lock:
+            if c.removed:
+                return
+            c.removed = True
+            c.monitor_stop.set()
+            c.state["Status"] = "removing"
+            try:
+                self._cleanup_after_exit(c)
+            except Exception:  # noqa: BLE001 - removing anyway; reconcile collects the rest
+                pass
+            cdir = self.paths.container_dir(c.id)
+            # The record goes first: from here the container does not exist.
+            try:
+                os.unlink(os.path.join(cdir, "config.json"))
+            except FileNotFoundError:
+                pass
+            c.changed.notify_all()
+        with self.lock:
+            self.by_id.pop(c.id, None)
+            self.removed.notify_all()
+        self._collect(c.id, c.private.get("anonymous") if volumes else [])
+        self._event(c, "destroy")
+
+    def _collect(self, container_id: str, volumes: list[str] | None) -> None:
+        """Remove what a container owned, once its record is gone."""
+        try:
+            self.store.rw.remove(container_id)
+        except Exception:  # noqa: BLE001
+            pass
+        shutil.rmtree(self.paths.shim_dir(container_id), ignore_errors=True)
+        shutil.rmtree(self.paths.container_dir(container_id), ignore_errors=True)
+        for name in volumes or []:
+            if not any(m.get("Name") == name for c in self.all() for m in c.record.get("Mounts", [])):
+                try:
+                    self.volumes.remove(name)
+                except NotFound:
+                    pass
+
+    def rename(self, ref: str, new: str) -> None:
+        c = self.get(ref)
+        new = check_name(new)
+        with self.lock:
+            if new in self.names() and c.name != new:
+                raise Conflict(f'Conflict. The container name "/{new}" is already in use')
+            old = c.name
+            with c.lock:
+                c.record["Name"] = "/" + new
+                self._save(c)
+        self._event(c, "rename", oldName="/" + old)
+
+    # -- daemon start: adopt what runs, collect what is half-made -------------------------------
+
+    def reconcile(self) -> dict[str, int]:
+        counts = {"running": 0, "exited_meanwhile": 0, "collected": 0}
+        os.makedirs(self.paths.containers, mode=0o700, exist_ok=True)
+        for cid in sorted(os.listdir(self.paths.containers)):
+            path = os.path.join(self.paths.containers, cid, "config.json")
+            try:
+                with open(path) as f:
+                    record = json.load(f)
+            except (OSError, ValueError):
+                self._collect(cid, [])
+                counts["collected"] += 1
+                continue
+            c = Container(record)
+            self.by_id[cid] = c
+            if not c.running():
+                continue
+            shim = Shim(self.paths.shim_dir(cid))
+            if shim.exit_status() is None and shim.process() is not None:
+                counts["running"] += 1
+                self._monitor(c, shim)
+            else:
+                counts["exited_meanwhile"] += 1
+                status = shim.exit_status() or {"exit_code": 255, "error": "the container was lost "
+                                                "(its shim is gone)", "finished_at": format_time()}
+                self._on_exit(c, status)
+        # RW layers and shim dirs whose container has no record: a create or rm cut short.
+        for root in (self.store.rw.root, self.paths.shims):
+            if os.path.isdir(root):
+                for cid in os.listdir(root):
+                    if cid not in self.by_id:
+                        self._collect(cid, [])
+                        counts["collected"] += 1
+        return counts
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def _size(value: str | None) -> int:
+    if not value:
+        return 0
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    text = str(value).strip().lower().rstrip("b")
+    try:
+        if text and text[-1] in units:
+            return int(float(text[:-1]) * units[text[-1]])
+        return int(text)
+    except ValueError:
+        raise InvalidArgument(f"invalid log size {value!r}: use a number with k, m or g") from None
+
+
+def _signal(value: int | str | None) -> signal.Signals:
+    if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
+        try:
+            return signal.Signals(int(value))  # type: ignore[arg-type]
+        except ValueError:
+            raise InvalidArgument(f"invalid signal: {value}") from None
+    name = str(value).upper()
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    try:
+        return signal.Signals[name]
+    except KeyError:
+        raise InvalidArgument(f"invalid signal: {value}") from None

@@ -1,0 +1,364 @@
+"""The HTTP side of the Engine API: a threaded server on a unix socket.
+
+Built on the standard library's ``http.server``: each connection gets a
+thread, which suits the API's long calls (wait, logs -f, events, attach) and
+lets an attach take over the raw socket after ``101 UPGRADED`` — the part
+that event-loop servers make awkward.  Only the socket's owner is served,
+checked with SO_PEERCRED on every connection.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import socketserver
+import struct
+import sys
+import traceback
+from http.server import BaseHTTPRequestHandler
+from typing import Any, Callable, Iterator
+from urllib.parse import parse_qs, urlsplit
+
+from rctr.core.errors import (AlreadyExists, Conflict, FailedPrecondition, InvalidArgument,
+                              NotFound, RctrError, Unavailable, Unsupported)
+
+__all__ = ["APIServer", "Request", "Router", "HTTPError", "NotModified", "API_VERSION",
+           "MIN_API_VERSION"]
+
+API_VERSION = "1.43"
+MIN_API_VERSION = "1.24"
+_VERSION_PREFIX = re.compile(r"^/v(\d+\.\d+)(/.*)$")
+
+
+class HTTPError(Exception):
+    """An answer other than success, with Docker's status code."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class NotModified(Exception):
+    """304: Docker's answer to starting a running container or stopping a stopped one."""
+
+
+def status_for(exc: BaseException) -> int:
+    if isinstance(exc, HTTPError):
+        return exc.status
+    if isinstance(exc, NotFound):
+        return 404
+    if isinstance(exc, (AlreadyExists, Conflict)):
+        return 409
+    if isinstance(exc, (InvalidArgument, ValueError)):
+        return 400
+    if isinstance(exc, FailedPrecondition):
+        return 409
+    if isinstance(exc, Unsupported):
+        return 501
+    if isinstance(exc, Unavailable):
+        return 500
+    return 500
+
+
+def message_for(exc: BaseException) -> str:
+    if isinstance(exc, RctrError):
+        return str(exc)
+    return str(exc) or type(exc).__name__
+
+
+class Request:
+    """One API call as the handlers see it."""
+
+    def __init__(self, handler: _Handler, method: str, path: str, params: dict[str, str],
+                 query: dict[str, list[str]], api_version: str) -> None:
+        self.handler = handler
+        self.method = method
+        self.path = path
+        self.params = params
+        self.query = query
+        self.api_version = api_version
+        self._body: bytes | None = None
+        self.responded = False
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def arg(self, name: str, default: str | None = None) -> str | None:
+        values = self.query.get(name)
+        return values[-1] if values else default
+
+    def flag(self, name: str, default: bool = False) -> bool:
+        value = self.arg(name)
+        if value is None:
+            return default
+        return value.lower() not in ("", "0", "false", "no")
+
+    def int_arg(self, name: str, default: int | None = None) -> int | None:
+        value = self.arg(name)
+        if value in (None, ""):
+            return default
+        try:
+            return int(value)  # type: ignore[arg-type]
+        except ValueError:
+            raise HTTPError(400, f"invalid value for {name!r}: {value!r} is not a number") from None
+
+    def json_arg(self, name: str, default: Any = None) -> Any:
+        value = self.arg(name)
+        if not value:
+            return default
+        try:
+            return json.loads(value)
+        except ValueError:
+            raise HTTPError(400, f"invalid JSON in the {name!r} parameter") from None
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        return self.handler.headers.get(name, default)
+
+    def body_stream(self) -> Iterator[bytes]:
+        """The request body in chunks (Content-Length or chunked)."""
+        rfile = self.handler.rfile
+        if (self.header("Transfer-Encoding") or "").lower() == "chunked":
+            while True:
+                line = rfile.readline(65537)
+                try:
+                    size = int(line.split(b";")[0].strip() or b"0", 16)
+                except ValueError:
+                    raise HTTPError(400, "malformed chunked body") from None
+                if size == 0:
+                    while rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                        pass
+                    return
+                left = size
+                while left:
+                    chunk = rfile.read(min(left, 1 << 16))
+                    if not chunk:
+                        raise HTTPError(400, "truncated chunked body")
+                    left -= len(chunk)
+                    yield chunk
+                rfile.readline(3)
+        else:
+            try:
+                left = int(self.header("Content-Length") or 0)
+            except ValueError:
+                raise HTTPError(400, "malformed Content-Length") from None
+            while left > 0:
+                chunk = rfile.read(min(left, 1 << 16))
+                if not chunk:
+                    raise HTTPError(400, "truncated body")
+                left -= len(chunk)
+                yield chunk
+
+    def body(self, limit: int = 16 << 20) -> bytes:
+        if self._body is None:
+            data = bytearray()
+            for chunk in self.body_stream():
+                data += chunk
+                if len(data) > limit:
+                    raise HTTPError(413, "request body too large")
+            self._body = bytes(data)
+        return self._body
+
+    def json(self, default: Any = None) -> Any:
+        data = self.body()
+        if not data.strip():
+            if default is not None:
+                return default
+            raise HTTPError(400, "a JSON body is required")
+        try:
+            return json.loads(data)
+        except ValueError as exc:
+            raise HTTPError(400, f"invalid JSON body: {exc}") from None
+
+    # -- answering -------------------------------------------------------------------------
+
+    def send(self, status: int, body: bytes = b"", content_type: str = "application/json",
+             headers: dict[str, str] | None = None) -> None:
+        h = self.handler
+        self.responded = True
+        h.send_response(status)
+        h.send_header("Content-Type", content_type)
+        h.send_header("Content-Length", str(len(body)))
+        for k, v in (headers or {}).items():
+            h.send_header(k, v)
+        h.end_headers()
+        if self.method != "HEAD":
+            h.wfile.write(body)
+
+    def send_json(self, obj: Any, status: int = 200) -> None:
+        self.send(status, json.dumps(obj).encode() + b"\n")
+
+    def no_content(self) -> None:
+        self.send(204, b"", content_type="text/plain")
+
+    def stream(self, content_type: str = "application/json") -> ChunkedWriter:
+        """Start a chunked answer (progress, logs, events)."""
+        h = self.handler
+        self.responded = True
+        h.send_response(200)
+        h.send_header("Content-Type", content_type)
+        h.send_header("Transfer-Encoding", "chunked")
+        h.end_headers()
+        h.wfile.flush()
+        return ChunkedWriter(h.wfile)
+
+    def hijack(self, content_type: str = "application/vnd.docker.raw-stream") -> socket.socket:
+        """Take over the connection for a raw two-way stream (attach, exec start)."""
+        h = self.handler
+        self.responded = True
+        upgrade = (self.header("Upgrade") or "").lower()
+        if upgrade in ("tcp", "h2c"):
+            h.send_response(101)
+            h.send_header("Connection", "Upgrade")
+            h.send_header("Upgrade", upgrade)
+        else:
+            h.send_response(200)
+        h.send_header("Content-Type", content_type)
+        h.end_headers()
+        h.wfile.flush()
+        h.close_connection = True
+        return h.connection  # type: ignore[no-any-return]
+
+
+class ChunkedWriter:
+    def __init__(self, wfile: Any) -> None:
+        self.wfile = wfile
+
+    def write(self, data: bytes) -> None:
+        if data:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self.wfile.flush()
+
+    def json(self, obj: Any) -> None:
+        self.write(json.dumps(obj).encode() + b"\n")
+
+    def close(self) -> None:
+        try:
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except OSError:
+            pass
+
+
+Handler = Callable[[Request], None]
+
+
+class Router:
+    """Method + path pattern → handler; ``{name}`` matches one segment (or the rest, ``{name:path}``)."""
+
+    def __init__(self) -> None:
+        self.routes: list[tuple[str, re.Pattern[str], Handler]] = []
+
+    def add(self, method: str, pattern: str, handler: Handler) -> None:
+        regex = re.sub(r"\{(\w+):path\}", r"(?P<\1>.+)", pattern)
+        regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", regex)
+        self.routes.append((method, re.compile(f"^{regex}/?$"), handler))
+
+    def route(self, method: str, pattern: str) -> Callable[[Handler], Handler]:
+        def register(fn: Handler) -> Handler:
+            self.add(method, pattern, fn)
+            return fn
+        return register
+
+    def match(self, method: str, path: str) -> tuple[Handler, dict[str, str]]:
+        allowed = False
+        for m, regex, handler in self.routes:
+            found = regex.match(path)
+            if found:
+                if m == method or (method == "HEAD" and m == "GET"):
+                    return handler, found.groupdict()
+                allowed = True
+        if allowed:
+            raise HTTPError(405, f"method {method} not allowed on {path}")
+        raise HTTPError(404, f"page not found: {path}")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: APIServer
+    server_version = "rctrd"
+    sys_version = ""
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+        if self.server.verbose:
+            sys.stderr.write("rctrd: %s\n" % (format % args))
+
+    def _dispatch(self) -> None:
+        split = urlsplit(self.path)
+        path = split.path
+        version = API_VERSION
+        found = _VERSION_PREFIX.match(path)
+        if found:
+            version, path = found.group(1), found.group(2)
+        request = Request(self, self.command, path, {}, parse_qs(split.query, keep_blank_values=True),
+                          version)
+        try:
+            handler, request.params = self.server.router.match(self.command, path)
+            handler(request)
+        except NotModified:
+            if not request.responded:
+                request.send(304, b"", content_type="text/plain")
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+        except Exception as exc:  # noqa: BLE001 - the daemon never dies from a request
+            status = status_for(exc)
+            if status >= 500 and not isinstance(exc, RctrError):
+                traceback.print_exc()
+            if request.responded:
+                self.close_connection = True
+                return
+            message = message_for(exc)
+            hint = getattr(exc, "hint", None)
+            if hint:
+                message = f"{message} (hint: {hint})"
+            try:
+                request.send(status, json.dumps({"message": message}).encode() + b"\n")
+            except OSError:
+                self.close_connection = True
+        if not request.responded:
+            request.no_content()
+        # Drain an unread body so that keep-alive stays in step.
+        if request._body is None and self.command in ("POST", "PUT") and not self.close_connection:
+            try:
+                for _ in request.body_stream():
+                    pass
+            except Exception:  # noqa: BLE001
+                self.close_connection = True
+
+    def end_headers(self) -> None:
+        self.send_header("Api-Version", API_VERSION)
+        self.send_header("Docker-Experimental", "false")
+        self.send_header("Ostype", "linux")
+        super().end_headers()
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _dispatch
+
+
+class APIServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    """The API on a unix socket (0600), serving only the process's own uid."""
+
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, path: str, router: Router, verbose: bool = False) -> None:
+        self.router = router
+        self.verbose = verbose
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        old = os.umask(0o177)
+        try:
+            super().__init__(path, _Handler)
+        finally:
+            os.umask(old)
+        os.chmod(path, 0o600)
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        creds = request.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        _pid, uid, _gid = struct.unpack("3i", creds)
+        # The kernel gives the peer's uid as seen from this process's user namespace.
+        return uid == os.getuid()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        traceback.print_exc()

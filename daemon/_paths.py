@@ -1,0 +1,64 @@
+"""Where the daemon keeps things, decided once before it joins the user namespace.
+
+Inside the namespace ``getuid()`` is 0, so nothing may be derived from the
+uid afterwards: everything is computed here first and passed down.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from rctr.core.paths import data_dir, runtime_dir
+
+__all__ = ["DaemonPaths"]
+
+
+@dataclass(frozen=True)
+class DaemonPaths:
+    rundir: str    # $XDG_RUNTIME_DIR/rctr: socket, pause, shims (gone at reboot)
+    datadir: str   # $XDG_DATA_HOME/rctr: store, container records, volumes
+
+    @classmethod
+    def default(cls) -> DaemonPaths:
+        return cls(runtime_dir(), data_dir())
+
+    @property
+    def socket(self) -> str:
+        return os.path.join(self.rundir, "rctr.sock")
+
+    @property
+    def lock(self) -> str:
+        return os.path.join(self.rundir, "rctrd.lock")
+
+    @property
+    def runtime_root(self) -> str:
+        return os.path.join(self.rundir, "runtime")
+
+    @property
+    def shims(self) -> str:
+        return os.path.join(self.rundir, "shims")
+
+    @property
+    def containers(self) -> str:
+        return os.path.join(self.datadir, "containers")
+
+    @property
+    def volumes(self) -> str:
+        return os.path.join(self.datadir, "volumes")
+
+    @property
+    def storage(self) -> str:
+        return os.path.join(self.datadir, "storage")
+
+    def shim_dir(self, container_id: str) -> str:
+        return os.path.join(self.shims, container_id)
+
+    def container_dir(self, container_id: str) -> str:
+        return os.path.join(self.containers, container_id)
+
+    def ensure(self) -> None:
+        for path in (self.rundir, self.shims, self.runtime_root):
+            os.makedirs(path, mode=0o700, exist_ok=True)
+        for path in (self.datadir, self.containers, self.volumes):
+            os.makedirs(path, mode=0o700, exist_ok=True)

@@ -1,0 +1,248 @@
+"""The OCI bundle's config.json for a container, from its image and its request.
+
+This is dockerd's ``createSpec``: env, command, user, working directory,
+mounts (volumes, binds, tmpfs, the per-container files), capabilities,
+seccomp and masked paths, for a runtime that runs as root of the user's
+user namespace (so the config has no user namespace of its own).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+from typing import Any
+
+from rctr.core import linux
+from rctr.core.errors import InvalidArgument
+from rctr.core.securejoin import secure_join
+
+__all__ = ["build_spec", "DEFAULT_CAPS", "resolve_user", "command_of", "env_of"]
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+# Docker's default capability set.
+DEFAULT_CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
+                "CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
+                "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE"]
+
+MASKED_PATHS = ["/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+                "/sys/firmware", "/sys/devices/virtual/powercap"]
+READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+
+# Syscalls Docker's default profile refuses to a container without extra
+# capabilities; refused with EPERM.  (Docker's profile is an allow-list; this
+# deny-list covers the same dangerous ground without a 700-line table.)
+_SECCOMP_DENY = ["acct", "add_key", "bpf", "clock_adjtime", "clock_settime", "create_module",
+                 "delete_module", "finit_module", "get_kernel_syms", "get_mempolicy",
+                 "init_module", "ioperm", "iopl", "kcmp", "kexec_file_load", "kexec_load",
+                 "keyctl", "lookup_dcookie", "mbind", "move_pages", "nfsservctl",
+                 "open_by_handle_at", "perf_event_open", "process_vm_readv",
+                 "process_vm_writev", "query_module", "quotactl", "reboot", "request_key",
+                 "set_mempolicy", "settimeofday", "swapon", "swapoff", "sysfs", "uselib",
+                 "userfaultfd", "ustat", "vm86", "vm86old", "fanotify_init", "name_to_handle_at"]
+_SECCOMP_DENY_WITHOUT_SYS_ADMIN = ["mount", "umount2", "unshare", "setns", "pivot_root",
+                                   "fsopen", "fsmount", "fsconfig", "move_mount", "open_tree",
+                                   ]
+
+
+def _caps_all() -> list[str]:
+    last = linux.cap_last_cap()
+    return [name for number, name in enumerate(linux.CAPABILITIES) if number <= last]
+
+
+def capabilities(host_config: dict[str, Any]) -> list[str]:
+    if host_config.get("Privileged"):
+        return _caps_all()
+
+    def norm(c: str) -> str:
+        c = c.upper()
+        return c if c.startswith("CAP_") or c == "ALL" else f"CAP_{c}"
+
+    known = set(_caps_all())
+    caps = list(DEFAULT_CAPS)
+    for cap in map(norm, host_config.get("CapDrop") or []):
+        if cap == "ALL":
+            caps = []
+        elif cap in known or cap in caps:
+            caps = [c for c in caps if c != cap]
+        else:
+            raise InvalidArgument(f"unknown capability to drop: {cap!r}")
+    for cap in map(norm, host_config.get("CapAdd") or []):
+        if cap == "ALL":
+            caps = _caps_all()
+        elif cap in known:
+            if cap not in caps:
+                caps.append(cap)
+        else:
+            raise InvalidArgument(f"unknown capability to add: {cap!r}")
+    return caps
+
+
+def seccomp_profile(caps: list[str]) -> dict[str, Any]:
+    deny = list(_SECCOMP_DENY)
+    if "CAP_SYS_ADMIN" not in caps:
+        deny += _SECCOMP_DENY_WITHOUT_SYS_ADMIN
+    return {"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": deny, "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}
+
+
+def env_of(image_config: dict[str, Any], config: dict[str, Any], hostname: str,
+           home: str) -> list[str]:
+    """Image env, overridden by the request's, plus what Docker always sets."""
+    env: dict[str, str] = {}
+    for item in (image_config.get("Env") or []) + (config.get("Env") or []):
+        key, sep, value = item.partition("=")
+        if sep:
+            env[key] = value
+        elif key in os.environ:
+            env[key] = os.environ[key]
+    env.setdefault("PATH", DEFAULT_PATH)
+    env["HOSTNAME"] = hostname
+    if config.get("Tty"):
+        env.setdefault("TERM", "xterm")
+    env.setdefault("HOME", home)
+    return [f"{k}={v}" for k, v in env.items()]
+
+
+def command_of(image_config: dict[str, Any], config: dict[str, Any]) -> list[str]:
+    """Entrypoint + Cmd, Docker's rules: a new entrypoint drops the image's Cmd."""
+    entrypoint = config.get("Entrypoint")
+    if entrypoint is not None:
+        if isinstance(entrypoint, str):
+            entrypoint = [entrypoint]
+        cmd = config.get("Cmd") or []
+    else:
+        entrypoint = image_config.get("Entrypoint") or []
+        cmd = config.get("Cmd") or image_config.get("Cmd") or []
+    if isinstance(cmd, str):
+        cmd = [cmd]
+    args = [*entrypoint, *cmd]
+    if not args or entrypoint == [""] and not cmd:
+        raise InvalidArgument("no command specified",
+                              hint="give a command after the image name, or use an image with CMD")
+    return [a for a in args] if args[0] else args[1:]
+
+
+def _read_db(rootfs: str, name: str) -> list[list[str]]:
+    try:
+        with open(secure_join(rootfs, f"/etc/{name}"), errors="replace") as f:
+            return [line.rstrip("\n").split(":") for line in f if line.strip() and not line.startswith("#")]
+    except OSError:
+        return []
+
+
+def resolve_user(rootfs: str, user: str) -> tuple[int, int, list[int], str]:
+    """``user[:group]`` (names or numbers) → uid, gid, extra groups, home; from the image's files."""
+    name, _, group = (user or "0").partition(":")
+    passwd = _read_db(rootfs, "passwd")
+    groups = _read_db(rootfs, "group")
+    uid = gid = None
+    home = "/"
+    for row in passwd:
+        if len(row) >= 6 and (row[0] == name or row[2] == name):
+            uid, gid, home = int(row[2]), int(row[3]), row[5] or "/"
+            break
+    if uid is None:
+        if not name.isdigit():
+            raise InvalidArgument(f"unable to find user {name}: no matching entries in passwd file")
+        uid, gid, home = int(name), 0, "/"
+    if group:
+        for row in groups:
+            if len(row) >= 3 and (row[0] == group or row[2] == group):
+                gid = int(row[2])
+                break
+        else:
+            if not group.isdigit():
+                raise InvalidArgument(f"unable to find group {group}: no matching entries in group file")
+            gid = int(group)
+    user_name = next((row[0] for row in passwd if len(row) >= 3 and row[2] == str(uid)), None)
+    extra = sorted({int(row[2]) for row in groups if len(row) >= 4 and user_name
+                    and user_name in row[3].split(",") and int(row[2]) != gid})
+    return uid, gid or 0, extra, home
+
+
+def _rlimits() -> list[dict[str, Any]]:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return [{"type": "RLIMIT_NOFILE", "soft": hard, "hard": hard}]
+
+
+def build_spec(record: dict[str, Any], image_config: dict[str, Any], rootfs: str,
+               files: dict[str, str], mounts: list[dict[str, Any]],
+               init_path: str | None = None) -> dict[str, Any]:
+    """The config.json of ``record`` (an inspect-shaped container record).
+
+    ``files`` names the per-container hostname, hosts and resolv.conf;
+    ``mounts`` are volume, bind and tmpfs mounts already resolved to OCI form.
+    """
+    config, host = record["Config"], record["HostConfig"]
+    privileged = bool(host.get("Privileged"))
+    uid, gid, extra, home = resolve_user(rootfs, config.get("User") or "")
+    caps = capabilities(host)
+    args = list(record["Args"])
+    args.insert(0, record["Path"])
+    if host.get("Init") and init_path:
+        args = ["/sbin/docker-init", "--", *args]
+    no_new_privs = any(opt in ("no-new-privileges", "no-new-privileges:true", "no-new-privileges=true")
+                       for opt in host.get("SecurityOpt") or [])
+    process: dict[str, Any] = {
+        "terminal": bool(config.get("Tty")),
+        "user": {"uid": uid, "gid": gid, "additionalGids": extra},
+        "args": args,
+        "env": env_of(image_config, config, config.get("Hostname") or "", home),
+        "cwd": config.get("WorkingDir") or image_config.get("WorkingDir") or "/",
+        "capabilities": {k: list(caps) for k in ("bounding", "effective", "permitted")},
+        "rlimits": _rlimits(),
+        "noNewPrivileges": no_new_privs,
+    }
+    namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
+    network_mode = host.get("NetworkMode") or "none"
+    if network_mode != "host":
+        namespaces.append({"type": "network"})
+    sys_mount: dict[str, Any] = {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+                                 "options": ["nosuid", "noexec", "nodev", "ro"]}
+    if network_mode == "host":
+        # sysfs needs a network namespace of our own; bind the host's instead.
+        sys_mount = {"destination": "/sys", "type": "bind", "source": "/sys",
+                     "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]}
+    oci_mounts: list[dict[str, Any]] = [
+        {"destination": "/proc", "type": "proc", "source": "proc"},
+        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+        {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+         "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
+        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+         "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+         "options": ["nosuid", "noexec", "nodev"]},
+        sys_mount,
+    ]
+    for dest, key in (("/etc/resolv.conf", "resolv.conf"), ("/etc/hostname", "hostname"),
+                      ("/etc/hosts", "hosts")):
+        if not any(m["destination"] == dest for m in mounts):
+            oci_mounts.append({"destination": dest, "type": "bind", "source": files[key],
+                               "options": ["rbind", "rprivate"]})
+    if host.get("Init") and init_path:
+        oci_mounts.append({"destination": "/sbin/docker-init", "type": "bind", "source": init_path,
+                           "options": ["rbind", "ro"]})
+    oci_mounts += mounts
+    spec: dict[str, Any] = {
+        "ociVersion": "1.0.2",
+        "process": process,
+        "root": {"path": rootfs, "readonly": bool(host.get("ReadonlyRootfs"))},
+        "hostname": config.get("Hostname") or "",
+        "mounts": oci_mounts,
+        "linux": {
+            "namespaces": namespaces,
+            "sysctl": dict(host.get("Sysctls") or {}),
+        },
+    }
+    if config.get("Domainname"):
+        spec["domainname"] = config["Domainname"]
+    if not privileged:
+        spec["linux"]["maskedPaths"] = list(MASKED_PATHS)
+        spec["linux"]["readonlyPaths"] = list(READONLY_PATHS)
+        if not any(opt in ("seccomp=unconfined", "seccomp:unconfined")
+                   for opt in host.get("SecurityOpt") or []):
+            spec["linux"]["seccomp"] = seccomp_profile(caps)
+    return spec

@@ -1,0 +1,129 @@
+"""Starting rctrd on demand, once, however many CLIs ask at the same moment.
+
+There is no system daemon to rely on: the first ``rctr`` that finds the
+default socket dead starts the per-user daemon.  An exclusive ``flock`` on
+``<rundir>/rctrd-start.lock`` serialises the CLIs; each one re-checks the
+socket after taking the lock, so a crowd starts exactly one daemon (the
+daemon holds a lock of its own too, a second line of defence).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+__all__ = [
+    "DaemonStartFailed",
+    "default_socket",
+    "ensure_running",
+    "log_tail",
+    "socket_alive",
+    "spawn_daemon",
+]
+
+SOCKET_NAME = "rctr.sock"
+LOCK_NAME = "rctrd-start.lock"
+LOG_NAME = "rctrd.log"
+START_TIMEOUT = 15.0
+# Connecting to a dead socket fails with one of these: start the daemon.
+_DOWN = {errno.ENOENT, errno.ECONNREFUSED}
+
+
+class DaemonStartFailed(Exception):
+    """The daemon did not answer ``/_ping`` in time; ``log`` is the end of rctrd.log."""
+
+    def __init__(self, message: str, log: str) -> None:
+        super().__init__(message)
+        self.log = log
+
+
+def default_socket(rundir: str) -> str:
+    return os.path.join(rundir, SOCKET_NAME)
+
+
+def socket_alive(path: str) -> bool:
+    """True if something accepts connections on ``path``; False if nothing does.
+
+    Other errors (EACCES, …) are raised: starting a daemon would not help.
+    """
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+    except OSError as exc:
+        if exc.errno in _DOWN:
+            return False
+        raise
+    finally:
+        sock.close()
+    return True
+
+
+def spawn_daemon(rundir: str) -> Any:
+    """``python -m rctr.daemon``, detached: its own session, no terminal, a log file."""
+    import subprocess
+
+    log = os.open(os.path.join(rundir, LOG_NAME),
+                  os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "rctr.daemon"], stdin=subprocess.DEVNULL,
+            stdout=log, stderr=log, start_new_session=True, close_fds=True, cwd="/")
+    finally:
+        os.close(log)
+
+
+def log_tail(rundir: str, lines: int = 20) -> str:
+    try:
+        with open(os.path.join(rundir, LOG_NAME), "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 16384))
+            data = f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join(data.splitlines()[-lines:])
+
+
+def ensure_running(rundir: str, *, ping: Callable[[], bool],
+                   spawn: Callable[[str], Any] = spawn_daemon,
+                   timeout: float = START_TIMEOUT) -> bool:
+    """Make sure a daemon serves ``<rundir>/rctr.sock``; True if this call started it.
+
+    ``ping`` answers whether the daemon says "OK" on ``/_ping``; ``spawn``
+    starts one and returns a ``Popen``-like object (or None), injectable for tests.
+    """
+    path = default_socket(rundir)
+    if socket_alive(path):
+        return False
+    os.makedirs(rundir, mode=0o700, exist_ok=True)
+    fd = os.open(os.path.join(rundir, LOCK_NAME), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        started = not socket_alive(path)  # else another CLI won the race
+        proc = spawn(rundir) if started else None
+        if not _wait_ready(ping, proc, timeout):
+            raise DaemonStartFailed(
+                f"rctrd did not answer on {path} within {timeout:g} s", log_tail(rundir))
+        return started
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _wait_ready(ping: Callable[[], bool], proc: Any, timeout: float) -> bool:
+    """Poll ``/_ping`` until "OK", the deadline, or the daemon's exit."""
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    while True:
+        if ping():
+            return True
+        if proc is not None and proc.poll() is not None:
+            return ping()
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)

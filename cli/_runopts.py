@@ -1,0 +1,426 @@
+"""``run``/``create`` flags to the body of ``POST /containers/create``.
+
+A pure translation, as docker's ``cli/command/container/opts.go`` does it:
+Config fields at the top level, ``HostConfig`` and ``NetworkingConfig``
+beside them.  Pure so that every flag is tested without a daemon; file reads
+(``--env-file``, ``--security-opt seccomp=FILE``) and the environment go
+through arguments.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ._context import CLIError
+from ._units import parse_bytes, parse_duration
+
+__all__ = [
+    "CreateRequest",
+    "build_create",
+    "parse_env",
+    "parse_env_file",
+    "parse_mount",
+    "parse_ports",
+    "parse_restart",
+    "parse_volume",
+]
+
+PULL_POLICIES = ("missing", "always", "never")
+RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
+_BUILTIN_NETWORKS = ("default", "bridge", "host", "none")
+
+
+@dataclass(frozen=True)
+class CreateRequest:
+    """What ``create`` sends: the query (name, platform) and the JSON body."""
+
+    body: dict[str, Any]
+    name: str | None = None
+    platform: str | None = None
+    pull: str = "missing"
+
+    @property
+    def params(self) -> dict[str, str | None]:
+        return {"name": self.name or None, "platform": self.platform or None}
+
+
+def _kv(items: Sequence[str], what: str, allow_bare: bool = True) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not key or (not sep and not allow_bare):
+            raise CLIError(f"invalid {what} {item!r}: expected KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def parse_env_file(path: str, environ: Mapping[str, str]) -> list[str]:
+    """Docker's env-file: ``KEY=VALUE`` lines, ``#`` comments, bare ``KEY`` from the environment."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError as exc:
+        raise CLIError(f"open {path}: {exc.strerror}") from None
+    return parse_env([ln.lstrip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")],
+                environ)
+
+
+def parse_env(items: Sequence[str], environ: Mapping[str, str]) -> list[str]:
+    out = []
+    for item in items:
+        if "=" in item:
+            if item.startswith("="):
+                raise CLIError(f"invalid environment variable: {item}")
+            out.append(item)
+        elif item in environ:
+            out.append(f"{item}={environ[item]}")
+    return out
+
+
+def _split_port(raw: str) -> tuple[str, str, str]:
+    parts = raw.split(":")
+    if len(parts) == 1:
+        return "", "", parts[0]
+    if len(parts) == 2:
+        return "", parts[0], parts[1]
+    ip = ":".join(parts[:-2])
+    if ip.startswith("[") and ip.endswith("]"):
+        ip = ip[1:-1]
+    return ip, parts[-2], parts[-1]
+
+
+def _port_range(text: str, what: str, low: int) -> tuple[int, int]:
+    start, _, end = text.partition("-")
+    try:
+        a, b = int(start), int(end or start)
+    except ValueError:
+        raise CLIError(f"invalid {what}: {text}") from None
+    if not (low <= a <= b <= 65535):
+        raise CLIError(f"invalid {what}: {text}")
+    return a, b
+
+
+def parse_ports(specs: Sequence[str]) -> tuple[dict[str, dict], dict[str, list[dict[str, str]]]]:
+    """``-p [ip:][hostPort:]containerPort[/proto]`` (ranges too): ExposedPorts, PortBindings."""
+    exposed: dict[str, dict] = {}
+    bindings: dict[str, list[dict[str, str]]] = {}
+    for spec in specs:
+        raw, _, proto = spec.rpartition("/") if "/" in spec else (spec, "", "tcp")
+        proto = proto.lower() or "tcp"
+        if proto not in ("tcp", "udp", "sctp"):
+            raise CLIError(f"invalid proto: {proto}")
+        ip, host, container = _split_port(raw)
+        c_lo, c_hi = _port_range(container, "containerPort", 1)
+        count = c_hi - c_lo + 1
+        hosts: list[str]
+        if not host:
+            hosts = [""] * count
+        else:
+            h_lo, h_hi = _port_range(host, "hostPort", 0)
+            if count == 1:
+                hosts = [host]
+            elif h_hi - h_lo + 1 == count:
+                hosts = [str(h_lo + i) for i in range(count)]
+            else:
+                raise CLIError(f"invalid ranges specified for container and host ports: {spec}")
+        for i in range(count):
+            key = f"{c_lo + i}/{proto}"
+            exposed[key] = {}
+            bindings.setdefault(key, []).append({"HostIp": ip, "HostPort": hosts[i]})
+    return exposed, bindings
+
+
+def parse_volume(spec: str, cwd: str) -> tuple[str | None, str | None]:
+    """``-v``: (bind for HostConfig.Binds, or None; anonymous volume path, or None)."""
+    parts = spec.split(":")
+    if len(parts) == 1 or (len(parts) == 2 and parts[1] in ("ro", "rw", "z", "Z")):
+        if not parts[0].startswith("/"):
+            raise CLIError(f"invalid volume specification: '{spec}': the mount point must be"
+                           " an absolute path")
+        return None, parts[0]
+    if len(parts) > 3 or not parts[0] or not parts[1].startswith("/"):
+        raise CLIError(f"invalid volume specification: '{spec}'")
+    source = parts[0]
+    if source == "." or source.startswith("./") or source.startswith(".."):
+        source = os.path.normpath(os.path.join(cwd, source))
+    return ":".join([source] + parts[1:]), None
+
+
+_TRUE = ("", "1", "true")
+_FALSE = ("0", "false")
+
+
+def _flag(key: str, value: str) -> bool:
+    if value.lower() in _TRUE:
+        return True
+    if value.lower() in _FALSE:
+        return False
+    raise CLIError(f"invalid value for {key}: {value}")
+
+
+def parse_mount(spec: str) -> dict[str, Any]:
+    """``--mount type=bind,src=…,dst=…,readonly`` to one HostConfig.Mounts entry."""
+    fields = next(csv.reader([spec]), [])
+    mount: dict[str, Any] = {"Type": "volume"}
+    bind: dict[str, Any] = {}
+    volume: dict[str, Any] = {}
+    tmpfs: dict[str, Any] = {}
+    for item in fields:
+        key, sep, value = item.partition("=")
+        key = key.strip().lower()
+        if key == "type":
+            mount["Type"] = value
+        elif key in ("source", "src"):
+            mount["Source"] = value
+        elif key in ("target", "destination", "dst"):
+            mount["Target"] = value
+        elif key in ("readonly", "ro"):
+            mount["ReadOnly"] = _flag(key, value)
+        elif key == "consistency":
+            mount["Consistency"] = value
+        elif key == "bind-propagation":
+            bind["Propagation"] = value
+        elif key == "bind-nonrecursive":
+            bind["NonRecursive"] = _flag(key, value)
+        elif key == "volume-nocopy":
+            volume["NoCopy"] = _flag(key, value)
+        elif key == "volume-label":
+            volume.setdefault("Labels", {}).update(_kv([value], "volume-label"))
+        elif key == "volume-driver":
+            volume.setdefault("DriverConfig", {})["Name"] = value
+        elif key == "volume-opt":
+            volume.setdefault("DriverConfig", {}).setdefault("Options", {}).update(
+                _kv([value], "volume-opt", allow_bare=False))
+        elif key == "tmpfs-size":
+            tmpfs["SizeBytes"] = _bytes(value, "tmpfs-size")
+        elif key == "tmpfs-mode":
+            try:
+                tmpfs["Mode"] = int(value, 8)
+            except ValueError:
+                raise CLIError(f"invalid value for tmpfs-mode: {value}") from None
+        else:
+            raise CLIError(f"unexpected key '{key}' in '{item}'")
+        if not sep and key not in ("readonly", "ro", "volume-nocopy", "bind-nonrecursive"):
+            raise CLIError(f"invalid field '{item}' must be a key=value pair")
+    kind = mount["Type"]
+    if kind not in ("bind", "volume", "tmpfs"):
+        raise CLIError(f"unsupported mount type {kind!r} (bind, volume or tmpfs)")
+    if not mount.get("Target"):
+        raise CLIError("target is required")
+    if kind == "bind" and not mount.get("Source"):
+        raise CLIError("source is required when type is bind")
+    if kind == "tmpfs" and mount.get("Source"):
+        raise CLIError("source must not be given for tmpfs mounts")
+    for name, opts, own in (("BindOptions", bind, "bind"), ("VolumeOptions", volume, "volume"),
+                            ("TmpfsOptions", tmpfs, "tmpfs")):
+        if opts:
+            if kind != own:
+                raise CLIError(f"cannot mix '{own}-*' options with mount type '{kind}'")
+            mount[name] = opts
+    return mount
+
+
+def parse_restart(value: str) -> dict[str, Any]:
+    name, _, count = value.partition(":")
+    if name not in RESTART_POLICIES:
+        raise CLIError(f"invalid restart policy {value!r}: use {', '.join(RESTART_POLICIES)}")
+    retries = 0
+    if count:
+        if name != "on-failure":
+            raise CLIError(f"maximum retry count cannot be used with restart policy '{name}'")
+        try:
+            retries = int(count)
+        except ValueError:
+            raise CLIError(f"maximum retry count must be an integer: {count}") from None
+    return {"Name": name, "MaximumRetryCount": retries}
+
+
+def _bytes(value: str, flag: str) -> int:
+    try:
+        return parse_bytes(value)
+    except ValueError:
+        raise CLIError(f"invalid value {value!r} for {flag}") from None
+
+
+def _nanos(value: str | None, flag: str) -> int:
+    if not value:
+        return 0
+    try:
+        seconds = parse_duration(value)
+    except ValueError:
+        raise CLIError(f"invalid duration {value!r} for {flag}") from None
+    if seconds < 0:
+        raise CLIError(f"{flag} cannot be negative")
+    return int(round(seconds * 1e9))
+
+
+def _healthcheck(o: Mapping[str, Any]) -> dict[str, Any] | None:
+    times = {key: _nanos(o.get(flag), "--" + flag.replace("_", "-")) for key, flag in (
+        ("Interval", "health_interval"), ("Timeout", "health_timeout"),
+        ("StartPeriod", "health_start_period"))}
+    retries = o.get("health_retries") or 0
+    have = bool(o.get("health_cmd")) or any(times.values()) or bool(retries)
+    if o.get("no_healthcheck"):
+        if have:
+            raise CLIError("--no-healthcheck conflicts with --health-* options")
+        return {"Test": ["NONE"]}
+    if not have:
+        return None
+    if retries < 0:
+        raise CLIError("--health-retries cannot be negative")
+    health: dict[str, Any] = {"Test": ["CMD-SHELL", o["health_cmd"]]} if o.get("health_cmd") else {}
+    health.update(times, Retries=retries)
+    return health
+
+
+def _security_opts(opts: Sequence[str], read: Callable[[str], str]) -> list[str]:
+    """Docker's CLI sends a seccomp profile's content, not its path."""
+    out = []
+    for opt in opts:
+        key, sep, value = opt.partition("=")
+        if not sep:
+            key, sep, value = opt.partition(":")
+        if key == "seccomp" and value and value != "unconfined":
+            try:
+                profile = json.loads(read(value))
+            except (OSError, ValueError) as exc:
+                raise CLIError(f"opening seccomp profile ({value}) failed: {exc}") from None
+            opt = "seccomp=" + json.dumps(profile, separators=(",", ":"))
+        out.append(opt)
+    return out
+
+
+def _ulimits(items: Sequence[str]) -> list[dict[str, Any]]:
+    out = []
+    for item in items:
+        name, _, limits = item.partition("=")
+        soft, _, hard = limits.partition(":")
+        try:
+            out.append({"Name": name, "Soft": int(soft), "Hard": int(hard or soft)})
+        except ValueError:
+            raise CLIError(f"invalid ulimit {item!r}: expected NAME=SOFT[:HARD]") from None
+    return out
+
+
+def _read_text(path: str) -> str:
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def build_create(o: Mapping[str, Any], *, detach: bool | None = None, for_run: bool = True,
+                 environ: Mapping[str, str] | None = None, cwd: str | None = None,
+                 read: Callable[[str], str] = _read_text) -> CreateRequest:
+    """The create request for the options ``o`` (click's parameter names)."""
+    environ = os.environ if environ is None else environ
+    cwd = os.getcwd() if cwd is None else cwd
+    detach = bool(o.get("detach")) if detach is None else detach
+    interactive = bool(o.get("interactive"))
+    restart = parse_restart(o.get("restart") or "no")
+    if o.get("rm") and restart["Name"] != "no":
+        raise CLIError("Conflicting options: --restart and --rm")
+    pull = o.get("pull") or "missing"
+    if pull not in PULL_POLICIES:
+        raise CLIError(f"invalid pull option: {pull!r}: must be one of {', '.join(PULL_POLICIES)}")
+
+    env: list[str] = []
+    for path in o.get("env_file") or ():
+        env += parse_env_file(path, environ)
+    env += parse_env(o.get("env") or (), environ)
+
+    exposed, bindings = parse_ports(o.get("publish") or ())
+    for port in o.get("expose") or ():
+        exposed.update(parse_ports([port.split(":")[-1]])[0])
+    binds, volumes = [], {}
+    for spec in o.get("volume") or ():
+        bind, anon = parse_volume(spec, cwd)
+        if bind:
+            binds.append(bind)
+        else:
+            volumes[anon] = {}
+    tmpfs = {}
+    for spec in o.get("tmpfs") or ():
+        path, _, options = spec.partition(":")
+        tmpfs[path] = options
+
+    attach_out = not (for_run and detach)  # create attaches stdout/stderr, as docker's does
+    config: dict[str, Any] = {
+        "Hostname": o.get("hostname") or "",
+        "User": o.get("user") or "",
+        "AttachStdin": interactive and attach_out,
+        "AttachStdout": attach_out,
+        "AttachStderr": attach_out,
+        "ExposedPorts": exposed,
+        "Tty": bool(o.get("tty")),
+        "OpenStdin": interactive,
+        "StdinOnce": interactive and for_run and not detach,
+        "Env": env,
+        "Cmd": list(o["command"]) if o.get("command") else None,
+        "Image": o["image"],
+        "Volumes": volumes,
+        "WorkingDir": o.get("workdir") or "",
+        "Entrypoint": None,
+        "Labels": _kv(o.get("label") or (), "label"),
+    }
+    if o.get("entrypoint") is not None:
+        config["Entrypoint"] = [o["entrypoint"]] if o["entrypoint"] else []
+    health = _healthcheck(o)
+    if health is not None:
+        config["Healthcheck"] = health
+    if o.get("stop_signal"):
+        config["StopSignal"] = o["stop_signal"]
+    if o.get("stop_timeout") is not None:
+        config["StopTimeout"] = int(o["stop_timeout"])
+
+    network = o.get("network") or "default"
+    host: dict[str, Any] = {
+        "Binds": binds,
+        "Mounts": [parse_mount(m) for m in o.get("mount") or ()],
+        "PortBindings": bindings,
+        "PublishAllPorts": bool(o.get("publish_all")),
+        "NetworkMode": network,
+        "AutoRemove": bool(o.get("rm")),
+        "RestartPolicy": restart,
+        "CapAdd": list(o.get("cap_add") or ()),
+        "CapDrop": list(o.get("cap_drop") or ()),
+        "Privileged": bool(o.get("privileged")),
+        "ReadonlyRootfs": bool(o.get("read_only")),
+        "Memory": _bytes(o["memory"], "--memory") if o.get("memory") else 0,
+        "NanoCpus": _nano_cpus(o.get("cpus")),
+        "LogConfig": {"Type": o.get("log_driver") or "",
+                      "Config": _kv(o.get("log_opt") or (), "log-opt", allow_bare=False)},
+        "SecurityOpt": _security_opts(o.get("security_opt") or (), read),
+        "ExtraHosts": list(o.get("add_host") or ()),
+        "Dns": list(o.get("dns") or ()),
+        "GroupAdd": list(o.get("group_add") or ()),
+        "Sysctls": _kv(o.get("sysctl") or (), "sysctl", allow_bare=False),
+        "Ulimits": _ulimits(o.get("ulimit") or ()),
+    }
+    if tmpfs:
+        host["Tmpfs"] = tmpfs
+    if o.get("init"):
+        host["Init"] = True
+    if o.get("pids_limit") is not None:
+        host["PidsLimit"] = int(o["pids_limit"])
+    if o.get("shm_size"):
+        host["ShmSize"] = _bytes(o["shm_size"], "--shm-size")
+    endpoints = {} if network in _BUILTIN_NETWORKS or network.startswith("container:") \
+        else {network: {}}
+    body = dict(config, HostConfig=host, NetworkingConfig={"EndpointsConfig": endpoints})
+    return CreateRequest(body, o.get("name"), o.get("platform"), pull)
+
+
+def _nano_cpus(value: str | None) -> int:
+    if not value:
+        return 0
+    try:
+        cpus = float(value)
+    except ValueError:
+        raise CLIError(f"invalid argument {value!r} for --cpus: not a number") from None
+    if cpus < 0:
+        raise CLIError("--cpus cannot be negative")
+    return int(round(cpus * 1e9))

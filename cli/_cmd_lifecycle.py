@@ -1,0 +1,135 @@
+"""Lifecycle verbs: start, stop, restart, kill, rm, wait, rename.
+
+Each takes several containers, as docker's do: one failure is reported on
+its own line and the rest still run; the exit status says whether any failed.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from ._client import APIError, q
+from ._context import CLIError, Env
+from ._errors import EXIT_ERROR, report
+
+__all__ = ["kill", "rename", "restart", "rm", "start", "stop", "wait"]
+
+
+def _each(names: tuple[str, ...], action: Callable[[str], Any], echo: bool = True) -> None:
+    """``action`` on every name; print the name (or the result), exit 125 if any failed."""
+    failed = False
+    for name in names:
+        try:
+            result = action(name)
+        except APIError as exc:
+            report(exc)
+            failed = True
+            continue
+        if echo:
+            print(name if result is None else result, flush=True)
+    if failed:
+        sys.exit(EXIT_ERROR)
+
+
+@click.command()
+@click.option("-a", "--attach", is_flag=True, help="Attach STDOUT/STDERR and forward signals")
+@click.option("-i", "--interactive", is_flag=True, help="Attach container's STDIN")
+@click.option("--detach-keys", help="Override the key sequence for detaching a container")
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_obj
+def start(env: Env, attach: bool, interactive: bool, detach_keys: str | None,
+          containers: tuple[str, ...]) -> None:
+    """Start one or more stopped containers."""
+    client = env.client
+    if not (attach or interactive):
+        _each(containers, lambda c: client.post(f"/containers/{q(c)}/start"))
+        return
+    if len(containers) > 1:
+        raise CLIError("you cannot start and attach multiple containers at once")
+    from ._ops import attach_and_start
+    from ._stream import DEFAULT_DETACH_KEYS
+
+    info = client.get(f"/containers/{q(containers[0])}/json")
+    config = info.get("Config") or {}
+    tty = bool(config.get("Tty"))
+    code = attach_and_start(client, info["Id"], tty=tty,
+                            stdin=interactive and bool(config.get("OpenStdin")),
+                            detach_keys=detach_keys or DEFAULT_DETACH_KEYS)
+    sys.exit(code)
+
+
+def _timeout(seconds: int | None) -> dict[str, Any]:
+    return {"t": seconds} if seconds is not None else {}
+
+
+@click.command()
+@click.option("-t", "--time", "seconds", type=int, help="Seconds to wait before killing it")
+@click.option("-s", "--signal", "sig", help="Signal to send to the container")
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_obj
+def stop(env: Env, seconds: int | None, sig: str | None, containers: tuple[str, ...]) -> None:
+    """Stop one or more running containers."""
+    params = dict(_timeout(seconds), signal=sig)
+    _each(containers, lambda c: env.client.post(f"/containers/{q(c)}/stop", params=params))
+
+
+@click.command()
+@click.option("-t", "--time", "seconds", type=int, help="Seconds to wait before killing it")
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_obj
+def restart(env: Env, seconds: int | None, containers: tuple[str, ...]) -> None:
+    """Restart one or more containers."""
+    params = _timeout(seconds)
+    _each(containers, lambda c: env.client.post(f"/containers/{q(c)}/restart", params=params))
+
+
+@click.command()
+@click.option("-s", "--signal", "sig", default="KILL", show_default=True,
+              help="Signal to send to the container")
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_obj
+def kill(env: Env, sig: str, containers: tuple[str, ...]) -> None:
+    """Kill one or more running containers."""
+    params = {"signal": sig}
+    _each(containers, lambda c: env.client.post(f"/containers/{q(c)}/kill", params=params))
+
+
+@click.command()
+@click.option("-f", "--force", is_flag=True, help="Force the removal of a running container")
+@click.option("-v", "--volumes", is_flag=True, help="Remove anonymous volumes of the container")
+@click.option("-l", "--link", is_flag=True, hidden=True)
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_obj
+def rm(env: Env, force: bool, volumes: bool, link: bool, containers: tuple[str, ...]) -> None:
+    """Remove one or more containers."""
+    if link:
+        raise CLIError("--link is not supported: rctr has no container links")
+    params = {"force": force, "v": volumes}
+    _each(containers, lambda c: env.client.delete(f"/containers/{q(c)}", params=params))
+
+
+@click.command()
+@click.option("--condition", default="not-running", show_default=True, hidden=True)
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_obj
+def wait(env: Env, condition: str, containers: tuple[str, ...]) -> None:
+    """Block until one or more containers stop, then print their exit codes."""
+
+    def one(c: str) -> int:
+        result = env.client.post(f"/containers/{q(c)}/wait", params={"condition": condition})
+        return int(result.get("StatusCode", -1))
+
+    _each(containers, one)
+
+
+@click.command()
+@click.argument("container")
+@click.argument("new_name")
+@click.pass_obj
+def rename(env: Env, container: str, new_name: str) -> None:
+    """Rename a container."""
+    env.client.post(f"/containers/{q(container)}/rename", params={"name": new_name})

@@ -1,0 +1,288 @@
+"""The shim's one loop: output to the log and the clients, input to stdin, reaping.
+
+Single-threaded on purpose: the shim forks (through the runtime) and reaps
+with ``waitpid(-1)``, and both go wrong beside threads.  SIGCHLD only wakes
+the loop (``signal.set_wakeup_fd``); the reaping happens here.  Poll masks
+are recomputed from the state before every wait, which keeps back-pressure
+simple: stdin input is read from clients only while its buffer has room,
+output is written to a client only while it has something queued.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import signal
+import time
+
+from ._attach import AttachServer, Client
+from ._control import CLOSE_STDIN, RESIZE, ControlParser
+from ._io import STREAM_NAMES, JsonFileLog, LineDecoder, log_lines, rfc3339_nano
+from ._shimlog import ShimLog
+from ._stdio import Stdio, set_winsize
+
+__all__ = ["Server", "DRAIN_SECONDS"]
+
+DRAIN_SECONDS = 2.0  # how long output may still come after the init exited
+STDIN_LIMIT = 1 << 16  # bytes of input buffered for a container that does not read
+_READ = select.POLLIN | select.POLLPRI
+_GONE = select.POLLHUP | select.POLLERR | select.POLLNVAL
+_VEOF = b"\x04"  # what "close stdin" means on a terminal: ^D (ICANON's default VEOF)
+
+
+class Server:
+    def __init__(self, stdio: Stdio, init_pid: int, log: JsonFileLog, attach: AttachServer,
+                 control_fd: int, shimlog: ShimLog, stdin_once: bool) -> None:
+        self.stdio = stdio
+        self.init_pid = init_pid
+        self.log = log
+        self.attach = attach
+        self.control_fd = control_fd
+        self.control = ControlParser()
+        self.shimlog = shimlog
+        self.stdin_once = stdin_once
+        self.outputs = dict(stdio.outputs)
+        self.decoders = {fd: LineDecoder() for fd in self.outputs}
+        self.stdin_buf = bytearray()
+        self.stdin_open = stdio.stdin is not None
+        self.stdin_closing = False
+        self.status: int | None = None
+        self.finished_ns = 0
+        self._deadline = 0.0
+        self._poll = select.poll()
+        self._masks: dict[int, int] = {}
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Serve until the init has exited and its output is drained; its wait status."""
+        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+        signal.signal(signal.SIGCHLD, _ignore)
+        try:
+            self._reap()  # the init may have died before the handler was there
+            while not self._done():
+                self._update_masks()
+                for fd, events in self._poll.poll(self._timeout_ms()):
+                    try:
+                        self._dispatch(fd, events)
+                    except Exception as exc:  # noqa: BLE001 - a bad event must not end the shim
+                        self.shimlog.error(f"fd {fd}: {type(exc).__name__}: {exc}")
+                        self._forget(fd)
+        finally:
+            signal.set_wakeup_fd(-1)
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+        assert self.status is not None
+        return self.status
+
+    def _done(self) -> bool:
+        if self.status is None:
+            return False
+        if not self.outputs and not self.attach.pending():
+            return True
+        return time.monotonic() >= self._deadline
+
+    def _timeout_ms(self) -> int:
+        if self.status is None:
+            return -1
+        return max(0, int((self._deadline - time.monotonic()) * 1000) + 1)
+
+    def _update_masks(self) -> None:
+        want: dict[int, int] = {self._wake_r: _READ, self.control_fd: _READ}
+        if self.status is None:
+            want[self.attach.fd] = _READ
+        for fd in self.outputs:
+            want[fd] = want.get(fd, 0) | _READ
+        stdin = self.stdio.stdin
+        if stdin is not None and self.stdin_open and self.stdin_buf:
+            want[stdin] = want.get(stdin, 0) | select.POLLOUT
+        take_input = len(self.stdin_buf) < STDIN_LIMIT
+        for client in self.attach.clients.values():
+            mask = (_READ if client.reading and take_input else 0) | \
+                (select.POLLOUT if client.out else 0)
+            want[client.fd] = mask
+        for fd in [fd for fd in self._masks if fd not in want]:
+            self._poll.unregister(fd)
+            del self._masks[fd]
+        for fd, mask in want.items():
+            if self._masks.get(fd) != mask:
+                self._poll.register(fd, mask)
+                self._masks[fd] = mask
+
+    def _forget(self, fd: int) -> None:
+        """After an unexpected error on ``fd``: stop watching it, whatever it was."""
+        client = self.attach.clients.get(fd)
+        if client is not None:
+            self.attach.drop(client)
+        elif fd in self.outputs:
+            self._output_done(fd)
+
+    def _dispatch(self, fd: int, events: int) -> None:
+        if fd == self._wake_r:
+            _drain(fd)
+            self._reap()
+            return
+        if fd == self.control_fd:
+            self._on_control()
+            return
+        if fd == self.attach.fd:
+            self._on_accept()
+            return
+        if fd in self.outputs and events & (_READ | _GONE):
+            self._on_output(fd)
+        if fd == self.stdio.stdin and events & (select.POLLOUT | select.POLLERR):
+            self._write_stdin()
+        client = self.attach.clients.get(fd)
+        if client is not None:
+            self._on_client(client, events)
+
+    # -- the container --------------------------------------------------------------------
+
+    def _reap(self) -> None:
+        """Reap every child: the init, and orphans that the subreaper inherits."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid == self.init_pid and self.status is None:
+                self.status = status
+                self.finished_ns = time.time_ns()
+                self._deadline = time.monotonic() + DRAIN_SECONDS
+
+    def _on_output(self, fd: int) -> None:
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            if exc.errno != errno.EIO:  # EIO: a pty master whose slave side is all closed
+                self.shimlog.error(f"reading the container's output: {exc}")
+            data = b""
+        if not data:
+            self._output_done(fd)
+            return
+        stream = self.outputs[fd]
+        self._emit(fd, stream, self.decoders[fd].decode(data))
+        for client in self.attach.broadcast(stream, data):
+            self.shimlog.warning(f"attach client on fd {client.fd} fell behind; dropped")
+
+    def _emit(self, fd: int, stream: int, text: str) -> None:
+        if not text:
+            return
+        try:
+            self.log.write(log_lines(STREAM_NAMES[stream], text, rfc3339_nano()))
+        except OSError as exc:
+            self.shimlog.error(f"writing {self.log.path}: {exc}")
+
+    def _output_done(self, fd: int) -> None:
+        stream = self.outputs.pop(fd)
+        self._emit(fd, stream, self.decoders.pop(fd).decode(b"", final=True))
+        if fd != self.stdio.master:
+            self.stdio.close(fd)
+
+    def _write_stdin(self) -> None:
+        stdin = self.stdio.stdin
+        assert stdin is not None
+        try:
+            written = os.write(stdin, self.stdin_buf)
+        except BlockingIOError:
+            return
+        except OSError as exc:  # EPIPE, EIO: no one reads it any more; the rest is lost
+            if exc.errno not in (errno.EPIPE, errno.EIO):
+                self.shimlog.error(f"writing the container's stdin: {exc}")
+            self.stdin_buf.clear()
+            self._shut_stdin()
+            return
+        del self.stdin_buf[:written]
+        if not self.stdin_buf and self.stdin_closing:
+            self._shut_stdin()
+
+    def close_stdin(self) -> None:
+        """End the container's input once what is queued has been written."""
+        if not self.stdin_open or self.stdin_closing:
+            return
+        self.stdin_closing = True
+        if self.stdio.master is not None:
+            self.stdin_buf += _VEOF
+        elif not self.stdin_buf:
+            self._shut_stdin()
+
+    def _shut_stdin(self) -> None:
+        self.stdin_open = False
+        self.stdin_closing = True
+        stdin = self.stdio.stdin
+        if stdin is not None and stdin != self.stdio.master:
+            self.stdio.close(stdin)
+            self.stdio.stdin = None
+
+    # -- the daemon's side: control FIFO and attach clients ---------------------------------
+
+    def _on_control(self) -> None:
+        try:
+            data = os.read(self.control_fd, 4096)
+        except BlockingIOError:
+            return
+        for cmd in self.control.feed(data):
+            if isinstance(cmd, Exception):
+                self.shimlog.warning(str(cmd))
+            elif cmd["op"] == CLOSE_STDIN:
+                self.close_stdin()
+            elif cmd["op"] == RESIZE:
+                self._resize(int(cmd["width"]), int(cmd["height"]))  # type: ignore[call-overload]
+
+    def _resize(self, width: int, height: int) -> None:
+        if self.stdio.master is None:
+            self.shimlog.warning("control: resize without a tty, ignored")
+            return
+        try:
+            set_winsize(self.stdio.master, width, height)
+        except OSError as exc:
+            self.shimlog.warning(f"control: resize: {exc}")
+
+    def _on_accept(self) -> None:
+        if self.status is None:  # after the exit, a new client would only see the close
+            self.attach.accept()
+
+    def _on_client(self, client: Client, events: int) -> None:
+        try:
+            if events & _READ:
+                self._client_input(client)
+            if events & select.POLLOUT and client.fd in self.attach.clients:
+                client.flush()
+            if events & (select.POLLERR | select.POLLNVAL) or \
+                    (events & select.POLLHUP and not client.reading):
+                self.attach.drop(client)
+        except OSError:
+            self.attach.drop(client)  # a client's error is the client's problem
+
+    def _client_input(self, client: Client) -> None:
+        data = client.recv()
+        if data is None:
+            return
+        if not data:
+            client.reading = False
+            if self.stdin_once:
+                self.close_stdin()
+            return
+        if self.stdin_open and not self.stdin_closing:
+            self.stdin_buf += data
+
+    def close_clients(self) -> None:
+        self.attach.close()
+
+
+def _ignore(_signum: int, _frame: object) -> None:
+    """SIGCHLD needs a handler for the wakeup fd to hear of it; the loop does the work."""
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass

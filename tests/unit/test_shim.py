@@ -1,0 +1,212 @@
+"""The shim's formats, in-process: attach frames, json-file lines and rotation,
+exit records, control lines, shim.json and the command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+from pathlib import Path
+
+import pytest
+
+from rctr.core.errors import InvalidArgument
+from rctr.shim._config import load_config
+from rctr.shim._control import ControlParser
+from rctr.shim._exit import exit_record, open_fifo, write_exit
+from rctr.shim._io import JsonFileLog, LineDecoder, frame, log_lines, rfc3339_nano
+from rctr.shim._main import UsageError, main, parse_args
+
+
+def test_frame_is_dockers_stdcopy_header() -> None:
+    assert frame(1, b"hi\n") == b"\x01\x00\x00\x00\x00\x00\x00\x03hi\n"
+    big = b"x" * 70000
+    assert frame(2, big)[:8] == bytes([2, 0, 0, 0]) + (70000).to_bytes(4, "big")
+    assert frame(1, b"") == b"\x01\x00\x00\x00\x00\x00\x00\x00"
+
+
+def test_rfc3339_nano() -> None:
+    assert rfc3339_nano(1_700_000_000_123_456_789) == "2023-11-14T22:13:20.123456789Z"
+    assert rfc3339_nano(5) == "1970-01-01T00:00:00.000000005Z"
+    assert re.match(r"^\d{4}-.*\.\d{9}Z$", rfc3339_nano())
+
+
+def test_log_lines_split_at_newlines_and_keep_a_partial_tail() -> None:
+    lines = log_lines("stdout", "a\nb\n\ntail", "T")
+    assert [json.loads(x) for x in lines] == [
+        {"log": "a\n", "stream": "stdout", "time": "T"},
+        {"log": "b\n", "stream": "stdout", "time": "T"},
+        {"log": "\n", "stream": "stdout", "time": "T"},
+        {"log": "tail", "stream": "stdout", "time": "T"},
+    ]
+    assert all(x.endswith(b"\n") and x.count(b"\n") == 1 for x in lines)
+    assert lines[0] == b'{"log":"a\\n","stream":"stdout","time":"T"}\n'  # Docker's key order
+    assert log_lines("stderr", "", "T") == []
+
+
+def test_line_decoder_holds_a_cut_utf8_sequence_and_replaces_garbage() -> None:
+    d = LineDecoder()
+    euro = "€".encode()
+    assert d.decode(b"a" + euro[:2]) == "a"
+    assert d.decode(euro[2:] + b"\n") == "€\n"
+    assert d.decode(b"\xff\n") == "\ufffd\n"
+    assert d.decode(euro[:1]) == "" and d.decode(b"", final=True) == "\ufffd"
+
+
+def entries(path: Path) -> list[str]:
+    return [json.loads(line)["log"] for line in path.read_text().splitlines()]
+
+
+def test_log_rotation_keeps_max_file_files(tmp_path: Path) -> None:
+    path = tmp_path / "c-json.log"
+    log = JsonFileLog(str(path), max_size=100, max_file=3)
+    for i in range(30):
+        log.write(log_lines("stdout", f"line {i:02d}\n", "T"))
+    log.close()
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["c-json.log", "c-json.log.1", "c-json.log.2"]
+    kept = entries(path.with_name("c-json.log.2")) + entries(path.with_name("c-json.log.1")) + \
+        entries(path)
+    numbers = [int(x.split()[1]) for x in kept]
+    assert numbers == list(range(numbers[0], 30))
+    for p in tmp_path.iterdir():
+        size = p.stat().st_size
+        assert size < 100 + 60, p  # one line over at most, as Docker
+
+
+def test_log_rotation_between_lines_of_one_read(tmp_path: Path) -> None:
+    path = tmp_path / "log"
+    log = JsonFileLog(str(path), max_size=100, max_file=2)
+    log.write(log_lines("stdout", "".join(f"l{i}\n" for i in range(10)), "T"))
+    log.close()
+    assert entries(path.with_name("log.1")) + entries(path) == [f"l{i}\n" for i in range(10)][-len(
+        entries(path.with_name("log.1")) + entries(path)):]
+    assert entries(path)[-1] == "l9\n" and path.stat().st_size < 160
+
+
+def test_log_with_one_file_is_truncated(tmp_path: Path) -> None:
+    path = tmp_path / "log"
+    log = JsonFileLog(str(path), max_size=80, max_file=1)
+    for i in range(10):
+        log.write(log_lines("stderr", f"x{i}\n", "T"))
+    log.close()
+    assert [p.name for p in tmp_path.iterdir()] == ["log"]
+    assert entries(path)[-1] == "x9\n" and len(entries(path)) < 10
+
+
+def test_log_appends_and_counts_what_is_there(tmp_path: Path) -> None:
+    path = tmp_path / "log"
+    path.write_bytes(b"x" * 500)
+    log = JsonFileLog(str(path), max_size=100, max_file=2)
+    assert log.size == 500
+    log.write(log_lines("stdout", "new\n", "T"))
+    log.close()
+    assert (tmp_path / "log.1").read_bytes() == b"x" * 500 and entries(path) == ["new\n"]
+
+
+def test_no_rotation_without_max_size(tmp_path: Path) -> None:
+    log = JsonFileLog(str(tmp_path / "log"))
+    for _ in range(100):
+        log.write(log_lines("stdout", "y" * 100 + "\n", "T"))
+    log.close()
+    assert [p.name for p in tmp_path.iterdir()] == ["log"]
+
+
+def test_exit_record_is_dockers() -> None:
+    assert exit_record(3 << 8, 0) == {"exit_code": 3, "signal": None,
+                                      "finished_at": "1970-01-01T00:00:00.000000000Z"}
+    killed = exit_record(signal.SIGKILL)
+    assert (killed["exit_code"], killed["signal"]) == (137, 9)
+
+
+def test_write_exit_is_atomic_json(tmp_path: Path) -> None:
+    write_exit(str(tmp_path / "exit.json"), 0)
+    assert json.loads((tmp_path / "exit.json").read_text())["exit_code"] == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["exit.json"]
+
+
+def test_exit_fifo_hangs_up_when_the_shim_closes_it(tmp_path: Path) -> None:
+    import select
+
+    held = open_fifo(str(tmp_path / "exit"))
+    reader = os.open(tmp_path / "exit", os.O_RDONLY | os.O_NONBLOCK)
+    poller = select.poll()
+    poller.register(reader, select.POLLIN)
+    assert poller.poll(0) == []
+    os.close(held)
+    assert poller.poll(1000)[0][1] & select.POLLHUP
+    os.close(reader)
+
+
+def test_control_parser() -> None:
+    p = ControlParser()
+    assert p.feed(b'{"op":"close_') == []
+    assert p.feed(b'stdin"}\n{"op":"resize","width":100,"height":30}\n\n') == [
+        {"op": "close_stdin"}, {"op": "resize", "width": 100, "height": 30}]
+    bad = p.feed(b'nope\n{"op":"fly"}\n{"op":"resize","width":0,"height":1}\n[1]\n')
+    assert len(bad) == 4 and all(isinstance(b, InvalidArgument) for b in bad)
+    assert isinstance(p.feed(b"x" * 5000)[0], InvalidArgument)
+    assert p.feed(b'{"op":"close_stdin"}\n') == [{"op": "close_stdin"}]
+
+
+def shim_json(tmp_path: Path, **change: object) -> str:
+    raw = {"id": "c1", "bundle": "/b", "runtime": {"name": "crun", "root": "/r",
+                                                   "path": "/usr/bin/crun"},
+           "tty": True, "stdin": True, "stdin_once": True,
+           "log": {"path": "/l/c1-json.log", "max_size": 1000, "max_file": 3},
+           "width": 100, "height": 40}
+    raw.update(change)
+    path = tmp_path / "shim.json"
+    path.write_text(json.dumps(raw))
+    return str(path)
+
+
+def test_shim_json_is_loaded(tmp_path: Path) -> None:
+    cfg = load_config(shim_json(tmp_path))
+    assert (cfg.id, cfg.bundle, cfg.runtime, cfg.runtime_root, cfg.runtime_path) == \
+        ("c1", "/b", "crun", "/r", "/usr/bin/crun")
+    assert (cfg.tty, cfg.stdin, cfg.stdin_once) == (True, True, True)
+    assert (cfg.log_path, cfg.log_max_size, cfg.log_max_file) == ("/l/c1-json.log", 1000, 3)
+    assert (cfg.width, cfg.height) == (100, 40)
+
+
+@pytest.mark.parametrize("change", [
+    {"id": "../x"}, {"bundle": "relative"}, {"runtime": {"name": "docker", "root": "/r"}},
+    {"runtime": {"name": "rctr"}}, {"log": {}}, {"id": 5},
+])
+def test_shim_json_is_checked(tmp_path: Path, change: dict) -> None:
+    with pytest.raises(InvalidArgument):
+        load_config(shim_json(tmp_path, **change))
+
+
+def test_missing_shim_json(tmp_path: Path) -> None:
+    with pytest.raises(InvalidArgument, match="missing"):
+        load_config(str(tmp_path / "shim.json"))
+
+
+def test_parse_args() -> None:
+    assert parse_args(["/s", "--ready-fd", "5"]) == ("/s", 5)
+    assert parse_args(["--ready-fd=7", "/s"]) == ("/s", 7)
+    for bad in ([], ["/s"], ["/s", "--ready-fd", "x"], ["/s", "/t", "--ready-fd", "3"],
+                ["/s", "--other", "--ready-fd", "3"]):
+        with pytest.raises(UsageError):
+            parse_args(bad)
+    assert main(["--nope"]) == 2
+
+
+def test_failure_is_reported_on_the_ready_fd(tmp_path: Path) -> None:
+    # No shim.json: the shim must say so on the ready fd and leave nothing behind.
+    # In a child: the shim makes itself a subreaper, which pytest must not become.
+    import subprocess
+    import sys
+
+    r, w = os.pipe()
+    proc = subprocess.run([sys.executable, "-m", "rctr.shim", str(tmp_path), "--ready-fd", str(w)],
+                          pass_fds=(w,), timeout=30)
+    os.close(w)
+    assert proc.returncode == 1
+    with os.fdopen(r, "rb") as f:
+        report = json.loads(f.read())
+    assert "shim.json" in report["error"] and "hint" in report
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shim-log.json", "shim.pid"]

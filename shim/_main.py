@@ -103,7 +103,7 @@ class _Shim:
         self._record_init(cfg.bundle)
         self._ready({"pid": self.init_pid})
         server = Server(self.stdio, self.init_pid, log, self.attach, control_fd, self.log,
-                        cfg.stdin_once)
+                        stdin=cfg.stdin, stdin_once=cfg.stdin_once)
         status = server.run()
         write_exit(self.path(L.EXIT_JSON), status, server.finished_ns)
         os.close(exit_fd)  # the daemon's POLLHUP: exit.json is in place

@@ -33,7 +33,7 @@ _VEOF = b"\x04"  # what "close stdin" means on a terminal: ^D (ICANON's default 
 
 class Server:
     def __init__(self, stdio: Stdio, init_pid: int, log: JsonFileLog, attach: AttachServer,
-                 control_fd: int, shimlog: ShimLog, stdin_once: bool) -> None:
+                 control_fd: int, shimlog: ShimLog, *, stdin: bool, stdin_once: bool) -> None:
         self.stdio = stdio
         self.init_pid = init_pid
         self.log = log
@@ -45,7 +45,8 @@ class Server:
         self.outputs = dict(stdio.outputs)
         self.decoders = {fd: LineDecoder() for fd in self.outputs}
         self.stdin_buf = bytearray()
-        self.stdin_open = stdio.stdin is not None
+        # With a tty the master is there either way; input goes to it only if asked for.
+        self.stdin_open = stdin and stdio.stdin is not None
         self.stdin_closing = False
         self.status: int | None = None
         self.finished_ns = 0

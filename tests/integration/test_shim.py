@@ -295,6 +295,7 @@ def test_output_goes_to_log_and_attach_and_exit_code_is_recorded(
         [("stderr", "err\n"), ("stdout", "out\n"), ("stdout", "partial")]
     assert all(RFC3339_NANO.match(e["time"]) for e in entries)
     assert list(entries[0]) == ["log", "stream", "time"]
+    assert not (shim.dir / "shim-log.json").exists(), "the shim had problems"
     shim.assert_no_leftovers()
 
 
@@ -303,7 +304,10 @@ def test_killed_container_exits_137(pause: Pause, bundle: Bundle) -> None:
     shim = Shim(pause, bundle, "rctr")
     init = shim.create()
     shim.start()
-    # what assert_no_leftovers looks for
+    # What assert_no_leftovers looks for (environ reads empty while the init execs).
+    deadline = time.monotonic() + 5
+    while shim.mark.encode() not in _environ(init) and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert shim.mark.encode() in _environ(init) and shim.mark.encode() in _environ(shim.shim_pid)
     shim.runtime_cmd("kill", shim.id, "KILL")
     result = shim.wait_exit()
@@ -390,6 +394,7 @@ def test_tty_output_and_resize(pause: Pause, bundle: Bundle, runtime: str) -> No
     entries = shim.log_entries()
     assert {e["stream"] for e in entries} == {"stdout"}
     assert "30 100\r\n" in "".join(e["log"] for e in entries)
+    assert not (shim.dir / "shim-log.json").exists(), "the shim had problems"
     client.close()
     shim.assert_no_leftovers()
 
@@ -450,4 +455,29 @@ def test_shim_memory_is_small(pause: Pause, bundle: Bundle) -> None:
     assert info.pss < 24 * 2**20, info
     shim.runtime_cmd("kill", shim.id, "KILL")
     assert shim.wait_exit()["exit_code"] == 137
+    shim.assert_no_leftovers()
+
+
+def test_a_client_that_does_not_read_is_dropped(pause: Pause, bundle: Bundle) -> None:
+    size = 3_000_000
+    namespaced(bundle, "sh", "-c", f"head -c {size} /dev/zero | tr '\\0' x; echo; echo end")
+    shim = Shim(pause, bundle, "rctr")
+    shim.create()
+    slow = shim.attach()  # never reads until the end
+    fast = shim.attach()
+    time.sleep(0.2)
+    shim.start()
+    out = joined(read_frames(fast), 1)
+    assert out == b"x" * size + b"\nend\n"
+    assert shim.wait_exit()["exit_code"] == 0
+    got = b""
+    try:
+        while chunk := slow.recv(1 << 20):
+            got += chunk
+    except ConnectionResetError:
+        pass
+    assert len(got) < size, "the slow client was not dropped"
+    slow.close()
+    fast.close()
+    assert "fell behind" in (shim.dir / "shim-log.json").read_text()
     shim.assert_no_leftovers()

@@ -242,6 +242,11 @@ class Client:
         try:
             conn.request(method, self.url(path, params), body=payload, headers=hdrs)
             resp = conn.getresponse()
+            # One request per connection: the response's file holds the socket
+            # from here, so closing the response closes the connection.
+            sock, conn.sock = conn.sock, None
+            if sock is not None:
+                sock.close()
         except (http.client.HTTPException, ConnectionError) as exc:
             conn.close()
             raise APIError(0, f"lost the connection to the daemon: {exc}") from exc

@@ -99,17 +99,21 @@ volume.add_command(rm, "remove")
 
 
 @volume.command()
+@click.option("-a", "--all", "all_", is_flag=True, help="Remove all unused volumes, not just"
+              " anonymous ones")
 @click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation")
 @click.option("--filter", "filter_", multiple=True, help="Provide filter values (label=…)")
 @click.pass_obj
-def prune(env: Env, force: bool, filter_: tuple[str, ...]) -> None:
-    """Remove all unused local volumes."""
+def prune(env: Env, all_: bool, force: bool, filter_: tuple[str, ...]) -> None:
+    """Remove unused local volumes (anonymous ones; all of them with -a)."""
     from ._cmd_query import filters
 
-    if not force and not confirm("WARNING! This will remove all local volumes not used by at"
-                                 " least one container."):
+    what = "local volumes" if all_ else "anonymous local volumes"
+    if not force and not confirm(f"WARNING! This will remove {what} not used by at least one"
+                                 " container."):
         return
-    result = env.client.post("/volumes/prune", params={"filters": filters(filter_)}) or {}
+    wanted = dict(filters(filter_) or {}, **({"all": ["true"]} if all_ else {}))
+    result = env.client.post("/volumes/prune", params={"filters": wanted or None}) or {}
     deleted = result.get("VolumesDeleted") or []
     if deleted:
         print("Deleted Volumes:")

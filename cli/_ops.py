@@ -67,11 +67,13 @@ class Waiter:
     """``POST /containers/{id}/wait`` on its own connection, in a thread.
 
     Registered before start: once the daemon has answered the head (docker's
-    daemon flushes it at once) the exit cannot be missed; a daemon that holds
-    the head back costs at most ``grace`` seconds.
+    daemon flushes it at once) the exit cannot be missed.  A daemon that holds
+    the head back until the exit costs ``grace`` seconds here, and if it then
+    saw the request only after the exit ("next-exit" would never come),
+    :meth:`result` falls back to the container's recorded state.
     """
 
-    def __init__(self, client: Client, cid: str, condition: str, grace: float = 1.0) -> None:
+    def __init__(self, client: Client, cid: str, condition: str, grace: float = 0.05) -> None:
         self.client, self.cid, self.condition = client, cid, condition
         self.registered = threading.Event()
         self.value: Any = None
@@ -94,10 +96,26 @@ class Waiter:
         finally:
             self.registered.set()
 
+    def _stopped_code(self) -> int | None:
+        try:
+            state = self.client.get(f"/containers/{q(self.cid)}/json")["State"]
+        except Exception:
+            return None
+        if state.get("Running") or state.get("Restarting"):
+            return None
+        return int(state.get("ExitCode") or 0)
+
     def result(self) -> int:
         """The container's exit status; if the wait failed, its recorded ExitCode."""
+        patience = 5  # polls of 0.2 s before the recorded state is trusted
         while self.thread.is_alive():
             self.thread.join(0.2)  # a loop, so signal handlers run meanwhile
+            patience -= 1
+            if patience <= 0 and self.condition != "removed" and self.thread.is_alive():
+                code = self._stopped_code()
+                if code is not None:
+                    return code
+                patience = 5
         if self.error is None and isinstance(self.value, dict):
             error = (self.value.get("Error") or {}).get("Message")
             if error:

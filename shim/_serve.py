@@ -51,6 +51,7 @@ class Server:
         self.status: int | None = None
         self.finished_ns = 0
         self._deadline = 0.0
+        self._accepting = False
         self._poll = select.poll()
         self._masks: dict[int, int] = {}
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -65,12 +66,17 @@ class Server:
             self._reap()  # the init may have died before the handler was there
             while not self._done():
                 self._update_masks()
+                self._accepting = False
                 for fd, events in self._poll.poll(self._timeout_ms()):
                     try:
                         self._dispatch(fd, events)
                     except Exception as exc:  # noqa: BLE001 - a bad event must not end the shim
                         self.shimlog.error(f"fd {fd}: {type(exc).__name__}: {exc}")
                         self._forget(fd)
+                # Accepted only now: a new client may reuse the number of an fd closed
+                # above, and must not receive the rest of that fd's events.
+                if self._accepting and self.status is None:
+                    self.attach.accept()
         finally:
             signal.set_wakeup_fd(-1)
             os.close(self._wake_r)
@@ -129,7 +135,7 @@ class Server:
             self._on_control()
             return
         if fd == self.attach.fd:
-            self._on_accept()
+            self._accepting = True
             return
         if fd in self.outputs and events & (_READ | _GONE):
             self._on_output(fd)
@@ -245,13 +251,11 @@ class Server:
         except OSError as exc:
             self.shimlog.warning(f"control: resize: {exc}")
 
-    def _on_accept(self) -> None:
-        if self.status is None:  # after the exit, a new client would only see the close
-            self.attach.accept()
-
     def _on_client(self, client: Client, events: int) -> None:
         try:
-            if events & _READ:
+            # On a hang-up read even past the stdin limit: the end of input is behind
+            # the data, and a hung-up socket would otherwise wake every poll.
+            if events & _READ or (events & select.POLLHUP and client.reading):
                 self._client_input(client)
             if events & select.POLLOUT and client.fd in self.attach.clients:
                 client.flush()

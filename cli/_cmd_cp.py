@@ -70,16 +70,31 @@ def rename_root(name: str, root: str, new_root: str) -> str | None:
     return f"{new_root}/{rest}" if rest else new_root
 
 
+# Python 3.11.4 added extraction filters; older 3.11s get the same checks from _check.
+_FILTER: dict[str, Any] = {"filter": "tar"} if hasattr(tarfile, "tar_filter") else {}
+
+
+def _check(name: str, dest_dir: str) -> None:
+    """Refuse names that would land outside ``dest_dir`` (``..``, or through a symlink)."""
+    if ".." in name.split("/"):
+        raise CLIError(f"refusing to extract {name!r}: it leaves the destination")
+    base = os.path.realpath(dest_dir)
+    parent = os.path.realpath(os.path.join(base, os.path.dirname(name)))
+    if parent != base and not parent.startswith(base + os.sep):
+        raise CLIError(f"refusing to extract {name!r}: it leaves the destination")
+
+
 def _extract(stream: IO[bytes], dest_dir: str, root: str, new_root: str) -> None:
     with tarfile.open(fileobj=stream, mode="r|*") as tar:
         for member in tar:
             name = rename_root(member.name, root, new_root)
             if name is None:
                 continue
+            _check(name, dest_dir)
             member.name = name
             if member.islnk():
                 member.linkname = rename_root(member.linkname, root, new_root) or member.linkname
-            tar.extract(member, dest_dir, filter="tar")
+            tar.extract(member, dest_dir, **_FILTER)
 
 
 def copy_from(client: Client, container: str, src: str, dest: str) -> None:

@@ -90,10 +90,11 @@ class _Handler(BaseHTTPRequestHandler):
         if result is HIJACKED:
             self.close_connection = True
             return
-        status, payload = result if isinstance(result, tuple) else (200, result)
-        self.reply(status, payload)
+        if not isinstance(result, tuple):
+            result = (200, result)
+        self.reply(*result)
 
-    def reply(self, status: int, payload: Any) -> None:
+    def reply(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
         if isinstance(payload, Stream):
             self.send_response(status)
             self.send_header("Content-Type", payload.content_type)
@@ -113,8 +114,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(data)
+        if self.command != "HEAD":
+            self.wfile.write(data)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _any
 
@@ -146,8 +150,8 @@ def hijack(req: Req, *, upgrade: bool = True) -> socket.socket:
 
 
 class FakeDaemon:
-    """Routes are (METHOD, path regex) → function(Req) returning JSON, (status, JSON),
-    bytes, a Stream, or HIJACKED after writing to the socket itself."""
+    """Routes are (METHOD, path regex) → function(Req) returning JSON, (status, JSON[,
+    headers]), bytes, a Stream, or HIJACKED after writing to the socket itself."""
 
     def __init__(self, path: str) -> None:
         self.path = path

@@ -26,7 +26,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "wait": ("_cmd_lifecycle", "wait", "Block until containers stop, then print their exit codes"),
     "rename": ("_cmd_lifecycle", "rename", "Rename a container"),
     "exec": ("_cmd_exec", "exec_", "Execute a command in a running container"),
-    "attach": ("_cmd_exec", "attach", "Attach local standard input, output and error to a container"),
+    "attach": ("_cmd_exec", "attach", "Attach local standard input, output and error"),
     "ps": ("_cmd_query", "ps", "List containers"),
     "inspect": ("_cmd_query", "inspect", "Return low-level information on rctr objects"),
     "logs": ("_cmd_query", "logs", "Fetch the logs of a container"),

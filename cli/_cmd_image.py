@@ -90,7 +90,8 @@ def _local_time(ts: float) -> str:
 
 
 @click.command()
-@click.option("-a", "--all", "all_", is_flag=True, help="Show all images (default hides intermediate)")
+@click.option("-a", "--all", "all_", is_flag=True,
+              help="Show all images (default hides intermediate)")
 @click.option("-q", "--quiet", is_flag=True, help="Only show image IDs")
 @click.option("--digests", is_flag=True, help="Show digests")
 @click.option("--no-trunc", is_flag=True, help="Don't truncate output")
@@ -239,9 +240,11 @@ def import_(env: Env, change: tuple[str, ...], message: str | None, platform: st
 
 
 @click.command("prune")
-@click.option("-a", "--all", "all_", is_flag=True, help="Remove all unused images, not just dangling")
+@click.option("-a", "--all", "all_", is_flag=True,
+              help="Remove all unused images, not just dangling")
 @click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation")
-@click.option("--filter", "filter_", multiple=True, help="Provide filter values (until=…, label=…)")
+@click.option("--filter", "filter_", multiple=True,
+              help="Provide filter values (until=…, label=…)")
 @click.pass_obj
 def image_prune(env: Env, all_: bool, force: bool, filter_: tuple[str, ...]) -> None:
     """Remove unused images."""

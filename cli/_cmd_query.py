@@ -91,7 +91,8 @@ def container_row(c: dict[str, Any], trunc: bool = True, now: float | None = Non
 
 
 @click.command()
-@click.option("-a", "--all", "all_", is_flag=True, help="Show all containers (default shows running)")
+@click.option("-a", "--all", "all_", is_flag=True,
+              help="Show all containers (default shows running)")
 @click.option("-q", "--quiet", is_flag=True, help="Only display container IDs")
 @click.option("-n", "--last", type=int, default=-1, help="Show n last created containers")
 @click.option("-l", "--latest", is_flag=True, help="Show the latest created container")
@@ -141,7 +142,8 @@ def _inspect_one(env: Env, name: str, kind: str | None, size: bool) -> Any:
 @click.option("-f", "--format", "fmt", help="Format output using a Go template")
 @click.option("--type", "kind", type=click.Choice(sorted(_INSPECT_PATHS)),
               help="Return JSON for the specified type")
-@click.option("-s", "--size", is_flag=True, help="Display total file sizes if the type is container")
+@click.option("-s", "--size", is_flag=True,
+              help="Display total file sizes if the type is container")
 @click.argument("names", nargs=-1, required=True)
 @click.pass_obj
 def inspect(env: Env, fmt: str | None, kind: str | None, size: bool,

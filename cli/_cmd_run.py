@@ -34,7 +34,8 @@ _OPTIONS: list[Callable[[Any], Any]] = [
     click.option("-h", "--hostname", help="Container host name"),
     click.option("--entrypoint", help="Overwrite the default ENTRYPOINT of the image"),
     click.option("--init", is_flag=True, help="Run an init inside the container"),
-    click.option("--read-only", is_flag=True, help="Mount the container's root filesystem read only"),
+    click.option("--read-only", is_flag=True,
+                 help="Mount the container's root filesystem read only"),
     click.option("--restart", help="Restart policy (no, always, unless-stopped, on-failure[:N])"),
     click.option("--stop-signal", help="Signal to stop the container"),
     click.option("--stop-timeout", type=int, help="Timeout (in seconds) to stop a container"),
@@ -56,9 +57,11 @@ _OPTIONS: list[Callable[[Any], Any]] = [
     click.option("--health-cmd", help="Command to run to check health"),
     click.option("--health-interval", help="Time between running the check (ms|s|m|h)"),
     click.option("--health-timeout", help="Maximum time to allow one check to run (ms|s|m|h)"),
-    click.option("--health-retries", type=int, help="Consecutive failures needed to report unhealthy"),
+    click.option("--health-retries", type=int,
+                 help="Consecutive failures needed to report unhealthy"),
     click.option("--health-start-period", help="Start period for the container to initialize"),
-    click.option("--no-healthcheck", is_flag=True, help="Disable any container-specified HEALTHCHECK"),
+    click.option("--no-healthcheck", is_flag=True,
+                 help="Disable any container-specified HEALTHCHECK"),
     click.option("-l", "--label", **_MULTI, help="Set meta data on a container"),
     click.option("--platform", help="Set platform if server is multi-platform capable"),
     click.option("--pull", default="missing", show_default=True,
@@ -78,7 +81,8 @@ def create_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @click.command(context_settings=_SETTINGS)
-@click.option("-d", "--detach", is_flag=True, help="Run container in background and print container ID")
+@click.option("-d", "--detach", is_flag=True,
+              help="Run container in background and print container ID")
 @click.option("--detach-keys", help="Override the key sequence for detaching a container")
 @click.option("--sig-proxy/--no-sig-proxy", default=True,
               help="Proxy received signals to the process (non-TTY mode only)")

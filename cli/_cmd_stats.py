@@ -53,7 +53,8 @@ def stats_row(name: str, s: dict[str, Any], trunc: bool = True) -> dict[str, str
     write = sum(e.get("value", 0) for e in blk if str(e.get("op", "")).lower() == "write")
     cid = str(s.get("id") or name)
     return {
-        "Container": name, "ID": cid[:12] if trunc else cid, "Name": str(s.get("name") or name).lstrip("/"),
+        "Container": name, "ID": cid[:12] if trunc else cid,
+        "Name": str(s.get("name") or name).lstrip("/"),
         "CPUPerc": f"{_cpu_percent(s):.2f}%",
         "MemUsage": f"{bytes_size(usage)} / {bytes_size(limit)}",
         "MemPerc": f"{usage / limit * 100.0:.2f}%" if limit else "0.00%",
@@ -74,8 +75,10 @@ def _sample(client: Client, name: str, trunc: bool) -> dict[str, str] | None:
 
 
 @click.command()
-@click.option("-a", "--all", "all_", is_flag=True, help="Show all containers (default shows running)")
-@click.option("--no-stream", is_flag=True, help="Disable streaming stats and only pull the first result")
+@click.option("-a", "--all", "all_", is_flag=True,
+              help="Show all containers (default shows running)")
+@click.option("--no-stream", is_flag=True,
+              help="Disable streaming stats and only pull the first result")
 @click.option("--no-trunc", is_flag=True, help="Do not truncate output")
 @click.option("--format", "fmt", help="Format output using a Go template, or json")
 @click.argument("containers", nargs=-1)

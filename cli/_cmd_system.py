@@ -137,7 +137,8 @@ def format_event(ev: dict[str, Any]) -> str:
     nanos = ev.get("timeNano") or int(ev.get("time") or 0) * 1_000_000_000
     actor = ev.get("Actor") or {}
     attrs = actor.get("Attributes") or {}
-    line = f"{_rfc3339nano(int(nanos))} {ev.get('Type', '')} {ev.get('Action', ev.get('status', ''))}"
+    action = ev.get("Action", ev.get("status", ""))
+    line = f"{_rfc3339nano(int(nanos))} {ev.get('Type', '')} {action}"
     line += f" {actor.get('ID') or ev.get('id', '')}"
     if attrs:
         line += " (" + ", ".join(f"{k}={attrs[k]}" for k in sorted(attrs)) + ")"
@@ -207,7 +208,8 @@ def system() -> None:
 
 
 @system.command("prune")
-@click.option("-a", "--all", "all_", is_flag=True, help="Remove all unused images, not just dangling")
+@click.option("-a", "--all", "all_", is_flag=True,
+              help="Remove all unused images, not just dangling")
 @click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation")
 @click.option("--volumes", is_flag=True, help="Prune volumes")
 @click.option("--filter", "filter_", multiple=True, help="Provide filter values")

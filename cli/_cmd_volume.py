@@ -23,7 +23,8 @@ def volume() -> None:
 
 
 @volume.command()
-@click.option("-d", "--driver", default="local", show_default=True, help="Specify volume driver name")
+@click.option("-d", "--driver", default="local", show_default=True,
+              help="Specify volume driver name")
 @click.option("--label", multiple=True, help="Set metadata for a volume")
 @click.option("-o", "--opt", multiple=True, help="Set driver specific options")
 @click.argument("name", required=False)

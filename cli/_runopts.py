@@ -66,8 +66,8 @@ def parse_env_file(path: str, environ: Mapping[str, str]) -> list[str]:
             lines = f.read().splitlines()
     except OSError as exc:
         raise CLIError(f"open {path}: {exc.strerror}") from None
-    return parse_env([ln.lstrip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")],
-                environ)
+    kept = [ln.lstrip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+    return parse_env(kept, environ)
 
 
 def parse_env(items: Sequence[str], environ: Mapping[str, str]) -> list[str]:

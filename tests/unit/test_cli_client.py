@@ -215,7 +215,8 @@ def test_params_encode_bools_lists_and_filters(fake: FakeDaemon) -> None:
 
 
 def test_error_carries_docker_message_and_status(fake: FakeDaemon) -> None:
-    fake.route("GET", "/containers/nope/json", lambda r: (404, {"message": "No such container: nope"}))
+    fake.route("GET", "/containers/nope/json",
+               lambda r: (404, {"message": "No such container: nope"}))
     with pytest.raises(APIError) as info:
         Client(fake.path).get("/containers/nope/json")
     assert info.value.status == 404 and info.value.message == "No such container: nope"

@@ -169,7 +169,8 @@ def test_usage_errors_exit_125(fake: FakeDaemon, capsys: Any) -> None:
 
 
 def test_daemon_errors_are_one_line_and_125(fake: FakeDaemon, capsys: Any) -> None:
-    fake.route("DELETE", "/containers/nope", lambda r: (404, {"message": "No such container: nope"}))
+    fake.route("DELETE", "/containers/nope",
+               lambda r: (404, {"message": "No such container: nope"}))
     fake.route("DELETE", "/containers/ok", lambda r: (204, None))
     assert rctr(fake, "rm", "-f", "nope", "ok") == 125
     out, err = capsys.readouterr()
@@ -391,3 +392,63 @@ def test_stop_kill_wait_rename_queries(fake: FakeDaemon, capsys: Any) -> None:
     assert queries == [{"t": ["3"]}, {"signal": ["HUP"]}, {"condition": ["not-running"]},
                        {"name": ["c2"]}]
     assert capsys.readouterr().out == "c1\nc1\n4\n"
+
+
+def test_run_tty_raw_mode_resize_and_detach_keys(fake: FakeDaemon) -> None:
+    """A real pty: raw mode while attached, the size sent, ctrl-p ctrl-q detaches, mode restored."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import termios
+
+    got = bytearray()
+    started = threading.Event()
+
+    def attach(req: Req) -> Any:
+        sock = hijack(req)
+        started.wait(5)
+        sock.sendall(b"prompt$ ")
+        try:
+            while chunk := sock.recv(4096):
+                got.extend(chunk)
+        except OSError:
+            pass
+        return HIJACKED
+
+    fake.route("POST", "/containers/create", lambda r: (201, {"Id": CID, "Warnings": []}))
+    fake.route("POST", f"/containers/{CID}/attach", attach)
+    fake.route("POST", f"/containers/{CID}/start", lambda r: (started.set(), (204, None))[1])
+    fake.route("POST", f"/containers/{CID}/wait", lambda r: (threading.Event().wait(3), {})[1])
+    fake.route("POST", f"/containers/{CID}/resize", lambda r: (200, None))
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
+    before = termios.tcgetattr(slave)
+    code = "import sys; from rctr.cli.main import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.Popen([sys.executable, "-c", code, "-H", fake.host, "run", "-it",
+                             "busybox", "sh"], stdin=slave, stdout=slave, stderr=slave,
+                            start_new_session=True)
+    try:
+        output = b""
+        while b"prompt$ " not in output:
+            output += os.read(master, 1024)
+        os.write(master, b"ls\r")
+        for _ in range(250):  # at most 5 s for the keystrokes to reach the daemon
+            if b"ls\r" in got:
+                break
+            threading.Event().wait(0.02)
+        os.write(master, b"\x10\x11")
+        assert proc.wait(timeout=10) == 0
+        assert bytes(got) == b"ls\r"  # the detach keys are not sent
+        resize = fake.find("POST", f"/containers/{CID}/resize")
+        assert resize and resize[0].query == {"h": ["33"], "w": ["101"]}
+        assert fake.find("POST", f"/containers/{CID}/attach")[0].arg("detachKeys") == \
+            "ctrl-p,ctrl-q"
+        assert termios.tcgetattr(slave) == before  # raw mode undone
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+        os.close(slave)

@@ -71,7 +71,8 @@ def test_unsupported_templates_fail_clearly(template: str) -> None:
 
 def test_go_str() -> None:
     assert go_str(True) == "true" and go_str(None) == "<nil>" and go_str(2.0) == "2"
-    assert go_str([1, [2, 3]]) == "[1 [2 3]]" and go_str({"b": 1, "a": [True]}) == "map[a:[true] b:1]"
+    assert go_str([1, [2, 3]]) == "[1 [2 3]]"
+    assert go_str({"b": 1, "a": [True]}) == "map[a:[true] b:1]"
 
 
 def test_table_has_headers_and_aligned_columns() -> None:
@@ -116,7 +117,8 @@ def test_parsers() -> None:
     assert parse_duration("1m30s") == 90 and parse_duration("500ms") == 0.5
     assert parse_duration("1.5h") == 5400 and parse_duration("0") == 0
     assert parse_bytes("512m") == 512 << 20 and parse_bytes("1g") == 1 << 30
-    assert parse_bytes("100") == 100 and parse_bytes("1.5kb") == 1536 and parse_bytes("2MiB") == 2 << 20
+    assert parse_bytes("100") == 100 and parse_bytes("1.5kb") == 1536
+    assert parse_bytes("2MiB") == 2 << 20
     for bad in ("", "1x", "m"):
         with pytest.raises(ValueError):
             parse_bytes(bad)

@@ -74,7 +74,9 @@ def version(env: Env, fmt: str | None) -> None:
                               ("Built", server.get("BuildTime")),
                               ("OS/Arch", f"{server.get('Os', '')}/{server.get('Arch', '')}"),
                               ("Kernel Version", server.get("KernelVersion"))]
-                pairs += [(k, v) for k, v in details.items() if k not in ("ApiVersion",)]
+                shown = {"ApiVersion", "MinAPIVersion", "Os", "Arch", "KernelVersion",
+                         "GitCommit", "BuildTime"}
+                pairs += [(k, v) for k, v in details.items() if k not in shown]
                 print("\n".join(_lines(pairs, "  ")))
     if error is not None:
         raise error

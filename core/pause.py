@@ -151,8 +151,12 @@ def join(pause: Process) -> None:
     os.setresuid(0, 0, 0)
 
 
-def join_and_exec(rundir: str, argv: list[str]) -> None:
+def join_and_exec(argv: list[str], rundir: str | None = None) -> None:
     """``rctr unshare``: run ``argv`` (or the user's shell) as root of the user namespace."""
+    if rundir is None:
+        from rctr.core.paths import runtime_dir
+
+        rundir = runtime_dir()
     proc, _ = ensure_pause(rundir)
     join(proc)
     command = argv or [os.environ.get("SHELL") or "/bin/sh"]

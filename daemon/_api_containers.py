@@ -174,7 +174,13 @@ def register(router: Router, daemon: Any) -> None:
     @router.route("POST", "/containers/{id}/wait")
     def wait(req: Request) -> None:
         block = containers.wait_handle(req.params["id"], req.arg("condition") or "not-running")
-        req.send_json(block())
+        # The head goes out at once, as Docker's does: clients (docker run) wait for it
+        # before they start the container, and read the body when it exits.
+        out = req.stream()
+        try:
+            out.json(block())
+        finally:
+            out.close()
 
     @router.route("DELETE", "/containers/{id}")
     def remove(req: Request) -> None:

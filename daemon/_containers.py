@@ -757,12 +757,17 @@ class Containers:
                                                 "(its shim is gone)", "finished_at": format_time()}
                 self._on_exit(c, status)
         # RW layers and shim dirs whose container has no record: a create or rm cut short.
-        for root in (self.store.rw.root, self.paths.shims):
-            if os.path.isdir(root):
-                for cid in os.listdir(root):
-                    if cid not in self.by_id:
-                        self._collect(cid, [])
-                        counts["collected"] += 1
+        if os.path.isdir(self.store.rw.root):
+            for cid in os.listdir(self.store.rw.root):
+                if cid not in self.by_id:
+                    self._collect(cid, [])
+                    counts["collected"] += 1
+        known = {cid[:32] for cid in self.by_id}
+        if os.path.isdir(self.paths.shims):
+            for short in os.listdir(self.paths.shims):
+                if short not in known:
+                    shutil.rmtree(os.path.join(self.paths.shims, short), ignore_errors=True)
+                    counts["collected"] += 1
         return counts
 
 

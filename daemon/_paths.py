@@ -37,7 +37,7 @@ class DaemonPaths:
 
     @property
     def shims(self) -> str:
-        return os.path.join(self.rundir, "shims")
+        return os.path.join(self.rundir, "s")
 
     @property
     def containers(self) -> str:
@@ -52,7 +52,8 @@ class DaemonPaths:
         return os.path.join(self.datadir, "storage")
 
     def shim_dir(self, container_id: str) -> str:
-        return os.path.join(self.shims, container_id)
+        # Short: the shim's sockets live here, and a socket path has 108 bytes at most.
+        return os.path.join(self.shims, container_id[:32])
 
     def container_dir(self, container_id: str) -> str:
         return os.path.join(self.containers, container_id)

@@ -1,6 +1,6 @@
 """The daemon's side of the shim contract (see shim/): launch, wait, read exits.
 
-A shim lives in ``<rundir>/shims/ID``.  The daemon writes ``shim.json``,
+A shim lives in ``<rundir>/s/ID[:32]``.  The daemon writes ``shim.json``,
 starts the shim with a ready pipe and waits for ``{"pid": N}`` (or an error).
 The container's exit reaches the daemon as the ``exit`` FIFO closing, after
 ``exit.json`` was written; a restarted daemon reads the same files.

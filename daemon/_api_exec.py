@@ -23,7 +23,7 @@ from rctr.core.errors import Conflict, InvalidArgument, NotFound
 from ._http import Request, Router
 from ._logs import frame
 
-__all__ = ["register"]
+__all__ = ["register", "exec_process"]
 
 
 class ExecInstance:
@@ -50,7 +50,7 @@ class ExecInstance:
                                   "user": c.get("User") or ""}}
 
 
-def _process(daemon: Any, c: Any, config: dict[str, Any]) -> dict[str, Any]:
+def exec_process(daemon: Any, c: Any, config: dict[str, Any]) -> dict[str, Any]:
     from ._spec import _caps_all, resolve_user
 
     bundle = os.path.join(daemon.paths.shim_dir(c.id), "bundle", "config.json")
@@ -128,7 +128,7 @@ def register(router: Router, daemon: Any) -> None:
         inst.started = True
         tty = bool(body.get("Tty", inst.config.get("Tty")))
         inst.config["Tty"] = tty
-        process = _process(daemon, c, inst.config)
+        process = exec_process(daemon, c, inst.config)
         shim_dir = daemon.paths.shim_dir(c.id)
         process_file = os.path.join(shim_dir, f"exec-{inst.id[:16]}.json")
         with open(process_file, "w") as f:

@@ -93,6 +93,9 @@ class Containers:
         self.lock = threading.RLock()
         self.by_id: dict[str, Container] = {}
         self.removed = threading.Condition(self.lock)
+        # Called after a start and after an exit is recorded (healthchecks plug in here).
+        self.start_hooks: list[Callable[[Container], None]] = []
+        self.exit_hooks: list[Callable[[Container], None]] = []
 
     # -- lookup ------------------------------------------------------------------------------
 
@@ -415,6 +418,17 @@ class Containers:
             c.changed.notify_all()
         self._event(c, "start")
         self._monitor(c, shim)
+        self._run_hooks(self.start_hooks, c)
+
+    @staticmethod
+    def _run_hooks(hooks: list[Callable[[Container], None]], c: Container) -> None:
+        for hook in hooks:
+            try:
+                hook(c)
+            except Exception:  # noqa: BLE001 - a hook never breaks the lifecycle
+                import traceback
+
+                traceback.print_exc()
 
     def _reset_shim_dir(self, c: Container, shim: Shim) -> None:
         if shim.process() is not None:
@@ -527,6 +541,7 @@ class Containers:
             c.exits += 1
             c.changed.notify_all()
         self._event(c, "die", exitCode=str(code))
+        self._run_hooks(self.exit_hooks, c)
         self._after_exit(c, code)
 
     def _cleanup_after_exit(self, c: Container) -> None:
@@ -751,6 +766,7 @@ class Containers:
             if shim.exit_status() is None and shim.process() is not None:
                 counts["running"] += 1
                 self._monitor(c, shim)
+                self._run_hooks(self.start_hooks, c)
             else:
                 counts["exited_meanwhile"] += 1
                 status = shim.exit_status() or {"exit_code": 255, "error": "the container was lost "

@@ -45,13 +45,20 @@ def _status_text(c: Container) -> str:
     state = c.state
     if state.get("Running"):
         started = parse_time(state.get("StartedAt")) or time.time()
-        return f"Up {_ago(time.time() - started)}"
+        return f"Up {_ago(time.time() - started)}{_health_suffix(c)}"
     if state.get("Status") == "created":
         return "Created"
     if state.get("Status") == "restarting":
         return f"Restarting ({state.get('ExitCode', 0)})"
     finished = parse_time(state.get("FinishedAt")) or time.time()
     return f"Exited ({state.get('ExitCode', 0)}) {_ago(time.time() - finished)} ago"
+
+
+def _health_suffix(c: Container) -> str:
+    status = (c.private.get("health") or {}).get("Status")
+    if not status:
+        return ""
+    return " (health: starting)" if status == "starting" else f" ({status})"
 
 
 def _ago(seconds: float) -> str:
@@ -90,6 +97,8 @@ def _matches(c: Container, filters: dict[str, list[str]]) -> bool:
         if key == "name" and not any(v.lstrip("/") in c.name for v in values):
             return False
         if key == "status" and c.state.get("Status") not in values:
+            return False
+        if key == "health" and (c.private.get("health") or {}).get("Status", "none") not in values:
             return False
         if key == "exited" and not (not c.running() and str(c.state.get("ExitCode")) in values):
             return False

@@ -35,6 +35,7 @@ class Daemon:
         from rctr.storage import Store
 
         from ._containers import Containers
+        from ._health import HealthMonitor
         from ._runtimes import OCIRuntime
 
         self.paths = paths
@@ -50,6 +51,7 @@ class Daemon:
         self.warnings = _host_warnings()
         self.containers = Containers(paths, self.store, self.volumes, self.events, self.runtime,
                                      self.driver, self.init_path)
+        self.health = HealthMonitor.for_daemon(self)  # hooks in before reconcile re-adopts
 
     def image_summary(self, image: dict[str, Any]) -> dict[str, Any]:
         from ._api_images import image_summary

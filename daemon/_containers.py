@@ -272,8 +272,12 @@ class Containers:
         volumes = dict(image_config.get("Volumes") or {})
         volumes.update(config.get("Volumes") or {})
         config["Volumes"] = volumes or None
-        if not config.get("Healthcheck") and image_config.get("Healthcheck"):
-            config["Healthcheck"] = image_config["Healthcheck"]
+        image_check = image_config.get("Healthcheck") or {}
+        if image_check:
+            # Docker fills what the request leaves out (say, only --health-interval) from the image.
+            merged = dict(image_check)
+            merged.update({k: v for k, v in (config.get("Healthcheck") or {}).items() if v})
+            config["Healthcheck"] = merged
         for key, default in (("Tty", False), ("OpenStdin", False), ("StdinOnce", False),
                              ("AttachStdin", False), ("AttachStdout", False),
                              ("AttachStderr", False), ("Domainname", ""), ("User", ""),
@@ -355,6 +359,9 @@ class Containers:
                     else 126 if "ermission denied" in str(exc) else 128
                 self._cleanup_after_exit(c)
                 self._save(c)
+            if c.record["HostConfig"].get("AutoRemove"):
+                # Docker's daemon removes an --rm container whose start failed.
+                threading.Thread(target=self._auto_remove, args=(c,), daemon=True).start()
             raise
         finally:
             with c.lock:

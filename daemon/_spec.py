@@ -217,6 +217,9 @@ def build_spec(record: dict[str, Any], image_config: dict[str, Any], rootfs: str
          "options": ["nosuid", "noexec", "nodev"]},
         sys_mount,
     ]
+    # Volumes and binds first: the per-container files go over them (a volume at /etc
+    # still shows the container's hostname), as Docker orders them.
+    oci_mounts += mounts
     for dest, key in (("/etc/resolv.conf", "resolv.conf"), ("/etc/hostname", "hostname"),
                       ("/etc/hosts", "hosts")):
         if not any(m["destination"] == dest for m in mounts):
@@ -225,7 +228,6 @@ def build_spec(record: dict[str, Any], image_config: dict[str, Any], rootfs: str
     if host.get("Init") and init_path:
         oci_mounts.append({"destination": "/sbin/docker-init", "type": "bind", "source": init_path,
                            "options": ["rbind", "ro"]})
-    oci_mounts += mounts
     spec: dict[str, Any] = {
         "ociVersion": "1.0.2",
         "process": process,

@@ -26,8 +26,14 @@ apt-get update -q >/dev/null
 apt-get install -y -q --no-install-recommends \
     uidmap slirp4netns passt fuse-overlayfs busybox-static docker-registry \
     crun runc libseccomp2 python3 python3-venv python3-pip sudo iproute2 procps \
-    podman skopeo libfuse2 \
+    podman skopeo libfuse2 tini \
     >/dev/null
+# The tests drive rctrd with the stock docker CLI too (a client only); these
+# machines ship one, and Debian's docker.io has one where they do not.
+if ! command -v docker >/dev/null; then
+    say "no docker CLI on PATH: installing Debian's docker.io for its client"
+    apt-get install -y -q --no-install-recommends docker.io >/dev/null
+fi
 
 for dev in /dev/fuse /dev/net/tun; do
     if [ -e "$dev" ] && [ "$(stat -c %a "$dev")" != 666 ]; then

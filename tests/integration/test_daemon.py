@@ -1,0 +1,239 @@
+"""The create/start pipeline end to end, as the unprivileged user: rctr CLI and docker CLI.
+
+A real rctrd (started by the CLI on first use), real shims, real containers in
+the user's namespaces; the image is the busybox test image.
+"""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import signal
+import subprocess
+import time
+
+import pytest
+from daemonenv import IMAGE, RctrUser
+from harness import RCTR, UserShell
+
+pytestmark = [pytest.mark.integration,
+              pytest.mark.requires("root", "user", "userns", "subuid", "newuidmap"),
+              pytest.mark.timeout(180)]
+
+
+@pytest.fixture(scope="module")
+def rc(test_image: str) -> RctrUser:
+    shell = UserShell.create(os.environ.get("RCTR_TEST_USER", "rctr-test"))
+    try:
+        user = RctrUser(shell)
+        user.load_image(test_image)
+        yield user
+    finally:
+        shell.cleanup()
+
+
+def ok(r: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert r.returncode == 0, f"exit {r.returncode}\nstdout: {r.stdout}\nstderr: {r.stderr}"
+    return r
+
+
+# -- rctr CLI -------------------------------------------------------------------------------
+
+def test_run_prints_and_exits_with_the_containers_code(rc: RctrUser) -> None:
+    r = ok(rc.rctr("run", "--rm", IMAGE, "echo", "hello"))
+    assert r.stdout == "hello\n"
+    assert rc.daemon_pid() is not None, "the CLI should have started rctrd"
+    r = rc.rctr("run", "--rm", IMAGE, "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert r.returncode == 3
+    assert r.stdout == "out\n" and r.stderr == "err\n"
+
+
+def test_run_interactive_copies_stdin(rc: RctrUser) -> None:
+    r = ok(rc.rctr("run", "-i", "--rm", IMAGE, "cat", input="hi\n"))
+    assert r.stdout == "hi\n"
+
+
+def test_run_with_a_terminal(rc: RctrUser) -> None:
+    master, slave = pty.openpty()
+    proc = rc.popen([RCTR, "run", "-t", "--rm", IMAGE, "sh", "-c", "tty; stty size; echo done"],
+                    stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    out = b""
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 1)
+            if ready:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            elif proc.poll() is not None:
+                break
+        assert proc.wait(30) == 0, out
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+    text = out.decode(errors="replace")
+    assert "/dev/pts/" in text and "done" in text, text
+
+
+def test_detached_ps_logs_exec_stop_rm(rc: RctrUser) -> None:
+    cid = ok(rc.rctr("run", "-d", "--name", "web", IMAGE, "sh", "-c",
+                     "echo started; trap 'echo bye; exit 0' TERM; while true; do sleep 0.1; done")).stdout.strip()
+    assert len(cid) == 64
+    try:
+        ps = ok(rc.rctr("ps")).stdout
+        assert "web" in ps and cid[:12] in ps
+        rc.wait_for(lambda: "started" in rc.rctr("logs", "web").stdout, what="logs")
+        r = ok(rc.rctr("exec", "web", "sh", "-c", "echo in-$HOSTNAME; exit 0"))
+        assert r.stdout == f"in-{cid[:12]}\n"
+        assert rc.rctr("exec", "web", "sh", "-c", "exit 5").returncode == 5
+        follow = rc.popen([RCTR, "logs", "-f", "web"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
+        time.sleep(0.5)
+        ok(rc.rctr("stop", "-t", "5", "web"))
+        out, _ = follow.communicate(timeout=20)
+        assert "started" in out and "bye" in out
+        inspect = ok(rc.rctr("inspect", "--format", "{{.State.Running}} {{.State.ExitCode}}", "web"))
+        assert inspect.stdout.strip() == "false 0"
+        assert "web" not in ok(rc.rctr("ps")).stdout
+        assert "web" in ok(rc.rctr("ps", "-a")).stdout
+    finally:
+        rc.rctr("rm", "-f", "web")
+    assert "web" not in ok(rc.rctr("ps", "-a")).stdout
+
+
+def test_stop_falls_back_to_sigkill(rc: RctrUser) -> None:
+    ok(rc.rctr("run", "-d", "--name", "stubborn", IMAGE, "sh", "-c", "trap '' TERM; while true; do sleep 0.1; done"))
+    try:
+        t0 = time.monotonic()
+        ok(rc.rctr("stop", "-t", "1", "stubborn"))
+        assert time.monotonic() - t0 < 15
+        code = ok(rc.rctr("inspect", "--format", "{{.State.ExitCode}}", "stubborn")).stdout.strip()
+        assert code == "137"
+    finally:
+        rc.rctr("rm", "-f", "stubborn")
+
+
+def test_named_volume_keeps_data(rc: RctrUser) -> None:
+    ok(rc.rctr("run", "--rm", "-v", "keep:/data", IMAGE, "sh", "-c", "echo kept > /data/f"))
+    r = ok(rc.rctr("run", "--rm", "-v", "keep:/data", IMAGE, "cat", "/data/f"))
+    assert r.stdout == "kept\n"
+    assert "keep" in ok(rc.rctr("volume", "ls")).stdout
+    ok(rc.rctr("volume", "rm", "keep"))
+
+
+def test_new_volume_gets_the_images_content(rc: RctrUser) -> None:
+    r = ok(rc.rctr("run", "--rm", "-v", "etcvol:/etc", IMAGE, "cat", "/etc/hostname"))
+    assert r.stdout.strip()
+    r = ok(rc.rctr("run", "--rm", "-v", "etcvol:/mnt", IMAGE, "ls", "/mnt"))
+    assert "passwd" in r.stdout.split()
+    ok(rc.rctr("volume", "rm", "etcvol"))
+
+
+def test_errors_are_clear_and_the_daemon_survives(rc: RctrUser) -> None:
+    r = rc.rctr("run", "--rm", "rctr-test/no-such-image:1", "true")
+    assert r.returncode == 125
+    assert "no-such-image" in r.stderr
+    r = rc.rctr("run", "--rm", IMAGE, "no-such-command")
+    assert r.returncode == 127, r.stderr
+    ok(rc.rctr("create", "--name", "taken", IMAGE, "true"))
+    try:
+        r = rc.rctr("create", "--name", "taken", IMAGE, "true")
+        assert r.returncode == 125 and "already in use" in r.stderr
+    finally:
+        ok(rc.rctr("rm", "taken"))
+    status, body = rc.api("POST", "/v1.43/containers/create", raw="{not json")
+    assert status == 400 and "invalid JSON" in body["message"]
+    status, body = rc.api("POST", "/v1.43/containers/create", raw='["a list"]')
+    assert status == 400
+    status, body = rc.api("POST", "/v1.43/containers/create", body={"Image": IMAGE, "Entrypoint": [""],
+                                                                     "Cmd": []})
+    assert status == 400 and "no command" in body["message"]
+    status, body = rc.api("GET", "/v1.43/containers/nope/json")
+    assert status == 404 and "No such container" in body["message"]
+    status, body = rc.api("GET", "/v1.43/no/such/endpoint")
+    assert status == 404
+    assert ok(rc.rctr("run", "--rm", IMAGE, "true")).returncode == 0
+
+
+def test_ten_parallel_runs(rc: RctrUser) -> None:
+    procs = [rc.popen([RCTR, "run", "-d", IMAGE, "sleep", "30"], stdout=subprocess.PIPE,
+                      stderr=subprocess.PIPE, text=True) for _ in range(10)]
+    ids = []
+    try:
+        for p in procs:
+            out, err = p.communicate(timeout=120)
+            assert p.returncode == 0, err
+            ids.append(out.strip())
+        assert len(set(ids)) == 10
+        names = ok(rc.rctr("ps", "--format", "{{.Names}}")).stdout.split()
+        assert len(names) == len(set(names)) and len(names) >= 10
+    finally:
+        if ids:
+            rc.rctr("rm", "-f", *ids, timeout=120)
+    assert ok(rc.rctr("ps", "-aq")).stdout.strip() == ""
+
+
+def test_daemon_killed_containers_keep_running(rc: RctrUser) -> None:
+    ok(rc.rctr("run", "-d", "--name", "survivor", IMAGE, "sleep", "60"))
+    ok(rc.rctr("run", "-d", "--name", "quitter", IMAGE, "sh", "-c", "sleep 2; exit 7"))
+    try:
+        pid = rc.daemon_pid()
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        time.sleep(3)  # quitter exits while no daemon runs
+        ps = ok(rc.rctr("ps")).stdout  # the CLI starts a new daemon
+        assert rc.daemon_pid() not in (None, pid)
+        assert "survivor" in ps
+        r = ok(rc.rctr("wait", "quitter"))
+        assert r.stdout.strip() == "7"
+        assert ok(rc.rctr("exec", "survivor", "echo", "alive")).stdout == "alive\n"
+    finally:
+        rc.rctr("rm", "-f", "survivor", "quitter")
+
+
+def test_restart_policy_and_autoremove(rc: RctrUser) -> None:
+    ok(rc.rctr("run", "-d", "--name", "flaky", "--restart", "on-failure:2", IMAGE, "sh", "-c", "exit 1"))
+    try:
+        rc.wait_for(lambda: rc.rctr("inspect", "--format", "{{.RestartCount}} {{.State.Running}}",
+                                    "flaky").stdout.strip() == "2 false", timeout=30, what="two restarts")
+    finally:
+        rc.rctr("rm", "-f", "flaky")
+    ok(rc.rctr("run", "-d", "--rm", "--name", "gone", IMAGE, "true"))
+    rc.wait_for(lambda: "gone" not in rc.rctr("ps", "-a").stdout, what="auto-removal")
+
+
+# -- the stock docker CLI --------------------------------------------------------------------
+
+def test_docker_cli_scenarios(rc: RctrUser) -> None:
+    r = ok(rc.docker("run", "--rm", IMAGE, "echo", "hello"))
+    assert r.stdout == "hello\n"
+    assert rc.docker("run", "--rm", IMAGE, "sh", "-c", "exit 3").returncode == 3
+    r = ok(rc.docker("run", "-i", "--rm", IMAGE, "cat", input="hi\n"))
+    assert r.stdout == "hi\n"
+    cid = ok(rc.docker("run", "-d", "--name", "dweb", IMAGE, "sh", "-c",
+                       "echo up; while true; do sleep 0.1; done")).stdout.strip()
+    try:
+        assert "dweb" in ok(rc.docker("ps")).stdout
+        rc.wait_for(lambda: "up" in rc.docker("logs", "dweb").stdout, what="docker logs")
+        assert ok(rc.docker("exec", "dweb", "echo", "x")).stdout == "x\n"
+        assert ok(rc.docker("inspect", "-f", "{{.State.Running}}", "dweb")).stdout.strip() == "true"
+        ok(rc.docker("stop", "-t", "1", "dweb"))
+        ok(rc.docker("rm", "dweb"))
+    finally:
+        rc.docker("rm", "-f", cid)
+    ok(rc.docker("volume", "create", "dvol"))
+    ok(rc.docker("run", "--rm", "-v", "dvol:/v", IMAGE, "sh", "-c", "echo d > /v/f"))
+    assert ok(rc.docker("run", "--rm", "-v", "dvol:/v", IMAGE, "cat", "/v/f")).stdout == "d\n"
+    ok(rc.docker("volume", "rm", "dvol"))
+    r = rc.docker("run", "--rm", IMAGE, "no-such-command")
+    assert r.returncode == 127, r.stderr
+    assert "rctr-test/busybox" in ok(rc.docker("images")).stdout
+    ok(rc.docker("info"))

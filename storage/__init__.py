@@ -12,6 +12,7 @@ import os
 
 from ._blobs import BlobStore, DigestMismatch
 from ._choose import choose_driver
+from ._extract import LayerStats, apply_layer
 from ._gc import collect_tmp, prune
 from ._images import ImageIndex, chain_ids
 from ._layout import StoreLayout
@@ -25,7 +26,7 @@ from ._save import save_oci
 from ._vfs import VfsDriver
 
 __all__ = ["Store", "DigestMismatch", "Reference", "parse_reference", "chain_ids", "perform_mount",
-           "AuthStore", "RegistryClient"]
+           "AuthStore", "RegistryClient", "apply_layer", "LayerStats"]
 
 
 class Store:

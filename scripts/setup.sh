@@ -95,26 +95,18 @@ elif ! grep -q "^$demo_user:" /etc/subuid; then
     usermod --add-subuids 300000-365535 --add-subgids 300000-365535 "$demo_user"
     say "gave $demo_user subordinate ids 300000-365535"
 fi
-home=$(getent passwd "$demo_user" | cut -d: -f6)
-bundle="$home/rctr-demo"
-rm -rf "$bundle"
-/usr/bin/python3 "$repo/tests/support/testimage.py" bundle "$image" "$bundle" --user "$demo_user" >/dev/null
-say "running a first container as $demo_user (bundle $bundle)"
+archive=$(dirname "$image")/testimage.tar
+/usr/bin/python3 "$repo/tests/support/testimage.py" docker-archive "$archive" >/dev/null
+chmod a+r "$archive"
+say "running a first container as $demo_user: rctr load, then rctr run (rctrd starts on first use)"
 runuser -u "$demo_user" -- sh -c '
     set -e
-    cd "$1"
-    export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/rctr-runtime-$(id -u)}"
-    mkdir -p -m 0700 "$XDG_RUNTIME_DIR"
-    rctr runtime spec --rootless
-    /usr/bin/python3 - <<PY
-import json
-with open("config.json") as f:
-    c = json.load(f)
-c["process"]["terminal"] = False
-c["process"]["args"] = ["sh", "-c", "echo hello from rctr: uid \$(id -u) in the container, pid \$\$, host \$(hostname)"]
-with open("config.json", "w") as f:
-    json.dump(c, f, indent=2)
-PY
-    rctr runtime run "demo-$$"
-' sh "$bundle"
+    export HOME="$(getent passwd "$(id -un)" | cut -d: -f6)"
+    unset XDG_DATA_HOME
+    if [ -d "/run/user/$(id -u)" ]; then export XDG_RUNTIME_DIR="/run/user/$(id -u)"; else unset XDG_RUNTIME_DIR; fi
+    cd "$HOME"
+    rctr load -q -i "$1"
+    rctr run --rm rctr-test/busybox:latest \
+        sh -c "echo hello from rctr: uid \$(id -u) in the container, pid \$\$, host \$(hostname)"
+' sh "$archive"
 say "done: rctr is installed; see README.md for the next steps"

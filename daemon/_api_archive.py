@@ -68,10 +68,18 @@ class _Body:
     def __init__(self, chunks: Iterator[bytes]) -> None:
         self.chunks = chunks
         self.pending = b""
+        self.broken = False
+
+    def _next(self) -> bytes:
+        try:
+            return next(self.chunks, b"")
+        except BaseException:
+            self.broken = True
+            raise
 
     def read(self, n: int = -1) -> bytes:
         while n < 0 or len(self.pending) < n:
-            chunk = next(self.chunks, b"")
+            chunk = self._next()
             if not chunk:
                 break
             self.pending += chunk
@@ -81,7 +89,7 @@ class _Body:
         return data
 
     def drain(self) -> None:
-        for _ in self.chunks:
+        while self._next():
             pass
 
 
@@ -162,11 +170,16 @@ class Archives:
         body = _Body(req.body_stream())
         try:
             self._put(req, ref, raw, body)
-            body.drain()
-        except BaseException:
-            req.handler.close_connection = True  # the body is read only in part: do not reuse
-            raise
-        req._body = b""  # read to its end above: nothing for the server to drain
+        finally:
+            # Read the rest (the tar may end before the body does, or an error came first),
+            # so that the client finishes sending and the connection stays in step.
+            try:
+                body.drain()
+            except Exception:  # noqa: BLE001 - a broken body: the connection cannot be reused
+                pass
+            if body.broken:
+                req.handler.close_connection = True
+            req._body = b""  # read to its end: nothing left for the server to drain
         req.send(200, b"", content_type="text/plain")
 
     def _put(self, req: Request, ref: str, raw: str, body: _Body) -> None:

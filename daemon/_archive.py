@@ -492,6 +492,7 @@ def prepare_upload(stream: IO[bytes], upload: Upload, *, copy_ids: bool,
     Nothing is written to the container here: a bad entry anywhere refuses
     the whole upload.
     """
+    links: set[tuple[Parts, Parts]] = set()  # symlinks this archive makes
     try:
         with tarfile.open(fileobj=stream, mode="r|*") as tar:
             for member in tar:
@@ -509,6 +510,16 @@ def prepare_upload(stream: IO[bytes], upload: Upload, *, copy_ids: bool,
                         raise InvalidArgument(f"refusing archive entry {member.name!r}: a "
                                               "hardlink across a mount point")
                     member.linkname = "/".join(lname)
+                through = next((name[:i] for i in range(1, len(name))
+                                if (part.parts, name[:i]) in links), None)
+                if through is not None:
+                    raise InvalidArgument(f"refusing archive entry {member.name!r}: it goes "
+                                          f"through the symlink {'/'.join(through)!r} of the "
+                                          "same archive")
+                if member.issym():
+                    links.add((part.parts, name))
+                else:
+                    links.discard((part.parts, name))
                 if no_overwrite_dir_non_dir and name:
                     _check_overwrite(part, name, member)
                 member.name = "/".join(name) or "."

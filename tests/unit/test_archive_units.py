@@ -215,6 +215,10 @@ def test_upload_through_planted_symlinks_stays_inside(world: tuple[Path, Path]) 
     _upload(root, "/dir", _tar([("secret", b"new", "file")]))
     assert (host / "secret").read_text() == "host secret\n"
     assert (root / "dir" / "secret").read_text() == "new"
+    # A symlink made by the archive itself, then written through: refused up front.
+    with pytest.raises(InvalidArgument, match="through the symlink"):
+        _upload(root, "/dir", _tar([("l2", str(host).encode(), "sym"), ("l2/secret", b"x", "file")]))
+    assert not (root / "dir" / "l2").is_symlink()
     # A parent that is a symlink is refused.
     (root / "dir" / "out").symlink_to(str(host))
     with pytest.raises(InvalidArgument, match="symlink"):

@@ -142,7 +142,7 @@ def _tar(*entries: tuple[str, bytes]) -> bytes:
 def test_cp_running_container_both_ways(cu: CpUser) -> None:
     cu.ok(cu.rctr("run", "-d", "--name", "live", "-v", "cpvol:/vol", IMAGE, "sleep", "300"))
     cu.sh("live", "mkdir -p /srv/tree/sub && echo one > /srv/tree/a && "
-                  "echo two > /srv/tree/sub/b && ln -s a /srv/tree/link")
+                  "echo two > /srv/tree/sub/b && ln -sfn a /srv/tree/link")
     for tool in ("docker", "rctr"):
         run = cu.docker if tool == "docker" else cu.rctr
         out = cu.base / f"out-{tool}"
@@ -164,6 +164,10 @@ def test_cp_running_container_both_ways(cu: CpUser) -> None:
                          "/srv/rdir/nested/f") == "from the host\n" * 2 + "nested\n" * 2
     # Owned by the container's root unless -a.
     assert cu.sh("live", "stat -c %u:%g /srv/by-docker.txt /srv/dir/nested/f") == "0:0\n0:0\n"
+    # -a keeps the archive's owner (the user's host uid here, a subordinate id inside).
+    cu.ok(cu.docker("cp", "-a", str(src), "live:/srv/with-ids.txt"))
+    uid = cu.shell.uid
+    assert cu.sh("live", "stat -c %u:%g /srv/with-ids.txt") == f"{uid}:{cu.shell.gid}\n"
     # Into a volume: seen by the container and in the volume on the host.
     cu.ok(cu.docker("cp", str(src), "live:/vol/"))
     assert cu.sh("live", "cat /vol/file.txt") == "from the host\n"
@@ -223,6 +227,18 @@ def test_stat_header(cu: CpUser) -> None:
     cu.ok(cu.rctr("rm", "statc"))
 
 
+def test_read_only_rootfs_and_volume_refuse_uploads(cu: CpUser) -> None:
+    cu.ok(cu.rctr("create", "--name", "ro", "--read-only", "-v", "rovol:/ro:ro", "-v",
+                  "rwvol:/rw", IMAGE, "true"))
+    body = _tar(("f", b"x\n"))
+    for path, status in (("/etc", 403), ("/ro", 403), ("/rw", 200)):
+        reply = cu.api("PUT", f"/containers/ro/archive?path={path}", body)
+        assert reply["status"] == status, (path, reply)
+    assert b"read-only" in cu.api("PUT", "/containers/ro/archive?path=/", body)["body"]
+    assert (cu.data / "rctr" / "volumes" / "rwvol" / "_data" / "f").read_bytes() == b"x\n"
+    cu.ok(cu.rctr("rm", "ro"))
+
+
 # -- hostile containers ------------------------------------------------------------------------
 
 
@@ -231,9 +247,9 @@ def test_symlinks_never_lead_out_of_the_root(cu: CpUser) -> None:
     victim = cu.host_file("hostile/victim", ORIGINAL)
     hostdir = str(secret.parent)
     cu.ok(cu.rctr("run", "-d", "--name", "evil", IMAGE, "sleep", "300"))
-    cu.sh("evil", f"ln -s / /out && ln -s /etc /etcl && ln -s {hostdir} /hostdir && "
-                  f"mkdir -p /p && ln -s {hostdir} /p/q && ln -s {secret} /s && "
-                  f"ln -s ../../../../../../../..{hostdir} /climb")
+    cu.sh("evil", f"ln -sfn / /out && ln -sfn /etc /etcl && ln -sfn {hostdir} /hostdir && "
+                  f"mkdir -p /p && ln -sfn {hostdir} /p/q && ln -sfn {secret} /s && "
+                  f"ln -sfn ../../../../../../../..{hostdir} /climb")
     payload = cu.host_file("payload/victim", "written by the test\n")
     for tool in (cu.docker, cu.rctr):
         for dest in ("/out/", "/etcl/", "/hostdir/", "/p/q/", "/climb/", "/hostdir/victim",
@@ -260,7 +276,7 @@ def test_swapped_symlinks_during_copies(cu: CpUser) -> None:
     hostdir = str(secret.parent)
     cu.ok(cu.rctr("run", "-d", "--name", "racer", IMAGE, "sh", "-c",
                   "mkdir -p /w.dir /r.dir && echo inside > /r.dir/secret && "
-                  f"ln -s {hostdir} /w.link && ln -s {hostdir} /r.link && "
+                  f"ln -sfn {hostdir} /w.link && ln -sfn {hostdir} /r.link && "
                   "while true; do mv -T /w.dir /w; mv -T /w /w.dir; mv -T /w.link /w; "
                   "mv -T /w /w.link; mv -T /r.dir /r; mv -T /r /r.dir; mv -T /r.link /r; "
                   "mv -T /r /r.link; done"))

@@ -81,10 +81,21 @@ def _enter(ch: Channel, plan: NamespacePlan, uid_maps_wanted: bool) -> None:
 
 
 def _fork_and_report(ch: Channel, child) -> None:  # type: ignore[no-untyped-def]
+    # The child shares the channel: it waits until the pid is sent, so that its
+    # own messages ("ready") can never arrive before "pid".
+    gate_r, gate_w = os.pipe()
     pid = os.fork()
     if pid == 0:
+        os.close(gate_w)
+        os.read(gate_r, 1)
+        os.close(gate_r)
         child()  # never returns
-    ch.send("pid", str(pid))
+    os.close(gate_r)
+    try:
+        ch.send("pid", str(pid))
+    finally:
+        os.write(gate_w, b"g")
+        os.close(gate_w)
 
 
 def container_stage1(ch: Channel, config: dict, bundle: str, fifo: str,  # type: ignore[type-arg]

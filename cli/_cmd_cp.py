@@ -128,14 +128,16 @@ def _spool(add: Any) -> IO[bytes]:
     return tmp
 
 
-def copy_to(client: Client, src: str, container: str, dest: str, follow: bool) -> None:
+def copy_to(client: Client, src: str, container: str, dest: str, follow: bool,
+            archive: bool = False) -> None:
     path = f"/containers/{q(container)}/archive"
+    ids = {"copyUIDGID": True} if archive else {}
     if src == "-":
         tmp = tempfile.TemporaryFile()
         shutil.copyfileobj(sys.stdin.buffer, tmp)
         tmp.seek(0)
         with tmp:
-            client.call("PUT", path, params={"path": dest}, data=tmp)
+            client.call("PUT", path, params={"path": dest, **ids}, data=tmp)
         return
     local = os.path.realpath(src) if follow else src
     if not os.path.lexists(local):
@@ -166,7 +168,8 @@ def copy_to(client: Client, src: str, container: str, dest: str, follow: bool) -
         def add(tar: tarfile.TarFile) -> None:
             tar.add(local, arcname=os.path.basename(dest.rstrip("/")))
     with _spool(add) as tmp:
-        client.call("PUT", path, params={"path": target, "noOverwriteDirNonDir": True}, data=tmp)
+        client.call("PUT", path, params={"path": target, "noOverwriteDirNonDir": True, **ids},
+                    data=tmp)
 
 
 @click.command()
@@ -191,4 +194,4 @@ def cp(env: Env, archive: bool, follow_link: bool, quiet: bool, src: str, dest: 
     if src_container is not None:
         copy_from(env.client, src_container, src_path, dest_path)
     else:
-        copy_to(env.client, src_path, str(dest_container), dest_path, follow_link)
+        copy_to(env.client, src_path, str(dest_container), dest_path, follow_link, archive)

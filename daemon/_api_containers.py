@@ -231,13 +231,15 @@ def register(router: Router, daemon: Any) -> None:
                 client.sendall(data if tty else frame(entry.get("stream", "stdout"), data))
         if not req.flag("stream", True):
             return
+        pending = None
         try:
-            shim = containers.wait_for_shim(c)
+            shim, pending = containers.wait_for_shim(c)
             sock = shim.attach()
-        except (NotFound, Exception):  # noqa: BLE001 - the client just sees the stream end
-            containers.attached(c)
+        except Exception:  # noqa: BLE001 - the client just sees the stream end
             return
-        containers.attached(c)
+        finally:
+            if pending is not None:
+                pending["connected"].set()  # the waiting start may run the container now
         relay(client, sock, tty=tty, stdin=stdin, stdout=req.flag("stdout", True),
               stderr=req.flag("stderr", True))
 

@@ -354,6 +354,10 @@ class Containers:
             self._start(c)
         except BaseException as exc:
             with c.lock:
+                # Attaches waiting for this start end now (their shim never came).
+                for p in c.pending_attaches:
+                    p["ready"].set()
+                c.pending_attaches = []
                 c.state["Error"] = str(exc)
                 c.state["ExitCode"] = 127 if "not found" in str(exc) or "No such file" in str(exc) \
                     else 126 if "ermission denied" in str(exc) else 128
@@ -502,25 +506,24 @@ class Containers:
 
     # -- attach before start ------------------------------------------------------------------
 
-    def wait_for_shim(self, c: Container) -> Shim:
-        """The shim to attach to; waits for the start of a created container."""
+    def wait_for_shim(self, c: Container) -> tuple[Shim, dict[str, threading.Event] | None]:
+        """The shim to attach to; waits for the start of a created container.
+
+        Returns the pending entry too: the caller sets its ``connected`` event once
+        connected, and the waiting start goes on to run the container.
+        """
         with c.lock:
             if c.running():
-                return Shim(self.paths.shim_dir(c.id))
+                return Shim(self.paths.shim_dir(c.id)), None
             if c.removed:
                 raise NotFound(f"No such container: {c.id}")
             pending = {"ready": threading.Event(), "connected": threading.Event()}
             c.pending_attaches.append(pending)
         while not pending["ready"].wait(1):
             if c.removed:
+                pending["connected"].set()
                 raise NotFound(f"No such container: {c.id}")
-        return Shim(self.paths.shim_dir(c.id))
-
-    @staticmethod
-    def attached(c: Container) -> None:
-        """Tell a waiting start that this attach is connected to the shim."""
-        for p in list(c.pending_attaches):
-            p["connected"].set()
+        return Shim(self.paths.shim_dir(c.id)), pending
 
     # -- exit --------------------------------------------------------------------------------
 

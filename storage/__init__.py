@@ -136,6 +136,7 @@ def _is_oci_archive(path: str) -> bool:
 
     try:
         with tarfile.open(path) as tar:
-            return "oci-layout" in tar.getnames()
+            # `tar -C layout -cf x.tar .` names it ./oci-layout
+            return any(n.removeprefix("./") == "oci-layout" for n in tar.getnames())
     except tarfile.TarError:
         return False

@@ -34,7 +34,7 @@ from ._names import check_name, random_name
 from ._paths import DaemonPaths
 from ._runtimes import OCIRuntime
 from ._shimctl import Shim
-from ._spec import build_spec, command_of
+from ._spec import build_spec, check_config, command_of
 from ._volumes import Volumes
 
 __all__ = ["Container", "Containers", "ZERO_TIME"]
@@ -152,6 +152,7 @@ class Containers:
             raise NotFound(f"No such image: {image_ref}") from None
         image_config = self._image_config(image)
         config = self._merged_config(body, image_config)
+        check_config(config, host)
         path_args = command_of(image_config, config)
         container_id = secrets.token_hex(32)
         with self.lock:
@@ -194,8 +195,8 @@ class Containers:
                     m["Source"] = self.volumes.data_path(m["Name"])
                     m["Driver"] = "local"
                     m["Propagation"] = ""
-                elif m["Type"] == "bind" and m.pop("Create", False) and not os.path.exists(m["Source"]):
-                    os.makedirs(m["Source"], mode=0o755)
+                elif m["Type"] == "bind":
+                    _mounts.make_bind_source(m)
             record = self._record(container_id, name, body, host, config, image, image_ref,
                                   path_args, mounts, mount, anonymous)
             c = Container(record)

@@ -12,7 +12,7 @@ from typing import Any
 
 from rctr.core.errors import InvalidArgument
 
-__all__ = ["plan", "to_oci"]
+__all__ = ["plan", "to_oci", "make_bind_source"]
 
 _BIND_OPTIONS = {"ro", "rw", "z", "Z", "nocopy", "private", "rprivate", "shared", "rshared",
                  "slave", "rslave", "consistent", "cached", "delegated"}
@@ -98,6 +98,16 @@ def plan(host_config: dict[str, Any], image_volumes: dict[str, Any] | None) -> l
             raise InvalidArgument(f"Duplicate mount point: {m['Destination']}")
         seen.add(m["Destination"])
     return mounts
+
+
+def make_bind_source(m: dict[str, Any]) -> None:
+    """Create a ``-v`` bind's missing host directory, as dockerd does (``--mount`` refuses it)."""
+    if m.pop("Create", False) and not os.path.exists(m["Source"]):
+        try:
+            os.makedirs(m["Source"], mode=0o755)
+        except OSError as exc:
+            raise InvalidArgument(f"error while creating mount source path '{m['Source']}': "
+                                  f"mkdir {exc.filename}: {exc.strerror.lower()}") from None
 
 
 def to_oci(mounts: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -8,15 +8,17 @@ user namespace (so the config has no user namespace of its own).
 
 from __future__ import annotations
 
-import os
+import json
+import platform
 import resource
+import signal
 from typing import Any
 
-from rctr.core import linux
+from rctr.core import linux, seccomp
 from rctr.core.errors import InvalidArgument
 from rctr.core.securejoin import secure_join
 
-__all__ = ["build_spec", "DEFAULT_CAPS", "resolve_user", "command_of", "env_of"]
+__all__ = ["build_spec", "check_config", "DEFAULT_CAPS", "resolve_user", "command_of", "env_of"]
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -89,18 +91,20 @@ def seccomp_profile(caps: list[str]) -> dict[str, Any]:
 
 def env_of(image_config: dict[str, Any], config: dict[str, Any], hostname: str,
            home: str) -> list[str]:
-    """Image env, overridden by the request's, plus what Docker always sets."""
-    env: dict[str, str] = {}
+    """Docker's defaults (PATH, HOSTNAME, TERM), then the image's env, then the request's.
+
+    A bare ``KEY`` unsets KEY, as dockerd's ``ReplaceOrAppendEnvValues`` does; the
+    CLI has already filled it from the client's environment (never the daemon's).
+    """
+    env = {"PATH": DEFAULT_PATH, "HOSTNAME": hostname}
+    if config.get("Tty"):
+        env["TERM"] = "xterm"
     for item in (image_config.get("Env") or []) + (config.get("Env") or []):
         key, sep, value = item.partition("=")
         if sep:
             env[key] = value
-        elif key in os.environ:
-            env[key] = os.environ[key]
-    env.setdefault("PATH", DEFAULT_PATH)
-    env["HOSTNAME"] = hostname
-    if config.get("Tty"):
-        env.setdefault("TERM", "xterm")
+        else:
+            env.pop(key, None)
     env.setdefault("HOME", home)
     return [f"{k}={v}" for k, v in env.items()]
 
@@ -162,9 +166,133 @@ def resolve_user(rootfs: str, user: str) -> tuple[int, int, list[int], str]:
     return uid, gid or 0, extra, home
 
 
-def _rlimits() -> list[dict[str, Any]]:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    return [{"type": "RLIMIT_NOFILE", "soft": hard, "hard": hard}]
+def additional_groups(rootfs: str, groups: list[str]) -> list[int]:
+    """``--group-add`` entries (names from the image's /etc/group, or numbers) as gids."""
+    rows = _read_db(rootfs, "group")
+    out = []
+    for group in groups:
+        gid = next((int(row[2]) for row in rows if len(row) >= 3 and row[0] == group
+                    and row[2].isdigit()), None)
+        if gid is None:
+            if not group.isdigit():
+                raise InvalidArgument(f"unable to find group {group}: no matching entries in group file")
+            gid = int(group)
+        out.append(gid)
+    return out
+
+
+# Docker's ulimit names (``--ulimit NAME=SOFT[:HARD]``), each an RLIMIT_NAME.
+ULIMITS = ("core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile",
+           "nproc", "rss", "rtprio", "rttime", "sigpending", "stack")
+
+
+def _rlimits(ulimits: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The daemon's open-files limit raised to its hard limit, then the request's ``Ulimits``."""
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    limits = {"nofile": (hard, hard)}
+    for u in ulimits:
+        name = str(u.get("Name") or "").lower()
+        if name not in ULIMITS:
+            raise InvalidArgument(f"invalid ulimit {name!r}: use one of {', '.join(ULIMITS)}")
+        soft, hard_limit = int(u.get("Soft", 0)), int(u.get("Hard", 0))
+        if soft > hard_limit:
+            raise InvalidArgument(f"ulimit {name}: soft limit {soft} is above the hard limit "
+                                  f"{hard_limit}")
+        limits[name] = (soft, hard_limit)
+    return [{"type": f"RLIMIT_{name.upper()}", "soft": soft, "hard": hard}
+            for name, (soft, hard) in limits.items()]
+
+
+_GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386",
+           "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
+_SCMP_ARCH = {"amd64": "SCMP_ARCH_X86_64", "arm64": "SCMP_ARCH_AARCH64", "arm": "SCMP_ARCH_ARM",
+              "386": "SCMP_ARCH_X86", "ppc64le": "SCMP_ARCH_PPC64LE", "s390x": "SCMP_ARCH_S390X",
+              "riscv64": "SCMP_ARCH_RISCV64"}
+
+
+def _custom_seccomp(text: str, caps: list[str]) -> dict[str, Any]:
+    """A Docker seccomp profile (``--security-opt seccomp=FILE``, sent as its content) in OCI form.
+
+    As moby's ``seccomp.setupSeccomp``: ``archMap`` picks the native architecture and its
+    sub-architectures; a rule applies only when its ``includes``/``excludes`` (caps,
+    arches) match this container; ``minKernel`` is not checked.
+    """
+    try:
+        profile = json.loads(text)
+    except ValueError as exc:
+        raise InvalidArgument(f"decoding seccomp profile failed: {exc}") from None
+    if not isinstance(profile, dict):
+        raise InvalidArgument("decoding seccomp profile failed: not a JSON object")
+    goarch = _GOARCH.get(platform.machine(), platform.machine())
+    native = _SCMP_ARCH.get(goarch, "")
+    arches = list(profile.get("architectures") or [])
+    for entry in profile.get("archMap") or []:
+        if entry.get("architecture") == native:
+            arches = [native, *(entry.get("subArchitectures") or [])]
+    out: dict[str, Any] = {"defaultAction": profile.get("defaultAction"), "architectures": arches,
+                           "syscalls": []}
+    for key in ("defaultErrnoRet", "flags", "listenerPath"):
+        if profile.get(key) is not None:
+            out[key] = profile[key]
+    for rule in profile.get("syscalls") or []:
+        inc, exc = rule.get("includes") or {}, rule.get("excludes") or {}
+        if not all(c in caps for c in inc.get("caps") or []) \
+                or any(c in caps for c in exc.get("caps") or []) \
+                or (inc.get("arches") and goarch not in inc["arches"]) \
+                or goarch in (exc.get("arches") or []):
+            continue
+        names = rule.get("names") or ([rule["name"]] if rule.get("name") else [])
+        oci = {"names": names, "action": rule.get("action")}
+        for key in ("errnoRet", "args"):
+            if rule.get(key) is not None:
+                oci[key] = rule[key]
+        out["syscalls"].append(oci)
+    return out
+
+
+def _security_opts(host: dict[str, Any]) -> dict[str, str]:
+    """``SecurityOpt`` as key → value (``key=value`` or Docker's older ``key:value``)."""
+    opts = {}
+    for opt in host.get("SecurityOpt") or []:
+        key, sep, value = opt.partition("=")
+        if not sep:
+            key, sep, value = opt.partition(":")
+        opts[key] = value if sep else ("true" if key == "no-new-privileges" else "")
+    return opts
+
+
+def _seccomp(host: dict[str, Any], caps: list[str]) -> dict[str, Any] | None:
+    if host.get("Privileged"):
+        return None
+    value = _security_opts(host).get("seccomp", "")
+    if value == "unconfined":
+        return None
+    if value and value != "builtin":
+        return _custom_seccomp(value, caps)
+    return seccomp_profile(caps)
+
+
+def check_config(config: dict[str, Any], host: dict[str, Any]) -> None:
+    """What dockerd refuses at create, before anything is made: a start would only fail later."""
+    workdir = config.get("WorkingDir") or ""
+    if workdir and not workdir.startswith("/"):
+        raise InvalidArgument(f"the working directory '{workdir}' is invalid, it needs to be an "
+                              "absolute path")
+    stop_signal = config.get("StopSignal")
+    if stop_signal:
+        name = str(stop_signal).upper()
+        try:
+            signal.Signals(int(name)) if name.isdigit() else \
+                signal.Signals[name if name.startswith("SIG") else "SIG" + name]
+        except (KeyError, ValueError):
+            raise InvalidArgument(f"invalid signal: {stop_signal}") from None
+    caps = capabilities(host)
+    opts = _security_opts(host)
+    if opts.get("no-new-privileges", "true") not in ("", "true", "false", "1", "0"):
+        raise InvalidArgument(f"invalid --security-opt no-new-privileges={opts['no-new-privileges']}")
+    if opts.get("seccomp") not in (None, "", "unconfined", "builtin"):
+        seccomp.validate(_custom_seccomp(opts["seccomp"], caps))
+    _rlimits(host.get("Ulimits") or [])
 
 
 def build_spec(record: dict[str, Any], image_config: dict[str, Any], rootfs: str,
@@ -183,8 +311,8 @@ def build_spec(record: dict[str, Any], image_config: dict[str, Any], rootfs: str
     args.insert(0, record["Path"])
     if host.get("Init") and init_path:
         args = ["/sbin/docker-init", "--", *args]
-    no_new_privs = any(opt in ("no-new-privileges", "no-new-privileges:true", "no-new-privileges=true")
-                       for opt in host.get("SecurityOpt") or [])
+    no_new_privs = _security_opts(host).get("no-new-privileges", "false") in ("", "true", "1")
+    extra += [g for g in additional_groups(rootfs, host.get("GroupAdd") or []) if g not in extra]
     process: dict[str, Any] = {
         "terminal": bool(config.get("Tty")),
         "user": {"uid": uid, "gid": gid, "additionalGids": extra},
@@ -192,7 +320,7 @@ def build_spec(record: dict[str, Any], image_config: dict[str, Any], rootfs: str
         "env": env_of(image_config, config, config.get("Hostname") or "", home),
         "cwd": config.get("WorkingDir") or image_config.get("WorkingDir") or "/",
         "capabilities": {k: list(caps) for k in ("bounding", "effective", "permitted")},
-        "rlimits": _rlimits(),
+        "rlimits": _rlimits(host.get("Ulimits") or []),
         "noNewPrivileges": no_new_privs,
     }
     namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
@@ -212,7 +340,8 @@ def build_spec(record: dict[str, Any], image_config: dict[str, Any], rootfs: str
         {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
          "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
         {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-         "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+         "options": ["nosuid", "noexec", "nodev", "mode=1777",
+                     f"size={int(host['ShmSize'])}" if host.get("ShmSize") else "size=65536k"]},
         {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
          "options": ["nosuid", "noexec", "nodev"]},
         sys_mount,
@@ -244,7 +373,7 @@ def build_spec(record: dict[str, Any], image_config: dict[str, Any], rootfs: str
     if not privileged:
         spec["linux"]["maskedPaths"] = list(MASKED_PATHS)
         spec["linux"]["readonlyPaths"] = list(READONLY_PATHS)
-        if not any(opt in ("seccomp=unconfined", "seccomp:unconfined")
-                   for opt in host.get("SecurityOpt") or []):
-            spec["linux"]["seccomp"] = seccomp_profile(caps)
+    profile = _seccomp(host, caps)
+    if profile is not None:
+        spec["linux"]["seccomp"] = profile
     return spec

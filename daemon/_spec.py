@@ -309,7 +309,10 @@ def build_spec(record: dict[str, Any], image_config: dict[str, Any], rootfs: str
     caps = capabilities(host)
     args = list(record["Args"])
     args.insert(0, record["Path"])
-    if host.get("Init") and init_path:
+    if host.get("Init"):
+        if not init_path:
+            raise InvalidArgument("--init: no init binary on the daemon's PATH",
+                                  hint="install tini (Debian's tini-static) or docker-init")
         args = ["/sbin/docker-init", "--", *args]
     no_new_privs = _security_opts(host).get("no-new-privileges", "false") in ("", "true", "1")
     extra += [g for g in additional_groups(rootfs, host.get("GroupAdd") or []) if g not in extra]

@@ -336,6 +336,9 @@ def build_spec(record: dict[str, Any], image_config: dict[str, Any], rootfs: str
         # sysfs needs a network namespace of our own; bind the host's instead.
         sys_mount = {"destination": "/sys", "type": "bind", "source": "/sys",
                      "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]}
+    if privileged:
+        # dockerd drops "ro" from /sys for --privileged (WithMounts in oci_linux.go).
+        sys_mount["options"].remove("ro")
     oci_mounts: list[dict[str, Any]] = [
         {"destination": "/proc", "type": "proc", "source": "proc"},
         {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",

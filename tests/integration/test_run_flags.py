@@ -276,6 +276,11 @@ def test_privileged(rc: RctrUser) -> None:
     status = run(rc, "--privileged", IMAGE, "cat", "/proc/self/status")
     assert int(status_field(status, "CapEff"), 16) == (1 << (last + 1)) - 1
     assert status_field(status, "Seccomp") == "0"
+    mounts = run(rc, "--privileged", IMAGE, "cat", "/proc/mounts")
+    for point in ("/sys", "/proc/sys"):
+        options = [line.split()[3] for line in mounts.splitlines() if line.split()[1] == point]
+        assert not options or options[-1].split(",")[0] == "rw", (point, options)
+    assert "/proc/kcore" not in mounts and "/proc/keys" not in mounts, "no masked paths"
     r = rc.rctr("run", "--rm", "--privileged", "-v", f"{root_file}:/f", IMAGE, "sh", "-c",
                 "cat /f; echo owned > /f")
     assert r.stdout == "host root's\n"

@@ -74,3 +74,17 @@ def nosub_user() -> harness.UserShell:
 @pytest.fixture
 def bundle(user: harness.UserShell, test_image: str) -> harness.Bundle:
     return harness.Bundle.make(user, test_image)
+
+
+@pytest.fixture(scope="module")
+def rc(test_image: str):
+    """The whole pipeline as the test user, shared by a module: rctr, docker, the API."""
+    from daemonenv import RctrUser
+
+    shell = harness.UserShell.create(os.environ.get("RCTR_TEST_USER", "rctr-test"))
+    try:
+        user = RctrUser(shell)
+        user.load_image(test_image)
+        yield user
+    finally:
+        shell.cleanup()

@@ -14,28 +14,12 @@ import subprocess
 import time
 
 import pytest
-from daemonenv import IMAGE, RctrUser
-from harness import RCTR, UserShell
+from daemonenv import IMAGE, RctrUser, ok
+from harness import RCTR
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.requires("root", "user", "userns", "subuid", "newuidmap"),
               pytest.mark.timeout(180)]
-
-
-@pytest.fixture(scope="module")
-def rc(test_image: str) -> RctrUser:
-    shell = UserShell.create(os.environ.get("RCTR_TEST_USER", "rctr-test"))
-    try:
-        user = RctrUser(shell)
-        user.load_image(test_image)
-        yield user
-    finally:
-        shell.cleanup()
-
-
-def ok(r: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert r.returncode == 0, f"exit {r.returncode}\nstdout: {r.stdout}\nstderr: {r.stderr}"
-    return r
 
 
 # -- rctr CLI -------------------------------------------------------------------------------

@@ -11,14 +11,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from daemonenv import IMAGE, RctrUser
-from harness import RCTR, UserShell
+from daemonenv import IMAGE, RctrUser, ok
+from harness import RCTR
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.requires("root", "user", "userns", "subuid", "newuidmap"),
@@ -28,22 +27,6 @@ pytestmark = [pytest.mark.integration,
 # SETGID SETUID SETPCAP NET_BIND_SERVICE NET_RAW SYS_CHROOT MKNOD AUDIT_WRITE SETFCAP.
 DEFAULT_CAPS = 0x00000000a80425fb
 CAP_CHOWN, CAP_NET_ADMIN, CAP_SYS_ADMIN = 0, 12, 21
-
-
-@pytest.fixture(scope="module")
-def rc(test_image: str) -> Iterator[RctrUser]:
-    shell = UserShell.create(os.environ.get("RCTR_TEST_USER", "rctr-test"))
-    try:
-        user = RctrUser(shell)
-        user.load_image(test_image)
-        yield user
-    finally:
-        shell.cleanup()
-
-
-def ok(r: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert r.returncode == 0, f"exit {r.returncode}\nstdout: {r.stdout}\nstderr: {r.stderr}"
-    return r
 
 
 def run(rc: RctrUser, *args: str, timeout: float = 60) -> str:

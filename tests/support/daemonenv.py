@@ -17,7 +17,7 @@ from typing import Any
 
 from harness import RCTR, UserShell
 
-__all__ = ["RctrUser", "IMAGE"]
+__all__ = ["RctrUser", "IMAGE", "ok"]
 
 IMAGE = "rctr-test/busybox:latest"
 PYTHON = sys.executable
@@ -90,3 +90,9 @@ class RctrUser:
                 return
             time.sleep(0.1)
         raise AssertionError(f"timed out waiting for {what}")
+
+
+def ok(r: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    """``r``, after checking that it succeeded (its output in the message if not)."""
+    assert r.returncode == 0, f"exit {r.returncode}\nstdout: {r.stdout}\nstderr: {r.stderr}"
+    return r

@@ -221,3 +221,26 @@ def test_docker_cli_scenarios(rc: RctrUser) -> None:
     assert r.returncode == 127, r.stderr
     assert "rctr-test/busybox" in ok(rc.docker("images")).stdout
     ok(rc.docker("info"))
+
+
+# -- images through the daemon: a real registry on loopback --------------------------------
+
+def test_push_rmi_pull_through_the_daemon(rc: RctrUser) -> None:
+    from registry import Registry
+
+    with Registry() as reg:
+        remote = f"{reg.host}/pipeline/busybox:1"
+        ok(rc.rctr("tag", IMAGE, remote))
+        ok(rc.rctr("push", remote))
+        ok(rc.rctr("rmi", remote))
+        assert remote not in ok(rc.rctr("images")).stdout
+        r = ok(rc.rctr("pull", remote))
+        assert "Downloaded newer image" in r.stdout or "Status" in r.stdout
+        assert ok(rc.rctr("run", "--rm", remote, "echo", "pulled")).stdout == "pulled\n"
+        ok(rc.rctr("rmi", remote))
+        # docker pulls too, and run pulls what is missing
+        ok(rc.docker("pull", remote))
+        ok(rc.docker("rmi", remote))
+        r = ok(rc.rctr("run", "--rm", remote, "echo", "fetched"))
+        assert r.stdout == "fetched\n" and "Unable to find image" in r.stderr
+        ok(rc.rctr("rmi", remote))

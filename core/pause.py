@@ -22,9 +22,8 @@ import sys
 from rctr.core import linux
 from rctr.core.atomic import write_json_atomic
 from rctr.core.errors import Unavailable
-from rctr.core.idmap import write_id_maps
 from rctr.core.proc import Process
-from rctr.core.userns import default_id_maps
+from rctr.core.userns import spawn_in_userns
 
 __all__ = ["ensure_pause", "find_pause", "join", "join_and_exec", "PAUSE_FILE"]
 
@@ -70,48 +69,26 @@ def ensure_pause(rundir: str) -> tuple[Process, bool]:
 
 
 def _start_pause() -> Process:
-    uid_maps, gid_maps = default_id_maps()
-    to_child_r, to_child_w = os.pipe()
-    from_child_r, from_child_w = os.pipe2(os.O_CLOEXEC)
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the pause process
-        os.close(to_child_w)
-        os.close(from_child_r)
-        _pause_child(to_child_r, from_child_w)
-    os.close(to_child_r)
-    os.close(from_child_w)
+    pid, rfd = spawn_in_userns(_become_pause, flags=linux.CLONE_NEWNS,
+                               what="the user namespace for the pause process")
     try:
-        if os.read(from_child_r, 1) != b"u":
-            raise Unavailable("could not create the user namespace for the pause process",
-                              hint="check user.max_user_namespaces (`rctr doctor`)")
-        write_id_maps(pid, uid_maps, gid_maps)
-        os.write(to_child_w, b"m")
         # The write end is close-on-exec: EOF means the exec happened, or the child died.
-        rest = os.read(from_child_r, 4096)
-        if rest:
-            raise Unavailable(f"the pause process failed: {rest.decode(errors='replace')}")
-    except BaseException:
+        rest = os.read(rfd, 4096)
+    finally:
+        os.close(rfd)
+    if rest:
         os.kill(pid, 9)
         os.waitpid(pid, 0)
-        raise
-    finally:
-        os.close(to_child_w)
-        os.close(from_child_r)
+        raise Unavailable(f"the pause process failed: {rest.decode(errors='replace')}")
     proc = Process.of(pid)
     if proc is None:
         raise Unavailable("the pause process exited at once")
     return proc
 
 
-def _pause_child(rfd: int, wfd: int) -> None:  # pragma: no cover - runs in the child
+def _become_pause(wfd: int) -> None:  # pragma: no cover - runs in the child, root of its namespaces
     try:
         os.setsid()
-        linux.unshare(linux.CLONE_NEWUSER | linux.CLONE_NEWNS)
-        os.write(wfd, b"u")
-        if os.read(rfd, 1) != b"m":
-            os._exit(1)
-        os.setresgid(0, 0, 0)
-        os.setresuid(0, 0, 0)
         os.chdir("/")
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
@@ -120,10 +97,7 @@ def _pause_child(rfd: int, wfd: int) -> None:  # pragma: no cover - runs in the 
         os.closerange(wfd + 1, 65536)
         os.execv(sys.executable, ["rctr-pause", "-I", "-S", "-c", _PAUSE_CODE])
     except BaseException as exc:  # noqa: BLE001 - reported to the parent
-        try:
-            os.write(wfd, str(exc).encode() or b"error")
-        finally:
-            os._exit(1)
+        os.write(wfd, str(exc).encode() or b"error")
 
 
 def join(pause: Process) -> None:

@@ -20,7 +20,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable
 
-__all__ = ["default_id_maps", "in_child_userns", "run_in_userns"]
+__all__ = ["default_id_maps", "in_child_userns", "run_in_userns", "spawn_in_userns"]
 
 
 def _own_map(kind: str) -> list[dict[str, int]] | None:
@@ -53,6 +53,52 @@ def default_id_maps() -> tuple[list[dict[str, int]], list[dict[str, int]]]:
             rootless_mappings(os.getegid(), SUBGID_FILE))
 
 
+def spawn_in_userns(body: Callable[[int], None], *, flags: int = 0,
+                    maps: tuple[list[dict[str, int]], list[dict[str, int]]] | None = None,
+                    what: str = "a user namespace") -> tuple[int, int]:
+    """Fork a child into a new user namespace (and the namespaces in ``flags``).
+
+    The parent writes the child's id maps (``maps``, default the user's own,
+    through newuidmap/newgidmap); then the child, root there, calls
+    ``body(wfd)`` and exits.  Returns (pid, the read end of ``wfd``'s pipe).
+    ``wfd`` is close-on-exec: a body that execs closes it.
+    """
+    uid_maps, gid_maps = maps or default_id_maps()
+    to_child_r, to_child_w = os.pipe()
+    from_child_r, from_child_w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        os.close(to_child_w)
+        os.close(from_child_r)
+        try:
+            linux.unshare(linux.CLONE_NEWUSER | flags)
+            os.write(from_child_w, b"u")
+            if os.read(to_child_r, 1) != b"m":
+                os._exit(1)
+            os.close(to_child_r)
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+            body(from_child_w)
+        finally:
+            os._exit(1)
+    os.close(to_child_r)
+    os.close(from_child_w)
+    try:
+        if os.read(from_child_r, 1) != b"u":
+            raise Unavailable(f"could not create {what}",
+                              hint="check user.max_user_namespaces (`rctr doctor`)")
+        write_id_maps(pid, uid_maps, gid_maps)
+        os.write(to_child_w, b"m")
+    except BaseException:
+        os.close(from_child_r)
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        raise
+    finally:
+        os.close(to_child_w)
+    return pid, from_child_r
+
+
 def run_in_userns(fn: Callable[[], Any], *, mount_ns: bool = True,
                   maps: tuple[list[dict[str, int]], list[dict[str, int]]] | None = None) -> Any:
     """Call ``fn()`` as root of a new user (and mount) namespace; return its JSON-able result.
@@ -64,36 +110,9 @@ def run_in_userns(fn: Callable[[], Any], *, mount_ns: bool = True,
     """
     if os.geteuid() == 0:
         return _as_root(fn, mount_ns)
-    uid_maps, gid_maps = maps or default_id_maps()
-    to_child_r, to_child_w = os.pipe()
-    from_child_r, from_child_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        os.close(to_child_w)
-        os.close(from_child_r)
-        _child(fn, mount_ns, to_child_r, from_child_w)
-    os.close(to_child_r)
-    os.close(from_child_w)
-    try:
-        if os.read(from_child_r, 1) != b"u":
-            raise Unavailable("could not create a user namespace",
-                              hint="check user.max_user_namespaces (`rctr doctor`)")
-        write_id_maps(pid, uid_maps, gid_maps)
-        os.write(to_child_w, b"m")
-        data = b""
-        while chunk := os.read(from_child_r, 65536):
-            data += chunk
-    finally:
-        os.close(to_child_w)
-        os.close(from_child_r)
-        _, status = os.waitpid(pid, 0)
-    try:
-        reply = json.loads(data)
-    except ValueError:
-        raise Unavailable(f"the user-namespace helper died (status {status})") from None
-    if "error" in reply:
-        raise Unavailable(reply["error"])
-    return reply.get("result")
+    pid, rfd = spawn_in_userns(lambda wfd: _report(fn, wfd),
+                               flags=linux.CLONE_NEWNS if mount_ns else 0, maps=maps)
+    return _reply(pid, rfd)
 
 
 def _as_root(fn: Callable[[], Any], mount_ns: bool) -> Any:
@@ -106,40 +125,20 @@ def _as_root(fn: Callable[[], Any], mount_ns: bool) -> Any:
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
         os.close(rfd)
-        code = 1
         try:
             linux.unshare(linux.CLONE_NEWNS)
-            payload: dict[str, Any] = {"result": fn()}
-            code = 0
         except BaseException as exc:  # noqa: BLE001
-            payload = {"error": str(exc) or type(exc).__name__}
-        try:
-            os.write(wfd, json.dumps(payload).encode())
-        finally:
-            os._exit(code)
+            os.write(wfd, json.dumps({"error": str(exc)}).encode())
+            os._exit(1)
+        _report(fn, wfd)
     os.close(wfd)
-    data = b""
-    try:
-        while chunk := os.read(rfd, 65536):
-            data += chunk
-    finally:
-        os.close(rfd)
-        os.waitpid(pid, 0)
-    reply = json.loads(data or b'{"error": "the helper died"}')
-    if "error" in reply:
-        raise Unavailable(reply["error"])
-    return reply.get("result")
+    return _reply(pid, rfd)
 
 
-def _child(fn: Callable[[], Any], mount_ns: bool, rfd: int, wfd: int) -> None:  # pragma: no cover
+def _report(fn: Callable[[], Any], wfd: int) -> None:  # pragma: no cover - runs in the child
+    """Send ``fn()``'s result, or its error, to the parent as JSON; exit."""
     code = 1
     try:
-        linux.unshare(linux.CLONE_NEWUSER | (linux.CLONE_NEWNS if mount_ns else 0))
-        os.write(wfd, b"u")
-        if os.read(rfd, 1) != b"m":
-            os._exit(1)
-        os.setresgid(0, 0, 0)
-        os.setresuid(0, 0, 0)
         payload: dict[str, Any] = {"result": fn()}
         code = 0
     except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
@@ -148,3 +147,21 @@ def _child(fn: Callable[[], Any], mount_ns: bool, rfd: int, wfd: int) -> None:  
         os.write(wfd, json.dumps(payload).encode())
     finally:
         os._exit(code)
+
+
+def _reply(pid: int, rfd: int) -> Any:
+    """Read what ``_report`` sent, reap the child; its result, or Unavailable."""
+    data = b""
+    try:
+        while chunk := os.read(rfd, 65536):
+            data += chunk
+    finally:
+        os.close(rfd)
+        _, status = os.waitpid(pid, 0)
+    try:
+        reply = json.loads(data)
+    except ValueError:
+        raise Unavailable(f"the user-namespace helper died (status {status})") from None
+    if "error" in reply:
+        raise Unavailable(reply["error"])
+    return reply.get("result")

@@ -13,20 +13,10 @@ from rctr.core.errors import Conflict, InvalidArgument, NotFound
 
 from ._attach import relay
 from ._containers import Container
-from ._http import HTTPError, Request, Router
+from ._http import Request, Router
 from ._logs import frame, parse_time, read_log
 
 __all__ = ["register"]
-
-
-def _filters(req: Request) -> dict[str, list[str]]:
-    raw = req.json_arg("filters", {}) or {}
-    if not isinstance(raw, dict):
-        raise HTTPError(400, "filters must be a JSON object")
-    out: dict[str, list[str]] = {}
-    for key, value in raw.items():
-        out[key] = list(value.keys()) if isinstance(value, dict) else list(value)
-    return out
 
 
 def _ports(c: Container) -> list[dict[str, Any]]:
@@ -137,7 +127,7 @@ def register(router: Router, daemon: Any) -> None:
 
     @router.route("GET", "/containers/json")
     def list_containers(req: Request) -> None:
-        filters = _filters(req)
+        filters = req.filters()
         everything = req.flag("all") or bool(filters.get("status") or filters.get("exited"))
         items = [c for c in containers.all() if not c.private.get("placeholder")
                  and (everything or c.running()) and _matches(c, filters)]

@@ -109,7 +109,7 @@ def register(router: Router, daemon: Any) -> None:
 
     @router.route("GET", "/images/json")
     def list_images(req: Request) -> None:
-        filters = req.json_arg("filters", {}) or {}
+        filters = req.filters()
         refs = filters.get("reference")
         items = []
         for image in store.images.list():
@@ -118,9 +118,8 @@ def register(router: Router, daemon: Any) -> None:
                 import fnmatch
 
                 names = summary["RepoTags"] or []
-                wanted = list(refs) if isinstance(refs, (list, dict)) else [refs]
                 if not any(fnmatch.fnmatch(n, w) or fnmatch.fnmatch(n.split(":")[0], w)
-                           for n in names for w in wanted):
+                           for n in names for w in refs):
                     continue
             if "dangling" in filters and bool(summary["RepoTags"]) == ("true" in filters["dangling"]):
                 continue
@@ -230,14 +229,10 @@ def register(router: Router, daemon: Any) -> None:
 
     @router.route("POST", "/images/load")
     def load(req: Request) -> None:
-        os.makedirs(store.layout.tmp, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=store.layout.tmp, prefix="load-", suffix=".tar") as tmp:
-            for chunk in req.body_stream():
-                tmp.write(chunk)
-            tmp.flush()
+        with req.spooled_body(store.layout.tmp, "load-") as path:
             out = req.stream()
             try:
-                records = store.load(tmp.name)
+                records = store.load(path)
                 for record in records:
                     names = [familiar(n) for n in record.get("names", [])]
                     for n in names or [record["id"]]:
@@ -277,8 +272,7 @@ def register(router: Router, daemon: Any) -> None:
 
     @router.route("POST", "/images/prune")
     def prune(req: Request) -> None:
-        filters = req.json_arg("filters", {}) or {}
-        everything = "false" in [str(v).lower() for v in (filters.get("dangling") or [])]
+        everything = "false" in [v.lower() for v in req.filters().get("dangling", [])]
         used = {c.record.get("Image") for c in daemon.containers.all()}
         deleted = []
         for image in store.images.list():
@@ -314,14 +308,10 @@ def _import(req: Request, daemon: Any, source: str) -> None:
     store = daemon.store
     repo, tag = req.arg("repo"), req.arg("tag")
     name = f"{repo}:{tag or 'latest'}" if repo else None
-    os.makedirs(store.layout.tmp, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=store.layout.tmp, prefix="import-", suffix=".tar") as tmp:
-        for chunk in req.body_stream():
-            tmp.write(chunk)
-        tmp.flush()
+    with req.spooled_body(store.layout.tmp, "import-") as path:
         out = req.stream()
         try:
-            record = store.import_rootfs(tmp.name, name)
+            record = store.import_rootfs(path, name)
             out.json({"status": record["id"]})
             daemon.events.emit("image", "import", record["id"], {"name": name or ""})
         except Exception as exc:  # noqa: BLE001

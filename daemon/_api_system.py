@@ -102,8 +102,7 @@ def register(router: Router, daemon: Any) -> None:
     def events(req: Request) -> None:
         since = parse_time(req.arg("since"))
         until = parse_time(req.arg("until"))
-        filters = {k: (list(v) if isinstance(v, list) else list(v.keys()))
-                   for k, v in (req.json_arg("filters", {}) or {}).items()}
+        filters = req.filters()
         past, q = daemon.events.subscribe(int(since * 1e9) if since is not None else None)
         out = req.stream()
         try:

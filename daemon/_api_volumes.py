@@ -18,14 +18,13 @@ def register(router: Router, daemon: Any) -> None:
 
     @router.route("GET", "/volumes")
     def list_volumes(req: Request) -> None:
-        filters = req.json_arg("filters", {}) or {}
+        filters = req.filters()
         items = volumes.list()
         names = filters.get("name")
         if names:
-            names = list(names) if isinstance(names, (list, dict)) else [names]
             items = [v for v in items if any(n in v["Name"] for n in names)]
         if "dangling" in filters:
-            wanted = "true" in (list(filters["dangling"]) if isinstance(filters["dangling"], (list, dict)) else [])
+            wanted = "true" in filters["dangling"]
             items = [v for v in items if (not users(v["Name"])) == wanted]
         req.send_json({"Volumes": items, "Warnings": []})
 
@@ -49,8 +48,7 @@ def register(router: Router, daemon: Any) -> None:
 
     @router.route("POST", "/volumes/prune")
     def prune(req: Request) -> None:
-        filters = req.json_arg("filters", {}) or {}
-        everything = "true" in [str(v).lower() for v in (filters.get("all") or [])]
+        everything = "true" in [v.lower() for v in req.filters().get("all", [])]
         in_use = {m.get("Name") for c in daemon.containers.all() for m in c.record.get("Mounts", [])}
         removed, space = volumes.prune({n for n in in_use if n}, everything)
         req.send_json({"VolumesDeleted": removed, "SpaceReclaimed": space})

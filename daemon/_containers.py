@@ -92,7 +92,6 @@ class Containers:
         self.init_path = init_path
         self.lock = threading.RLock()
         self.by_id: dict[str, Container] = {}
-        self.removed = threading.Condition(self.lock)
         # Called after a start and after an exit is recorded (healthchecks plug in here).
         self.start_hooks: list[Callable[[Container], None]] = []
         self.exit_hooks: list[Callable[[Container], None]] = []
@@ -724,7 +723,6 @@ class Containers:
             c.changed.notify_all()
         with self.lock:
             self.by_id.pop(c.id, None)
-            self.removed.notify_all()
         self._collect(c.id, c.private.get("anonymous") if volumes else [])
         self._event(c, "destroy")
 

@@ -9,6 +9,7 @@ checked with SO_PEERCRED on every connection.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -16,13 +17,14 @@ import socket
 import socketserver
 import struct
 import sys
+import tempfile
 import traceback
 from http.server import BaseHTTPRequestHandler
 from typing import Any, Callable, Iterator
 from urllib.parse import parse_qs, urlsplit
 
 from rctr.core.errors import (AlreadyExists, Conflict, FailedPrecondition, InvalidArgument,
-                              NotFound, RctrError, Unavailable, Unsupported)
+                              NotFound, RctrError, Unsupported)
 
 __all__ = ["APIServer", "Request", "Router", "HTTPError", "NotModified", "API_VERSION",
            "MIN_API_VERSION"]
@@ -57,9 +59,7 @@ def status_for(exc: BaseException) -> int:
         return 409
     if isinstance(exc, Unsupported):
         return 501
-    if isinstance(exc, Unavailable):
-        return 500
-    return 500
+    return 500  # Unavailable and anything unexpected
 
 
 def message_for(exc: BaseException) -> str:
@@ -112,6 +112,14 @@ class Request:
         except ValueError:
             raise HTTPError(400, f"invalid JSON in the {name!r} parameter") from None
 
+    def filters(self) -> dict[str, list[str]]:
+        """The ``filters`` parameter as {key: [values]}; clients send a list or a {value: true} map."""
+        raw = self.json_arg("filters", {}) or {}
+        if not isinstance(raw, dict):
+            raise HTTPError(400, "filters must be a JSON object")
+        return {key: [value] if isinstance(value, str) else [str(v) for v in value]
+                for key, value in raw.items()}
+
     def header(self, name: str, default: str | None = None) -> str | None:
         return self.handler.headers.get(name, default)
 
@@ -148,6 +156,16 @@ class Request:
                     raise HTTPError(400, "truncated body")
                 left -= len(chunk)
                 yield chunk
+
+    @contextlib.contextmanager
+    def spooled_body(self, directory: str, prefix: str) -> Iterator[str]:
+        """The body copied to a temporary file in ``directory`` (loads, imports); its path."""
+        os.makedirs(directory, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=prefix, suffix=".tar") as tmp:
+            for chunk in self.body_stream():
+                tmp.write(chunk)
+            tmp.flush()
+            yield tmp.name
 
     def body(self, limit: int = 16 << 20) -> bytes:
         if self._body is None:

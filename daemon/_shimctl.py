@@ -21,6 +21,8 @@ from rctr.core.atomic import write_json_atomic
 from rctr.core.errors import FailedPrecondition, Unavailable
 from rctr.core.proc import Process
 
+from ._logs import format_time
+
 __all__ = ["Shim", "ShimError"]
 
 _READY_TIMEOUT = 60.0
@@ -147,7 +149,7 @@ class Shim:
                     if status is not None:
                         return status
                     return {"exit_code": 255, "signal": None, "lost": True,
-                            "finished_at": _now(), "error": "the shim died"}
+                            "finished_at": format_time(), "error": "the shim died"}
                 if stop is not None and stop.is_set():
                     return {"exit_code": -1, "interrupted": True}
         finally:
@@ -176,11 +178,6 @@ class Shim:
             sock.close()
             raise Unavailable(f"cannot attach: {exc.strerror}") from None
         return sock
-
-
-def _now() -> str:
-    ns = time.time_ns()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000)) + f".{ns % 1_000_000_000:09d}Z"
 
 
 def _reap_later(proc: subprocess.Popen[bytes]) -> None:

@@ -89,9 +89,10 @@ def seccomp_profile(caps: list[str]) -> dict[str, Any]:
             "syscalls": [{"names": deny, "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}
 
 
-def env_of(image_config: dict[str, Any], config: dict[str, Any], hostname: str,
-           home: str) -> list[str]:
-    """Docker's defaults (PATH, HOSTNAME, TERM), then the image's env, then the request's.
+def env_of(config: dict[str, Any], hostname: str, home: str) -> list[str]:
+    """Docker's defaults (PATH, HOSTNAME, TERM), then the container's env.
+
+    ``config["Env"]`` is the image's env with the request's merged in already (at create).
 
     A bare ``KEY`` unsets KEY, as dockerd's ``ReplaceOrAppendEnvValues`` does; the
     CLI has already filled it from the client's environment (never the daemon's).
@@ -99,7 +100,7 @@ def env_of(image_config: dict[str, Any], config: dict[str, Any], hostname: str,
     env = {"PATH": DEFAULT_PATH, "HOSTNAME": hostname}
     if config.get("Tty"):
         env["TERM"] = "xterm"
-    for item in (image_config.get("Env") or []) + (config.get("Env") or []):
+    for item in config.get("Env") or []:
         key, sep, value = item.partition("=")
         if sep:
             env[key] = value
@@ -320,7 +321,7 @@ def build_spec(record: dict[str, Any], image_config: dict[str, Any], rootfs: str
         "terminal": bool(config.get("Tty")),
         "user": {"uid": uid, "gid": gid, "additionalGids": extra},
         "args": args,
-        "env": env_of(image_config, config, config.get("Hostname") or "", home),
+        "env": env_of(config, config.get("Hostname") or "", home),
         "cwd": config.get("WorkingDir") or image_config.get("WorkingDir") or "/",
         "capabilities": {k: list(caps) for k in ("bounding", "effective", "permitted")},
         "rlimits": _rlimits(host.get("Ulimits") or []),

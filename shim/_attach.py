@@ -1,25 +1,33 @@
 """``attach.sock``: the container's output to every attached client, their input to stdin.
 
-Each client gets its own output buffer; one that lets it grow past
-``OUT_LIMIT`` is too slow (or gone) and is dropped, so it can never hold up
-the container or the other clients (containerd drops slow fifo readers the
-same way).  Everything here is non-blocking; the shim's poll loop drives it.
+Each client gets its own output buffer.  A client that lets it grow past
+``OUT_LIMIT`` holds the container's output back (the shim stops reading the
+pipes, so the container blocks on write, as it does under ``docker attach``),
+but only while it keeps reading: one that sends nothing for ``STALL_SECONDS``
+while behind is dropped, so a client that never reads cannot hold up the
+container or the other clients for long.  ``HARD_LIMIT`` bounds a buffer when
+there is nothing left to hold back (the init has exited and its pipes drain).
+Everything here is non-blocking; the shim's poll loop drives it.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import time
+from collections.abc import Callable
 
 from ._io import frame
 
-__all__ = ["AttachServer", "Client", "OUT_LIMIT"]
+__all__ = ["AttachServer", "Client", "OUT_LIMIT", "HARD_LIMIT", "STALL_SECONDS"]
 
-OUT_LIMIT = 1 << 20  # bytes of output a client may fall behind before it is dropped
+OUT_LIMIT = 1 << 20  # bytes queued for a client before the container's output is held back
+HARD_LIMIT = 4 * OUT_LIMIT  # bytes queued for a client before it is dropped at once
+STALL_SECONDS = 5.0  # how long a client that is behind may send nothing before it is dropped
 
 
 class Client:
-    __slots__ = ("sock", "fd", "out", "reading")
+    __slots__ = ("sock", "fd", "out", "reading", "last_progress")
 
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(False)
@@ -27,6 +35,7 @@ class Client:
         self.fd = sock.fileno()
         self.out = bytearray()
         self.reading = True  # until the client half-closes
+        self.last_progress = time.monotonic()  # when it last took output, or had none waiting
 
     def recv(self) -> bytes | None:
         """Input from the client: b"" at its end of input, None if nothing is there yet.
@@ -45,6 +54,7 @@ class Client:
             except (BlockingIOError, InterruptedError):
                 return
             del self.out[:sent]
+            self.last_progress = time.monotonic()
 
     def close(self) -> None:
         self.sock.close()
@@ -77,18 +87,37 @@ class AttachServer:
         return client
 
     def broadcast(self, stream: int, data: bytes) -> list[Client]:
-        """Queue one frame for every client; return the ones dropped for falling behind."""
+        """Queue one frame for every client; return the ones dropped for holding too much."""
         if not self.clients:
             return []
         packet = frame(stream, data)
-        slow = []
+        now = time.monotonic()
         for client in self.clients.values():
+            if not client.out:
+                client.last_progress = now  # the stall clock starts when output waits
             client.out += packet
-            if len(client.out) > OUT_LIMIT:
-                slow.append(client)
-        for client in slow:
+        return self._drop_where(lambda c: len(c.out) > HARD_LIMIT)
+
+    def backlogged(self) -> bool:
+        """Whether some client is so far behind that the output should be held back."""
+        return any(len(c.out) > OUT_LIMIT for c in self.clients.values())
+
+    def drop_stalled(self, now: float) -> list[Client]:
+        """Drop the clients that are behind and have taken nothing for ``STALL_SECONDS``."""
+        return self._drop_where(
+            lambda c: len(c.out) > OUT_LIMIT and now - c.last_progress >= STALL_SECONDS)
+
+    def next_stall(self) -> float | None:
+        """When the earliest client that is behind would count as stalled, if any is."""
+        times = [c.last_progress + STALL_SECONDS for c in self.clients.values()
+                 if len(c.out) > OUT_LIMIT]
+        return min(times, default=None)
+
+    def _drop_where(self, condition: Callable[[Client], bool]) -> list[Client]:
+        gone = [c for c in self.clients.values() if condition(c)]
+        for client in gone:
             self.drop(client)
-        return slow
+        return gone
 
     def drop(self, client: Client) -> None:
         if self.clients.pop(client.fd, None) is not None:

@@ -5,7 +5,9 @@ with ``waitpid(-1)``, and both go wrong beside threads.  SIGCHLD only wakes
 the loop (``signal.set_wakeup_fd``); the reaping happens here.  Poll masks
 are recomputed from the state before every wait, which keeps back-pressure
 simple: stdin input is read from clients only while its buffer has room,
-output is written to a client only while it has something queued.
+output is written to a client only while it has something queued, and the
+container's output is read only while no attach client is far behind (see
+``_attach``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from ._stdio import Stdio, set_winsize
 
 __all__ = ["Server", "DRAIN_SECONDS"]
 
-DRAIN_SECONDS = 2.0  # how long output may still come after the init exited
+DRAIN_SECONDS = 2.0  # how long, after the init exited, the output may stand still
+DRAIN_MAX_SECONDS = 60.0  # how long, after the init exited, draining may go on at most
 STDIN_LIMIT = 1 << 16  # bytes of input buffered for a container that does not read
 _READ = select.POLLIN | select.POLLPRI
 _GONE = select.POLLHUP | select.POLLERR | select.POLLNVAL
@@ -50,6 +53,7 @@ class Server:
         self.stdin_closing = False
         self.status: int | None = None
         self.finished_ns = 0
+        self._exited_at = 0.0
         self._deadline = 0.0
         self._accepting = False
         self._poll = select.poll()
@@ -77,6 +81,8 @@ class Server:
                 # above, and must not receive the rest of that fd's events.
                 if self._accepting and self.status is None:
                     self.attach.accept()
+                for client in self.attach.drop_stalled(time.monotonic()):
+                    self._fell_behind(client)
         finally:
             signal.set_wakeup_fd(-1)
             os.close(self._wake_r)
@@ -92,16 +98,28 @@ class Server:
         return time.monotonic() >= self._deadline
 
     def _timeout_ms(self) -> int:
-        if self.status is None:
+        wake = [t for t in (self.attach.next_stall(),
+                            self._deadline if self.status is not None else None)
+                if t is not None]
+        if not wake:
             return -1
-        return max(0, int((self._deadline - time.monotonic()) * 1000) + 1)
+        return max(0, int((min(wake) - time.monotonic()) * 1000) + 1)
+
+    def _progressed(self) -> None:
+        """Output moved after the init exited: give the drain more time, within its bound."""
+        if self.status is not None:
+            self._deadline = min(self._exited_at + DRAIN_MAX_SECONDS,
+                                 time.monotonic() + DRAIN_SECONDS)
 
     def _update_masks(self) -> None:
         want: dict[int, int] = {self._wake_r: _READ, self.control_fd: _READ}
         if self.status is None:
             want[self.attach.fd] = _READ
-        for fd in self.outputs:
-            want[fd] = want.get(fd, 0) | _READ
+        # Held back while a client is far behind: the container blocks on its pipe.
+        # Once the init has exited nothing more is held back; the pipes only drain.
+        if self.status is not None or not self.attach.backlogged():
+            for fd in self.outputs:
+                want[fd] = want.get(fd, 0) | _READ
         stdin = self.stdio.stdin
         if stdin is not None and self.stdin_open and self.stdin_buf:
             want[stdin] = want.get(stdin, 0) | select.POLLOUT
@@ -159,7 +177,8 @@ class Server:
             if pid == self.init_pid and self.status is None:
                 self.status = status
                 self.finished_ns = time.time_ns()
-                self._deadline = time.monotonic() + DRAIN_SECONDS
+                self._exited_at = time.monotonic()
+                self._deadline = self._exited_at + DRAIN_SECONDS
 
     def _on_output(self, fd: int) -> None:
         try:
@@ -174,9 +193,13 @@ class Server:
             self._output_done(fd)
             return
         stream = self.outputs[fd]
+        self._progressed()
         self._emit(fd, stream, self.decoders[fd].decode(data))
         for client in self.attach.broadcast(stream, data):
-            self.shimlog.warning(f"attach client on fd {client.fd} fell behind; dropped")
+            self._fell_behind(client)
+
+    def _fell_behind(self, client: Client) -> None:
+        self.shimlog.warning(f"attach client on fd {client.fd} fell behind; dropped")
 
     def _emit(self, fd: int, stream: int, text: str) -> None:
         if not text:
@@ -258,7 +281,10 @@ class Server:
             if events & _READ or (events & select.POLLHUP and client.reading):
                 self._client_input(client)
             if events & select.POLLOUT and client.fd in self.attach.clients:
+                queued = len(client.out)
                 client.flush()
+                if len(client.out) < queued:
+                    self._progressed()
             if events & (select.POLLERR | select.POLLNVAL) or \
                     (events & select.POLLHUP and not client.reading):
                 self.attach.drop(client)

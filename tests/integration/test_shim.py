@@ -18,11 +18,14 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import closing, suppress
 from pathlib import Path
 from typing import Any
 
 import pytest
 from harness import RCTR, Bundle, UserShell
+
+from rctr.shim._attach import STALL_SECONDS
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90),
               pytest.mark.requires("root", "user", "userns", "subuid", "newuidmap")]
@@ -459,25 +462,29 @@ def test_shim_memory_is_small(pause: Pause, bundle: Bundle) -> None:
 
 
 def test_a_client_that_does_not_read_is_dropped(pause: Pause, bundle: Bundle) -> None:
+    """A client far behind holds the output back only while it reads; a stalled one goes.
+
+    The fast client here reads slowly on purpose at first: it must still get every
+    byte, because being behind while reading means back-pressure, not a drop."""
     size = 3_000_000
     namespaced(bundle, "sh", "-c", f"head -c {size} /dev/zero | tr '\\0' x; echo; echo end")
     shim = Shim(pause, bundle, "rctr")
     shim.create()
-    slow = shim.attach()  # never reads until the end
-    fast = shim.attach()
-    time.sleep(0.2)
-    shim.start()
-    out = joined(read_frames(fast), 1)
-    assert out == b"x" * size + b"\nend\n"
-    assert shim.wait_exit()["exit_code"] == 0
-    got = b""
-    try:
-        while chunk := slow.recv(1 << 20):
-            got += chunk
-    except ConnectionResetError:
-        pass
-    assert len(got) < size, "the slow client was not dropped"
-    slow.close()
-    fast.close()
+    with closing(shim.attach()) as slow, closing(shim.attach()) as fast:  # slow never reads
+        time.sleep(0.2)
+        started = time.monotonic()
+        shim.start()
+        time.sleep(1)  # both fall behind; the container is held back
+        out = joined(read_frames(fast), 1)
+        assert out == b"x" * size + b"\nend\n"
+        assert time.monotonic() - started >= STALL_SECONDS  # held until the slow one went
+        assert shim.wait_exit()["exit_code"] == 0
+        got = b""
+        with suppress(ConnectionResetError):
+            while chunk := slow.recv(1 << 20):
+                got += chunk
+        assert len(got) < size, "the slow client was not dropped"
     assert "fell behind" in (shim.dir / "shim-log.json").read_text()
+    logged = "".join(json.loads(line)["log"] for line in shim.log.read_text().splitlines())
+    assert logged == "x" * size + "\nend\n"  # the log has it all, held back or not
     shim.assert_no_leftovers()

@@ -1,5 +1,6 @@
 """The shim's formats, in-process: attach frames, json-file lines and rotation,
-exit records, control lines, shim.json and the command line."""
+exit records, control lines, shim.json, the command line, and the attach
+clients' back-pressure."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ import json
 import os
 import re
 import signal
+import socket
+import time
 from pathlib import Path
 
 import pytest
 
 from rctr.core.errors import InvalidArgument
+from rctr.shim._attach import HARD_LIMIT, STALL_SECONDS, AttachServer, Client
 from rctr.shim._config import load_config
 from rctr.shim._control import ControlParser
 from rctr.shim._exit import exit_record, open_fifo, write_exit
@@ -210,3 +214,51 @@ def test_failure_is_reported_on_the_ready_fd(tmp_path: Path) -> None:
         report = json.loads(f.read())
     assert "shim.json" in report["error"] and "hint" in report
     assert sorted(p.name for p in tmp_path.iterdir()) == ["shim-log.json", "shim.pid"]
+
+
+def _attached(tmp_path: Path, n: int) -> tuple[AttachServer, list[socket.socket], list[Client]]:
+    server = AttachServer(str(tmp_path / "attach.sock"))
+    peers, clients = [], []
+    for _ in range(n):
+        peer = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        peer.connect(str(tmp_path / "attach.sock"))
+        peers.append(peer)
+        client = None
+        while client is None:
+            client = server.accept()
+        clients.append(client)
+    return server, peers, clients
+
+
+def test_a_client_behind_holds_back_until_it_stalls(tmp_path: Path) -> None:
+    server, peers, (reader, stalled) = _attached(tmp_path, 2)
+    try:
+        chunk = b"x" * 65536
+        while not server.backlogged():
+            assert server.broadcast(1, chunk) == []
+        assert server.next_stall() is not None
+        reader.flush()  # the reader takes what its socket holds: progress
+        now = time.monotonic()
+        assert server.drop_stalled(now) == []
+        later = now + STALL_SECONDS + 0.1
+        reader.last_progress = later  # it kept reading; the other did not
+        assert server.drop_stalled(later) == [stalled]
+        assert list(server.clients.values()) == [reader]
+    finally:
+        server.close()
+        for peer in peers:
+            peer.close()
+
+
+def test_a_client_past_the_hard_limit_is_dropped_at_once(tmp_path: Path) -> None:
+    server, peers, (client,) = _attached(tmp_path, 1)
+    try:
+        chunk = b"x" * 65536
+        dropped: list[Client] = []
+        for _ in range(HARD_LIMIT // len(chunk) + 1):
+            dropped += server.broadcast(1, chunk)
+        assert dropped == [client] and not server.clients
+        assert server.next_stall() is None and not server.backlogged()
+    finally:
+        server.close()
+        peers[0].close()

@@ -233,6 +233,8 @@ def _label(p: psutil.Process) -> str:
         cmdline = p.cmdline()
     except psutil.Error:
         return "?"
+    if p.name() in ("rctr-shim", "rctr-zygote"):
+        return p.name()
     if "rctr.shim" in cmdline:
         return "rctr-shim"
     if "rctr.daemon" in cmdline:
@@ -282,7 +284,7 @@ def _named(snap: dict[int, dict[str, Any]], label: str) -> dict[str, int] | None
     return None
 
 
-PER_USER = {"rctr": ("rctrd", "rctr-pause"), "podman": ("catatonit",)}
+PER_USER = {"rctr": ("rctrd", "rctr-pause", "rctr-zygote"), "podman": ("catatonit",)}
 
 
 def per_user(snap: dict[int, dict[str, Any]], tool: str) -> dict[str, dict[str, int]]:

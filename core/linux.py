@@ -20,7 +20,7 @@ __all__ = [
     "MS_RDONLY", "MS_NOSUID", "MS_NODEV", "MS_NOEXEC", "MS_REMOUNT", "MS_BIND", "MS_MOVE",
     "MS_REC", "MS_PRIVATE", "MS_SLAVE", "MS_SHARED", "MS_UNBINDABLE", "MNT_DETACH",
     "unshare", "setns", "mount", "umount", "pivot_root", "sethostname", "setdomainname",
-    "set_no_new_privs", "set_keepcaps", "set_child_subreaper", "set_pdeathsig",
+    "set_no_new_privs", "set_keepcaps", "set_child_subreaper", "set_pdeathsig", "set_name",
     "capbset_drop", "capbset_read", "ambient_clear", "ambient_raise", "capset", "capget",
     "CAPABILITIES", "cap_last_cap",
 ]
@@ -64,6 +64,7 @@ MNT_DETACH = 2
 
 # <linux/prctl.h>
 _PR_SET_PDEATHSIG = 1
+_PR_SET_NAME = 15
 _PR_SET_KEEPCAPS = 8
 _PR_CAPBSET_READ = 23
 _PR_CAPBSET_DROP = 24
@@ -168,6 +169,14 @@ def set_child_subreaper() -> None:
 
 def set_pdeathsig(signum: int) -> None:
     _prctl("prctl(PR_SET_PDEATHSIG)", _PR_SET_PDEATHSIG, signum)
+
+
+def set_name(name: str) -> None:
+    """The process's name as ps, top and pgrep show it (``comm``, 15 bytes at most).
+
+    For processes forked from one interpreter, whose command lines are all alike."""
+    buf = ctypes.create_string_buffer(name.encode()[:15])
+    _prctl("prctl(PR_SET_NAME)", _PR_SET_NAME, ctypes.cast(buf, ctypes.c_void_p).value or 0)
 
 
 def capbset_read(cap: int) -> bool:

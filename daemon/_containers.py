@@ -33,7 +33,7 @@ from ._logs import format_time
 from ._names import check_name, random_name
 from ._paths import DaemonPaths
 from ._runtimes import OCIRuntime
-from ._shimctl import Shim
+from ._shimctl import Shim, Zygote
 from ._spec import build_spec, check_config, command_of
 from ._volumes import Volumes
 
@@ -82,7 +82,8 @@ class Container:
 
 class Containers:
     def __init__(self, paths: DaemonPaths, store: Any, volumes: Volumes, events: Events,
-                 runtime: OCIRuntime, driver: str, init_path: str | None = None) -> None:
+                 runtime: OCIRuntime, driver: str, init_path: str | None = None,
+                 zygote: Zygote | None = None) -> None:
         self.paths = paths
         self.store = store
         self.volumes = volumes
@@ -90,6 +91,7 @@ class Containers:
         self.runtime = runtime
         self.driver = driver
         self.init_path = init_path
+        self.zygote = zygote
         self.lock = threading.RLock()
         self.by_id: dict[str, Container] = {}
         # Called after a start and after an exit is recorded (healthchecks plug in here).
@@ -404,7 +406,7 @@ class Containers:
             "log": {"path": c.record["LogPath"], "max_size": _size(log_opts.get("max-size")),
                     "max_file": int(log_opts.get("max-file") or 1)},
             "width": 80, "height": 24,
-        })
+        }, self.zygote)
         # Whoever attached before start connects now, so no output is missed.
         with c.lock:
             pending, c.pending_attaches = c.pending_attaches, []

@@ -37,6 +37,7 @@ class Daemon:
         from ._containers import Containers
         from ._health import HealthMonitor
         from ._runtimes import OCIRuntime
+        from ._shimctl import Zygote
 
         self.paths = paths
         self.instance_id = secrets.token_hex(16)
@@ -50,7 +51,7 @@ class Daemon:
         self.execs: dict[str, Any] = {}
         self.warnings = _host_warnings()
         self.containers = Containers(paths, self.store, self.volumes, self.events, self.runtime,
-                                     self.driver, self.init_path)
+                                     self.driver, self.init_path, Zygote(paths.zygote_socket, _log))
         self.health = HealthMonitor.for_daemon(self)  # hooks in before reconcile re-adopts
 
     def image_summary(self, image: dict[str, Any]) -> dict[str, Any]:

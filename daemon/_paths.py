@@ -32,6 +32,10 @@ class DaemonPaths:
         return os.path.join(self.rundir, "rctrd.lock")
 
     @property
+    def zygote_socket(self) -> str:
+        return os.path.join(self.rundir, "shim-zygote.sock")
+
+    @property
     def runtime_root(self) -> str:
         return os.path.join(self.rundir, "runtime")
 

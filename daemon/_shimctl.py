@@ -2,6 +2,9 @@
 
 A shim lives in ``<rundir>/s/ID[:32]``.  The daemon writes ``shim.json``,
 starts the shim with a ready pipe and waits for ``{"pid": N}`` (or an error).
+Shims are forked by the user's shim zygote (``rctr.shim._zygote``), which
+the daemon starts on first use and which outlives it like the shims do; if
+no zygote can serve, the shim is started as its own interpreter.
 The container's exit reaches the daemon as the ``exit`` FIFO closing, after
 ``exit.json`` was written; a restarted daemon reads the same files.
 """
@@ -14,7 +17,9 @@ import select
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from rctr.core.atomic import write_json_atomic
@@ -23,9 +28,10 @@ from rctr.core.proc import Process
 
 from ._logs import format_time
 
-__all__ = ["Shim", "ShimError"]
+__all__ = ["Shim", "ShimError", "Zygote"]
 
 _READY_TIMEOUT = 60.0
+_ZYGOTE_READY_TIMEOUT = 30.0
 
 
 class ShimError(FailedPrecondition):
@@ -41,51 +47,35 @@ class Shim:
 
     # -- launch ------------------------------------------------------------------------------
 
-    def launch(self, settings: dict[str, Any]) -> int:
+    def launch(self, settings: dict[str, Any], zygote: Zygote | None = None) -> int:
         """Start the shim; return the container's init pid once the runtime created it."""
         os.makedirs(self.dir, mode=0o700, exist_ok=True)
         write_json_atomic(self.path("shim.json"), settings, 0o600, sync=False)
         rfd, wfd = os.pipe2(os.O_CLOEXEC)
+        kill: Callable[[], None] = self._kill_shim
         try:
-            with open(os.devnull, "r+b") as null:
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", "rctr.shim", self.dir, "--ready-fd", str(wfd)],
-                    stdin=null, stdout=null, stderr=null, pass_fds=(wfd,), cwd="/",
-                    start_new_session=True)
+            if zygote is None or not zygote.spawn(self.dir, wfd):
+                proc = _start_python(["-m", "rctr.shim", self.dir, "--ready-fd", str(wfd)], wfd)
+                kill = proc.kill
+                # The shim lives on by itself; reap it in the background if it ends under us.
+                _reap_later(proc)
         finally:
             os.close(wfd)
         try:
-            reply = self._read_ready(rfd, proc)
+            reply = _read_ready(rfd, _READY_TIMEOUT, kill, "the shim")
         finally:
             os.close(rfd)
-        # The shim lives on by itself; reap it in the background if it ends under us.
-        _reap_later(proc)
+        if reply is None:
+            raise Unavailable("the shim exited before the container was created",
+                              hint="see shim-log.json in the container's shim directory")
         if "error" in reply:
             raise ShimError(reply["error"], hint=reply.get("hint"))
         return int(reply["pid"])
 
-    @staticmethod
-    def _read_ready(rfd: int, proc: subprocess.Popen[bytes]) -> dict[str, Any]:
-        deadline = time.monotonic() + _READY_TIMEOUT
-        data = b""
-        while not data.endswith(b"\n"):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                proc.kill()
-                raise Unavailable("the shim did not report within a minute")
-            ready, _, _ = select.select([rfd], [], [], left)
-            if not ready:
-                continue
-            chunk = os.read(rfd, 65536)
-            if not chunk:
-                break
-            data += chunk
-        try:
-            return json.loads(data)  # type: ignore[no-any-return]
-        except ValueError:
-            code = proc.poll()
-            raise Unavailable(f"the shim exited before the container was created (status {code})",
-                              hint="see shim-log.json in the container's shim directory") from None
+    def _kill_shim(self) -> None:
+        proc = self.process()
+        if proc is not None:
+            proc.signal(9)
 
     # -- facts -------------------------------------------------------------------------------
 
@@ -180,7 +170,97 @@ class Shim:
         return sock
 
 
-def _reap_later(proc: subprocess.Popen[bytes]) -> None:
-    import threading
+class Zygote:
+    """The daemon's handle on the user's shim zygote: started on first use, kept across
+    daemon restarts (it lives in the pause process's namespaces, as the shims do), and
+    replaced when it runs other code or in other namespaces than this daemon."""
 
-    threading.Thread(target=proc.wait, name="reap-shim", daemon=True).start()
+    def __init__(self, sock_path: str, log: Callable[[str], None] | None = None) -> None:
+        self.sock_path = sock_path
+        self._log = log or (lambda message: None)
+        self._lock = threading.Lock()
+        self._generation = 0
+        self._token: str | None = None
+        self._broken = False
+
+    def spawn(self, state_dir: str, ready_fd: int) -> bool:
+        """Have the zygote fork a shim on ``state_dir``; False if no zygote can serve."""
+        from rctr.shim._zygote import ZygoteRefused, ZygoteStale, code_token, spawn_via
+
+        if self._broken:
+            return False
+        if self._token is None:
+            self._token = code_token()
+        for _attempt in range(2):
+            generation = self._generation
+            try:
+                spawn_via(self.sock_path, state_dir, ready_fd, self._token)
+                return True
+            except (ZygoteStale, ConnectionRefusedError, FileNotFoundError):
+                if not self._replace(generation):
+                    return False
+            except (OSError, ZygoteRefused) as exc:
+                self._log(f"the shim zygote failed ({exc}); starting the shim directly")
+                return False
+        return False
+
+    def _replace(self, generation: int) -> bool:
+        """Start a new zygote, unless another thread did since ``generation``."""
+        with self._lock:
+            if self._generation != generation:
+                return True
+            rfd, wfd = os.pipe2(os.O_CLOEXEC)
+            try:
+                proc = _start_python(["-m", "rctr.shim", "--zygote", self.sock_path,
+                                      "--ready-fd", str(wfd)], wfd)
+            finally:
+                os.close(wfd)
+            try:
+                reply = _read_ready(rfd, _ZYGOTE_READY_TIMEOUT, proc.kill, "the shim zygote")
+            finally:
+                os.close(rfd)
+            _reap_later(proc)
+            if reply is None or reply.get("token") != self._token:
+                # Nothing a retry would fix (it would not start, or runs other code than
+                # this daemon): shims start as their own interpreters from now on.
+                self._broken = True
+                proc.kill()
+                self._log(f"the shim zygote did not start ({reply}); starting shims directly")
+                return False
+            self._generation += 1
+            return True
+
+
+def _start_python(args: list[str], pass_fd: int) -> subprocess.Popen[bytes]:
+    """``python ARGS`` in its own session, with ``pass_fd`` and nothing else inherited."""
+    with open(os.devnull, "r+b") as null:
+        return subprocess.Popen([sys.executable, *args], stdin=null, stdout=null, stderr=null,
+                                pass_fds=(pass_fd,), cwd="/", start_new_session=True)
+
+
+def _read_ready(rfd: int, timeout: float, kill: Callable[[], None],
+                what: str) -> dict[str, Any] | None:
+    """The one JSON line on a ready pipe; None if the writer ended without one."""
+    deadline = time.monotonic() + timeout
+    data = b""
+    while not data.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            kill()
+            raise Unavailable(f"{what} did not report within {timeout:.0f} s")
+        ready, _, _ = select.select([rfd], [], [], left)
+        if not ready:
+            continue
+        chunk = os.read(rfd, 65536)
+        if not chunk:
+            break
+        data += chunk
+    try:
+        reply = json.loads(data)
+    except ValueError:
+        return None
+    return reply if isinstance(reply, dict) else None
+
+
+def _reap_later(proc: subprocess.Popen[bytes]) -> None:
+    threading.Thread(target=proc.wait, name="reap-child", daemon=True).start()

@@ -76,7 +76,7 @@ class _Shim:
         return os.path.join(self.dir, name)
 
     def run(self) -> int:
-        from rctr.core.linux import set_child_subreaper
+        from rctr.core.linux import set_child_subreaper, set_name
 
         from ._attach import AttachServer
         from ._config import load_config
@@ -86,6 +86,7 @@ class _Shim:
         from ._serve import Server
         from ._stdio import Stdio
 
+        set_name("rctr-shim")  # forked from the zygote, a shim has the zygote's command line
         set_child_subreaper()
         write_json_atomic(self.path(L.SHIM_PID),
                           {"pid": os.getpid(), "start_time": start_time(os.getpid())}, 0o644)

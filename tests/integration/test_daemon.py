@@ -13,6 +13,7 @@ import signal
 import subprocess
 import time
 
+import psutil
 import pytest
 from daemonenv import IMAGE, RctrUser, ok
 from harness import RCTR
@@ -165,12 +166,21 @@ def test_ten_parallel_runs(rc: RctrUser) -> None:
     assert ok(rc.rctr("ps", "-aq")).stdout.strip() == ""
 
 
+def _named_processes(rc: RctrUser, name: str) -> list[psutil.Process]:
+    return [p for p in psutil.process_iter(["name", "uids"])
+            if p.info["name"] == name and p.info["uids"].real == rc.shell.uid]
+
+
 def test_daemon_killed_containers_keep_running(rc: RctrUser) -> None:
     ok(rc.rctr("run", "-d", "--name", "survivor", IMAGE, "sleep", "60"))
     ok(rc.rctr("run", "-d", "--name", "quitter", IMAGE, "sh", "-c", "sleep 2; exit 7"))
     try:
         pid = rc.daemon_pid()
         assert pid is not None
+        # The shims were forked by the user's zygote, so they are nobody's children.
+        [zygote] = _named_processes(rc, "rctr-zygote")
+        shims = _named_processes(rc, "rctr-shim")
+        assert len(shims) >= 2 and all(s.ppid() not in (pid, zygote.pid) for s in shims)
         os.kill(pid, signal.SIGKILL)
         time.sleep(3)  # quitter exits while no daemon runs
         ps = ok(rc.rctr("ps")).stdout  # the CLI starts a new daemon
@@ -179,8 +189,19 @@ def test_daemon_killed_containers_keep_running(rc: RctrUser) -> None:
         r = ok(rc.rctr("wait", "quitter"))
         assert r.stdout.strip() == "7"
         assert ok(rc.rctr("exec", "survivor", "echo", "alive")).stdout == "alive\n"
+        ok(rc.rctr("run", "--rm", IMAGE, "true"))
+        assert [z.pid for z in _named_processes(rc, "rctr-zygote")] == [zygote.pid]  # reused
     finally:
         rc.rctr("rm", "-f", "survivor", "quitter")
+
+
+def test_a_dead_zygote_is_replaced(rc: RctrUser) -> None:
+    ok(rc.rctr("run", "--rm", IMAGE, "true"))
+    [zygote] = _named_processes(rc, "rctr-zygote")
+    zygote.kill()
+    zygote.wait(10)
+    assert ok(rc.rctr("run", "--rm", IMAGE, "echo", "again")).stdout == "again\n"
+    assert [z.pid for z in _named_processes(rc, "rctr-zygote")] != [zygote.pid]
 
 
 def test_restart_policy_and_autoremove(rc: RctrUser) -> None:

@@ -1,0 +1,241 @@
+"""``python -m rctr.shim --zygote SOCKET --ready-fd N``: forks shims that are already loaded.
+
+A shim is a Python process that lives as long as its container.  Started
+from scratch, each one pays for an interpreter start-up and its imports
+(about 18 ms) and keeps its own copy of every module (about 5 MiB).  The
+zygote imports the shim (and the in-process runtime) once, freezes those
+objects out of the garbage collector's reach, and forks a shim per request:
+the child shares the zygote's pages until it writes to them, so a running
+shim costs about a quarter of the memory, and starts in a millisecond or two.
+
+Protocol, on a unix stream socket in the user's run directory (0600): the
+daemon connects and sends one JSON line ``{"dir": STATE_DIR, "token": T}``
+with the shim's ready fd attached (SCM_RIGHTS).  The zygote answers
+``{"ok": true}`` once the shim is forked (the shim then speaks on its ready
+fd exactly as one started by ``python -m rctr.shim`` does), or
+``{"stale": true}`` when ``T`` is not its own token — rctr was reinstalled,
+or the daemon lives in other namespaces — and then exits, so the daemon
+starts a fresh one.  The shim is forked twice and calls ``setsid``: it is
+nobody's child and leads its own session, like a shim started directly, and
+outlives both the zygote and the daemon.
+"""
+
+from __future__ import annotations
+
+import array
+import gc
+import hashlib
+import json
+import os
+import socket
+import sys
+
+__all__ = ["code_token", "serve", "spawn_via", "ZygoteRefused", "ZygoteStale", "MAX_MESSAGE"]
+
+MAX_MESSAGE = 65536
+_PACKAGES = ("shim", "core", "rootless")
+
+
+class ZygoteStale(Exception):
+    """The zygote runs other code, or in other namespaces, than the daemon asking it."""
+
+
+class ZygoteRefused(Exception):
+    """The zygote answered that it forked nothing (a bad request, fork failing)."""
+
+
+def code_token() -> str:
+    """What must match between a zygote and the daemon that uses it.
+
+    The interpreter, the source of the packages a shim runs (a reinstall may
+    keep sizes and times, so their content) and the user and mount namespaces
+    (a rebuilt pause process changes them)."""
+    import rctr
+
+    digest = hashlib.sha256(sys.executable.encode())
+    for base in rctr.__path__:
+        for package in _PACKAGES:
+            folder = os.path.join(base, package)
+            try:
+                names = sorted(n for n in os.listdir(folder) if n.endswith(".py"))
+            except OSError:
+                continue
+            for name in names:
+                with open(os.path.join(folder, name), "rb") as f:
+                    digest.update(f"{package}/{name}\n".encode() + f.read())
+    for ns in ("user", "mnt"):
+        st = os.stat(f"/proc/self/ns/{ns}")
+        digest.update(f"{ns}:{st.st_dev}:{st.st_ino}\n".encode())
+    return digest.hexdigest()[:32]
+
+
+# -- the daemon's side ---------------------------------------------------------------------
+
+
+def spawn_via(sock_path: str, state_dir: str, ready_fd: int, token: str,
+              timeout: float = 10.0) -> None:
+    """Ask the zygote on ``sock_path`` for a shim on ``state_dir``.
+
+    Raises OSError if no zygote listens there, ZygoteStale or ZygoteRefused when
+    it forked nothing.  Once the request is out, a broken answer is no proof
+    that nothing was forked, so it is not an error: the ready fd will tell (a
+    shim reports on it; with none, its last copy closes and the reader sees EOF).
+    """
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as sock:
+        sock.settimeout(timeout)
+        sock.connect(sock_path)
+        message = json.dumps({"dir": state_dir, "token": token}).encode() + b"\n"
+        sock.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                  array.array("i", [ready_fd]))])
+        try:
+            reply = _read_line(sock)
+        except OSError:
+            return
+    try:
+        answer = json.loads(reply)
+    except ValueError:
+        return
+    if not isinstance(answer, dict) or answer.get("ok"):
+        return
+    if answer.get("stale"):
+        raise ZygoteStale(sock_path)
+    raise ZygoteRefused(str(answer.get("error", answer)))
+
+
+def _read_line(sock: socket.socket) -> bytes:
+    data = b""
+    while not data.endswith(b"\n") and len(data) < MAX_MESSAGE:
+        chunk = sock.recv(MAX_MESSAGE)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+# -- the zygote ----------------------------------------------------------------------------
+
+
+def serve(sock_path: str, ready_fd: int) -> int:
+    """Load the shim, listen on ``sock_path``, say so on ``ready_fd``, fork shims forever."""
+    from rctr.core.linux import set_name
+
+    set_name("rctr-zygote")
+    _preload()
+    token = code_token()
+    listener = _listen(sock_path)
+    bound = os.stat(sock_path).st_ino
+    os.write(ready_fd, json.dumps({"pid": os.getpid(), "token": token}).encode() + b"\n")
+    os.close(ready_fd)
+    gc.collect()
+    gc.freeze()  # what is loaded now is never scanned again: the pages stay shared
+    while True:
+        conn, _ = listener.accept()
+        with conn:
+            if not _serve_one(conn, listener, token):
+                _unlink_if_ours(sock_path, bound)
+                return 0
+
+
+def _preload() -> None:
+    """Everything a shim imports on its way, so a forked shim imports nothing."""
+    import rctr.core.linux  # noqa: F401
+    import rctr.core.proc  # noqa: F401
+    import rctr.rootless  # noqa: F401 - the in-process runtime's create, in the creator
+    from rctr.shim import _attach, _config, _create, _exit, _io, _main, _serve, _stdio  # noqa: F401
+
+
+def _listen(path: str) -> socket.socket:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    old_umask = os.umask(0o177)
+    try:
+        listener.bind(path)
+    finally:
+        os.umask(old_umask)
+    listener.listen(64)
+    return listener
+
+
+def _unlink_if_ours(path: str, inode: int) -> None:
+    """A replacement may already listen on the path: leave its socket alone."""
+    try:
+        if os.stat(path).st_ino == inode:
+            os.unlink(path)
+    except OSError:
+        pass
+
+
+def _serve_one(conn: socket.socket, listener: socket.socket, token: str) -> bool:
+    """One request; False when this zygote is stale and must end."""
+    conn.settimeout(10)
+    fds: list[int] = []
+    try:
+        data, fds = _receive(conn)
+        request = json.loads(data)
+        if request.get("token") != token:
+            _answer(conn, {"stale": True})
+            return False
+        if len(fds) != 1 or not isinstance(request.get("dir"), str):
+            raise ValueError("expected a state directory and one ready fd")
+        _fork_shim(request["dir"], fds[0], conn, listener)
+        _answer(conn, {"ok": True})
+    except (OSError, ValueError) as exc:
+        _answer(conn, {"error": f"{type(exc).__name__}: {exc}"})
+    finally:
+        for fd in fds:
+            os.close(fd)
+    return True
+
+
+def _receive(conn: socket.socket) -> tuple[bytes, list[int]]:
+    fds = array.array("i")
+    data, ancdata, _flags, _ = conn.recvmsg(MAX_MESSAGE, socket.CMSG_SPACE(4 * fds.itemsize))
+    for level, kind, payload in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(payload[:len(payload) - len(payload) % fds.itemsize])
+    while not data.endswith(b"\n") and len(data) < MAX_MESSAGE:
+        chunk = conn.recv(MAX_MESSAGE)
+        if not chunk:
+            break
+        data += chunk
+    return data, list(fds)
+
+
+def _answer(conn: socket.socket, message: dict[str, object]) -> None:
+    try:
+        conn.sendall(json.dumps(message).encode() + b"\n")
+    except OSError:
+        pass  # the daemon gave up on us; the shim, if forked, reports on its ready fd
+
+
+def _fork_shim(state_dir: str, ready_fd: int, conn: socket.socket,
+               listener: socket.socket) -> None:
+    """Fork twice: the shim is reparented at once and never the zygote's zombie."""
+    middle = os.fork()
+    if middle == 0:  # pragma: no cover - runs in the forked children
+        code = 1
+        try:
+            if os.fork() == 0:
+                conn.close()
+                listener.close()
+                os.setsid()
+                code = _become_shim(state_dir, ready_fd)
+            else:
+                code = 0
+        finally:
+            os._exit(code)
+    os.waitpid(middle, 0)
+
+
+def _become_shim(state_dir: str, ready_fd: int) -> int:  # pragma: no cover - in the child
+    from rctr.shim._main import main
+
+    os.set_inheritable(ready_fd, True)  # as python -m rctr.shim receives it; main undoes it
+    sys.argv = ["rctr-shim", state_dir, "--ready-fd", str(ready_fd)]
+    try:
+        return main(sys.argv[1:])
+    except BaseException:  # noqa: BLE001, B036 - a forked child must not return into the zygote
+        return 1

@@ -11,6 +11,7 @@ The container's exit reaches the daemon as the ``exit`` FIFO closing, after
 
 from __future__ import annotations
 
+import array
 import json
 import os
 import select
@@ -25,10 +26,11 @@ from typing import Any
 from rctr.core.atomic import write_json_atomic
 from rctr.core.errors import FailedPrecondition, Unavailable
 from rctr.core.proc import Process
+from rctr.core.zygote import MAX_MESSAGE, code_token
 
 from ._logs import format_time
 
-__all__ = ["Shim", "ShimError", "Zygote"]
+__all__ = ["Shim", "ShimError", "Zygote", "ZygoteRefused", "ZygoteStale", "spawn_via"]
 
 _READY_TIMEOUT = 60.0
 _ZYGOTE_READY_TIMEOUT = 30.0
@@ -185,8 +187,6 @@ class Zygote:
 
     def spawn(self, state_dir: str, ready_fd: int) -> bool:
         """Have the zygote fork a shim on ``state_dir``; False if no zygote can serve."""
-        from rctr.shim._zygote import ZygoteRefused, ZygoteStale, code_token, spawn_via
-
         if self._broken:
             return False
         if self._token is None:
@@ -229,6 +229,49 @@ class Zygote:
                 return False
             self._generation += 1
             return True
+
+
+class ZygoteStale(Exception):
+    """The zygote runs other code, or in other namespaces, than the daemon asking it."""
+
+
+class ZygoteRefused(Exception):
+    """The zygote answered that it forked nothing (a bad request, fork failing)."""
+
+
+def spawn_via(sock_path: str, state_dir: str, ready_fd: int, token: str,
+              timeout: float = 10.0) -> None:
+    """Ask the zygote on ``sock_path`` for a shim on ``state_dir`` (protocol: shim/_zygote.py).
+
+    Raises OSError if no zygote listens there, ZygoteStale or ZygoteRefused when
+    it forked nothing.  Once the request is out, a broken answer is no proof
+    that nothing was forked, so it is not an error: the ready fd will tell (a
+    shim reports on it; with none, its last copy closes and the reader sees EOF).
+    """
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as sock:
+        sock.settimeout(timeout)
+        sock.connect(sock_path)
+        message = json.dumps({"dir": state_dir, "token": token}).encode() + b"\n"
+        sock.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                  array.array("i", [ready_fd]))])
+        reply = b""
+        try:
+            while not reply.endswith(b"\n") and len(reply) < MAX_MESSAGE:
+                chunk = sock.recv(MAX_MESSAGE)
+                if not chunk:
+                    break
+                reply += chunk
+        except OSError:
+            return
+    try:
+        answer = json.loads(reply)
+    except ValueError:
+        return
+    if not isinstance(answer, dict) or answer.get("ok"):
+        return
+    if answer.get("stale"):
+        raise ZygoteStale(sock_path)
+    raise ZygoteRefused(str(answer.get("error", answer)))
 
 
 def _start_python(args: list[str], pass_fd: int) -> subprocess.Popen[bytes]:

@@ -6,11 +6,12 @@ from scratch, each one pays for an interpreter start-up and its imports
 zygote imports the shim (and the in-process runtime) once, freezes those
 objects out of the garbage collector's reach, and forks a shim per request:
 the child shares the zygote's pages until it writes to them, so a running
-shim costs about a quarter of the memory, and starts in a millisecond or two.
+shim costs about half the memory, and starts in a millisecond or two.
 
-Protocol, on a unix stream socket in the user's run directory (0600): the
-daemon connects and sends one JSON line ``{"dir": STATE_DIR, "token": T}``
-with the shim's ready fd attached (SCM_RIGHTS).  The zygote answers
+Protocol (the daemon's side is ``rctr.daemon._shimctl``), on a unix stream
+socket in the user's run directory (0600): the daemon connects and sends one
+JSON line ``{"dir": STATE_DIR, "token": T}`` with the shim's ready fd
+attached (SCM_RIGHTS).  The zygote answers
 ``{"ok": true}`` once the shim is forked (the shim then speaks on its ready
 fd exactly as one started by ``python -m rctr.shim`` does), or
 ``{"stale": true}`` when ``T`` is not its own token — rctr was reinstalled,
@@ -24,95 +25,14 @@ from __future__ import annotations
 
 import array
 import gc
-import hashlib
 import json
 import os
 import socket
 import sys
 
-__all__ = ["code_token", "serve", "spawn_via", "ZygoteRefused", "ZygoteStale", "MAX_MESSAGE"]
+from rctr.core.zygote import MAX_MESSAGE, code_token
 
-MAX_MESSAGE = 65536
-_PACKAGES = ("shim", "core", "rootless")
-
-
-class ZygoteStale(Exception):
-    """The zygote runs other code, or in other namespaces, than the daemon asking it."""
-
-
-class ZygoteRefused(Exception):
-    """The zygote answered that it forked nothing (a bad request, fork failing)."""
-
-
-def code_token() -> str:
-    """What must match between a zygote and the daemon that uses it.
-
-    The interpreter, the source of the packages a shim runs (a reinstall may
-    keep sizes and times, so their content) and the user and mount namespaces
-    (a rebuilt pause process changes them)."""
-    import rctr
-
-    digest = hashlib.sha256(sys.executable.encode())
-    for base in rctr.__path__:
-        for package in _PACKAGES:
-            folder = os.path.join(base, package)
-            try:
-                names = sorted(n for n in os.listdir(folder) if n.endswith(".py"))
-            except OSError:
-                continue
-            for name in names:
-                with open(os.path.join(folder, name), "rb") as f:
-                    digest.update(f"{package}/{name}\n".encode() + f.read())
-    for ns in ("user", "mnt"):
-        st = os.stat(f"/proc/self/ns/{ns}")
-        digest.update(f"{ns}:{st.st_dev}:{st.st_ino}\n".encode())
-    return digest.hexdigest()[:32]
-
-
-# -- the daemon's side ---------------------------------------------------------------------
-
-
-def spawn_via(sock_path: str, state_dir: str, ready_fd: int, token: str,
-              timeout: float = 10.0) -> None:
-    """Ask the zygote on ``sock_path`` for a shim on ``state_dir``.
-
-    Raises OSError if no zygote listens there, ZygoteStale or ZygoteRefused when
-    it forked nothing.  Once the request is out, a broken answer is no proof
-    that nothing was forked, so it is not an error: the ready fd will tell (a
-    shim reports on it; with none, its last copy closes and the reader sees EOF).
-    """
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as sock:
-        sock.settimeout(timeout)
-        sock.connect(sock_path)
-        message = json.dumps({"dir": state_dir, "token": token}).encode() + b"\n"
-        sock.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
-                                  array.array("i", [ready_fd]))])
-        try:
-            reply = _read_line(sock)
-        except OSError:
-            return
-    try:
-        answer = json.loads(reply)
-    except ValueError:
-        return
-    if not isinstance(answer, dict) or answer.get("ok"):
-        return
-    if answer.get("stale"):
-        raise ZygoteStale(sock_path)
-    raise ZygoteRefused(str(answer.get("error", answer)))
-
-
-def _read_line(sock: socket.socket) -> bytes:
-    data = b""
-    while not data.endswith(b"\n") and len(data) < MAX_MESSAGE:
-        chunk = sock.recv(MAX_MESSAGE)
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
-# -- the zygote ----------------------------------------------------------------------------
+__all__ = ["serve"]
 
 
 def serve(sock_path: str, ready_fd: int) -> int:

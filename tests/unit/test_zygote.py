@@ -17,8 +17,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from rctr.daemon._shimctl import Zygote
-from rctr.shim._zygote import ZygoteStale, code_token, spawn_via
+from rctr.core.zygote import code_token
+from rctr.daemon._shimctl import Zygote, ZygoteStale, spawn_via
 
 pytestmark = pytest.mark.timeout(60)
 

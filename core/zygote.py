@@ -1,0 +1,43 @@
+"""What the shim zygote and the daemon that uses it must agree on.
+
+The zygote (``rctr.shim._zygote``) forks shims for the daemon
+(``rctr.daemon._shimctl``).  Like the rest of their contract this is data,
+not shared behaviour: one JSON line each way and an fd, over a unix socket,
+and a token saying which code in which namespaces answers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+
+__all__ = ["MAX_MESSAGE", "code_token"]
+
+MAX_MESSAGE = 65536  # bytes of a request or an answer, at most
+_PACKAGES = ("shim", "core", "rootless")  # the code a forked shim runs
+
+
+def code_token() -> str:
+    """What must match between a zygote and the daemon that uses it.
+
+    The interpreter, the source of the packages a shim runs (a reinstall may
+    keep sizes and times, so their content) and the user and mount namespaces
+    (a rebuilt pause process changes them)."""
+    import rctr
+
+    digest = hashlib.sha256(sys.executable.encode())
+    for base in rctr.__path__:
+        for package in _PACKAGES:
+            folder = os.path.join(base, package)
+            try:
+                names = sorted(n for n in os.listdir(folder) if n.endswith(".py"))
+            except OSError:
+                continue
+            for name in names:
+                with open(os.path.join(folder, name), "rb") as f:
+                    digest.update(f"{package}/{name}\n".encode() + f.read())
+    for ns in ("user", "mnt"):
+        st = os.stat(f"/proc/self/ns/{ns}")
+        digest.update(f"{ns}:{st.st_dev}:{st.st_ino}\n".encode())
+    return digest.hexdigest()[:32]

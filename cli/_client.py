@@ -1,15 +1,17 @@
 """A small Docker Engine API client over a unix socket, on the standard library.
 
-Why not docker-py or requests: the CLI's start-up time matters, and the API
-needs only four shapes of exchange, all here: JSON in and out, a stream of
-JSON messages (pull progress, events), a raw byte stream (logs, archives),
-and a hijacked connection (attach, exec start) where the socket is used both
-ways after the HTTP response head.
+Why not docker-py or requests, or even ``http.client``: the CLI's start-up
+time matters (``http.client`` alone imports ``email`` and ``ssl``, ~20 ms on
+every command), and the API needs only four shapes of exchange, all here:
+JSON in and out, a stream of JSON messages (pull progress, events), a raw
+byte stream (logs, archives), and a hijacked connection (attach, exec start)
+where the socket is used both ways after the HTTP response head.  HTTP/1.1
+is spoken one request per connection, which keeps the reading side to the
+three ways a body can end: Content-Length, chunked, or the connection's end.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import socket
@@ -24,7 +26,7 @@ __all__ = [
     "Client",
     "ConnectionFailed",
     "Hijacked",
-    "UnixHTTPConnection",
+    "Response",
     "iter_frames",
     "iter_json",
     "q",
@@ -78,22 +80,136 @@ def qi(name: str) -> str:
     return quote(name, safe="/:@")
 
 
-class UnixHTTPConnection(http.client.HTTPConnection):
-    """HTTPConnection whose transport is a unix stream socket."""
+def _connect(path: str, timeout: float | None) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(path)
+    except OSError as exc:
+        sock.close()
+        raise ConnectionFailed(path, exc) from exc
+    return sock
 
-    def __init__(self, path: str, timeout: float | None = None) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.socket_path = path
 
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self.socket_path)
-        except OSError as exc:
-            sock.close()
-            raise ConnectionFailed(self.socket_path, exc) from exc
+class Response:
+    """A response read off its socket: the head parsed, the body read as it is asked for.
+
+    ``read``, ``read1`` and ``getheader`` as on ``http.client``'s response, so
+    it serves as a file for ``tarfile`` and the stream readers; and like it,
+    it closes the connection once the body has been read to its end."""
+
+    def __init__(self, sock: socket.socket, status: int, reason: str,
+                 headers: dict[str, str], rest: bytes, *, bodiless: bool = False) -> None:
         self.sock = sock
+        self.status = status
+        self.reason = reason
+        self.headers = headers  # names in lower case
+        self._raw = rest  # bytes received past what has been parsed
+        self._chunked = headers.get("transfer-encoding", "").lower() == "chunked"
+        self._left: int | None = None  # body bytes still to come; None: until the end
+        self._done = bodiless or status in (204, 304) or 100 <= status < 200
+        if not self._chunked and "content-length" in headers:
+            try:
+                self._left = max(0, int(headers["content-length"]))
+            except ValueError:
+                raise APIError(0, "malformed Content-Length from the daemon") from None
+            self._done = self._done or self._left == 0
+        self._chunk_left = 0
+
+    def getheader(self, name: str, default: str | None = None) -> str | None:
+        return self.headers.get(name.lower(), default)
+
+    def buffered(self) -> bytes:
+        """What was received past the head and not yet read: after a 101, the stream's start."""
+        return self._raw
+
+    def read1(self, n: int = 65536) -> bytes:
+        """Some of the body, at most ``n`` bytes, after at most one receive; b"" at its end."""
+        if self._done or n <= 0:
+            return b""
+        try:
+            data = self._read_body(n)
+        finally:
+            if self._done:
+                self.sock.close()
+        return data
+
+    def _read_body(self, n: int) -> bytes:
+        if self._chunked:
+            if self._chunk_left == 0 and not self._next_chunk():
+                return b""
+            data = self._take(min(n, self._chunk_left))
+            self._chunk_left -= len(data)
+        else:
+            data = self._take(n if self._left is None else min(n, self._left))
+            if self._left is not None:
+                self._left -= len(data)
+                self._done = self._left == 0
+        if not data:
+            self._done = True
+            if self._chunked or self._left:
+                raise APIError(0, "the daemon closed the connection in the middle of a response")
+        return data
+
+    def read(self, n: int = -1) -> bytes:
+        """``n`` bytes of the body (fewer only at its end), or all the rest."""
+        parts = []
+        while n < 0 or n > 0:
+            data = self.read1(65536 if n < 0 else n)
+            if not data:
+                break
+            parts.append(data)
+            if n > 0:
+                n -= len(data)
+        return b"".join(parts)
+
+    def _next_chunk(self) -> bool:
+        """Parse a chunk's size line; False (and the trailer consumed) at the last chunk."""
+        line = b""
+        while not line.strip():  # skips the CRLF that ends the previous chunk's data
+            line = self._line()
+        try:
+            size = int(line.split(b";")[0].strip(), 16)
+        except ValueError:
+            raise APIError(0, f"malformed chunk from the daemon: {line[:40]!r}") from None
+        if size == 0:
+            while self._line().strip():
+                pass
+            self._done = True
+            return False
+        self._chunk_left = size
+        return True
+
+    def _line(self) -> bytes:
+        while b"\n" not in self._raw:
+            more = self._recv()
+            if not more:
+                raise APIError(0, "the daemon closed the connection in the middle of a response")
+            self._raw += more
+        line, _, self._raw = self._raw.partition(b"\n")
+        return line
+
+    def _take(self, n: int) -> bytes:
+        if not self._raw:
+            self._raw = self._recv()
+        data, self._raw = self._raw[:n], self._raw[n:]
+        return data
+
+    def _recv(self) -> bytes:
+        try:
+            return self.sock.recv(65536)
+        except ConnectionError:
+            return b""
+
+    def close(self) -> None:
+        self._done = True
+        self.sock.close()
+
+    def __enter__(self) -> Response:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _error_message(status: int, reason: str, body: bytes) -> str:
@@ -226,34 +342,40 @@ class Client:
     def open(self, method: str, path: str, *, params: dict[str, Any] | None = None,
              body: Any = None, data: bytes | BinaryIO | None = None,
              headers: dict[str, str] | None = None,
-             timeout: float | None = None) -> http.client.HTTPResponse:
+             timeout: float | None = None) -> Response:
         """Send one request; return the response once its status is a success."""
-        conn = UnixHTTPConnection(self.socket_path, timeout=timeout)
-        hdrs = dict(headers or {})
-        payload: Any = data
+        hdrs = {"Host": "localhost", **(headers or {})}
+        payload: bytes | BinaryIO | None = data
         if body is not None:
             payload = json.dumps(body).encode()
             hdrs.setdefault("Content-Type", "application/json")
         elif data is not None:
             hdrs.setdefault("Content-Type", "application/x-tar")
-            if not isinstance(data, bytes):
-                # A length, not chunked uploads: simpler for every daemon to read.
-                hdrs.setdefault("Content-Length", str(_remaining(data)))
+        if isinstance(payload, bytes):
+            hdrs["Content-Length"] = str(len(payload))
+        elif payload is not None:
+            # A length, not chunked uploads: simpler for every daemon to read.
+            hdrs.setdefault("Content-Length", str(_remaining(payload)))
+        elif method in ("POST", "PUT"):
+            hdrs["Content-Length"] = "0"
+        head = f"{method} {self.url(path, params)} HTTP/1.1\r\n" + \
+            "".join(f"{k}: {v}\r\n" for k, v in hdrs.items()) + "\r\n"
+        sock = _connect(self.socket_path, timeout)
         try:
-            conn.request(method, self.url(path, params), body=payload, headers=hdrs)
-            resp = conn.getresponse()
-            # One request per connection: the response's file holds the socket
-            # from here, so closing the response closes the connection.
-            sock, conn.sock = conn.sock, None
-            if sock is not None:
-                sock.close()
-        except (http.client.HTTPException, ConnectionError) as exc:
-            conn.close()
+            try:
+                _send(sock, head.encode(), payload)
+            except BrokenPipeError:
+                pass  # the daemon refused the body early: its answer says why
+            resp = _read_response(sock, bodiless=method == "HEAD")
+        except ConnectionError as exc:
+            sock.close()
             raise APIError(0, f"lost the connection to the daemon: {exc}") from exc
+        except BaseException:
+            sock.close()
+            raise
         if resp.status >= 400:
-            raw = resp.read()
-            conn.close()
-            raise APIError(resp.status, _error_message(resp.status, resp.reason, raw))
+            with resp:
+                raise APIError(resp.status, _error_message(resp.status, resp.reason, resp.read()))
         return resp
 
     def call(self, method: str, path: str, **kw: Any) -> Any:
@@ -305,12 +427,20 @@ class Client:
                 "Connection: Upgrade\r\nUpgrade: tcp\r\n"
                 f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n")
         sock.sendall(head.encode() + payload)
-        status, reason, headers, rest = _read_head(sock)
-        if status in (101, 200):
-            return Hijacked(sock, rest)
-        body_bytes = _read_body(sock, headers, rest)
-        sock.close()
-        raise APIError(status, _error_message(status, reason, body_bytes))
+        resp = _read_response(sock)
+        if resp.status in (101, 200):
+            return Hijacked(sock, resp.buffered())
+        with resp:
+            raise APIError(resp.status, _error_message(resp.status, resp.reason, resp.read()))
+
+
+def _send(sock: socket.socket, head: bytes, payload: bytes | BinaryIO | None) -> None:
+    if payload is None or isinstance(payload, bytes):
+        sock.sendall(head + (payload or b""))
+        return
+    sock.sendall(head)
+    while block := payload.read(1 << 16):
+        sock.sendall(block)
 
 
 def _remaining(f: BinaryIO) -> int:
@@ -329,7 +459,8 @@ def _param(value: Any) -> Any:
     return str(value)
 
 
-def _read_head(sock: socket.socket) -> tuple[int, str, dict[str, str], bytes]:
+def _read_response(sock: socket.socket, *, bodiless: bool = False) -> Response:
+    """The status line and headers; the body stays on the socket for the Response."""
     buf = b""
     while b"\r\n\r\n" not in buf:
         chunk = sock.recv(65536)
@@ -337,6 +468,9 @@ def _read_head(sock: socket.socket) -> tuple[int, str, dict[str, str], bytes]:
             sock.close()
             raise APIError(0, "the daemon closed the connection before answering")
         buf += chunk
+        if len(buf) > 1 << 20:
+            sock.close()
+            raise APIError(0, "the daemon's response head is too large")
     head, rest = buf.split(b"\r\n\r\n", 1)
     lines = head.decode("latin-1").split("\r\n")
     parts = lines[0].split(" ", 2)
@@ -349,33 +483,5 @@ def _read_head(sock: socket.socket) -> tuple[int, str, dict[str, str], bytes]:
     for line in lines[1:]:
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
-    return status, parts[2] if len(parts) > 2 else "", headers, rest
-
-
-def _read_body(sock: socket.socket, headers: dict[str, str], rest: bytes) -> bytes:
-    """An error body after a refused upgrade: content-length, chunked, or to EOF."""
-    data = rest
-    while True:
-        if "content-length" in headers and len(data) >= int(headers["content-length"]):
-            break
-        if headers.get("transfer-encoding") == "chunked" and data.endswith(b"0\r\n\r\n"):
-            return _dechunk(data)
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    if headers.get("transfer-encoding") == "chunked":
-        return _dechunk(data)
-    return data
-
-
-def _dechunk(data: bytes) -> bytes:
-    out = []
-    while data:
-        size_line, _, data = data.partition(b"\r\n")
-        size = int(size_line.split(b";")[0] or b"0", 16)
-        if size == 0:
-            break
-        out.append(data[:size])
-        data = data[size + 2:]
-    return b"".join(out)
+    return Response(sock, status, parts[2] if len(parts) > 2 else "", headers, rest,
+                    bodiless=bodiless)

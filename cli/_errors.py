@@ -4,7 +4,7 @@ Docker's conventions: ``Error response from daemon: <message>`` and 125 for
 errors of the CLI or the daemon (usage errors included); 126 and 127 when the
 container's command cannot be invoked or found (see :func:`start_exit_code`);
 otherwise the container's own status.  The client's module is imported only
-when an error needs it: ``http.client`` costs ~20 ms, and ``--help`` needs none.
+when an error needs it, and ``--help`` needs none.
 """
 
 from __future__ import annotations

@@ -341,3 +341,57 @@ def test_socket_path_from_host() -> None:
     assert socket_path_from_host("/run/x.sock") == "/run/x.sock"
     with pytest.raises(ValueError):
         socket_path_from_host("tcp://127.0.0.1:2375")
+
+
+# -- the response reader, byte by byte: bodies cut at every awkward place ----------------------
+
+
+def _response(raw: bytes, *, step: int, bodiless: bool = False):
+    """A Response over a socket that delivers ``raw`` ``step`` bytes at a time, then EOF."""
+    from rctr.cli._client import _read_response
+
+    ours, theirs = socket.socketpair()
+
+    def feed() -> None:
+        with theirs:
+            for i in range(0, len(raw), step):
+                theirs.sendall(raw[i:i + step])
+                threading.Event().wait(0.0005)
+
+    threading.Thread(target=feed, daemon=True).start()
+    ours.settimeout(10)
+    return _read_response(ours, bodiless=bodiless)
+
+
+@pytest.mark.parametrize("step", [1, 3, 7, 4096])
+def test_response_bodies_by_length_chunks_and_end_of_connection(step: int) -> None:
+    with _response(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", step=step) as r:
+        assert r.status == 200 and r.read() == b"hello" and r.read() == b""
+    chunked = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: b\r\n\r\n"
+               b"3\r\nabc\r\n10;ext=1\r\n0123456789abcdef\r\n0\r\nTrailer: x\r\n\r\n")
+    with _response(chunked, step=step) as r:
+        assert r.getheader("x-a") == "b"
+        assert r.read(2) == b"ab" and r.read() == b"c0123456789abcdef"
+    with _response(b"HTTP/1.0 200 OK\r\n\r\nto the end", step=step) as r:
+        assert r.read() == b"to the end"
+
+
+def test_response_without_a_body() -> None:
+    for head in (b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n",
+                 b"HTTP/1.1 204 No Content\r\n\r\n"):
+        with _response(head, step=4096) as r:
+            assert r.read() == b""
+    # HEAD: a length, but no body follows it
+    with _response(b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n", step=4096, bodiless=True) as r:
+        assert r.read() == b""
+
+
+def test_a_cut_response_is_an_error_not_a_short_read() -> None:
+    with _response(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", step=4096) as r:
+        with pytest.raises(APIError, match="middle of a response"):
+            r.read()
+    with _response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab", step=4096) as r:
+        with pytest.raises(APIError, match="middle of a response"):
+            r.read()
+    with pytest.raises(APIError, match="before answering"):
+        _response(b"HTTP/1.1 200 OK\r\n", step=4096)

@@ -15,6 +15,7 @@ from ._attach import relay
 from ._containers import Container
 from ._http import Request, Router
 from ._logs import frame, parse_time, read_log
+from ._spec import user_names
 
 __all__ = ["register"]
 
@@ -271,13 +272,15 @@ def register(router: Router, daemon: Any) -> None:
             procs = [root, *root.children(recursive=True)]
         except psutil.Error:
             pass
+        names = user_names(c.private["rw_mount"]["destination"])
         rows = []
         for p in procs:
             try:
                 with p.oneshot():
                     t = p.cpu_times()
                     total = int(t.user + t.system)
-                    rows.append([str(p.uids().real), str(p.pid), str(p.ppid()), "0",
+                    uid = p.uids().real
+                    rows.append([names.get(uid, str(uid)), str(p.pid), str(p.ppid()), "0",
                                  time.strftime("%H:%M", time.localtime(p.create_time())),
                                  "?", f"{total // 3600:02d}:{total // 60 % 60:02d}:{total % 60:02d}",
                                  " ".join(p.cmdline()) or p.name()])

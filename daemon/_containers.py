@@ -34,7 +34,7 @@ from ._names import check_name, random_name
 from ._paths import DaemonPaths
 from ._runtimes import OCIRuntime
 from ._shimctl import Shim, Zygote
-from ._spec import build_spec, check_config, command_of
+from ._spec import DEFAULT_SHM_SIZE, build_spec, check_config, command_of
 from ._volumes import Volumes
 
 __all__ = ["Container", "Containers", "ZERO_TIME"]
@@ -147,6 +147,8 @@ class Containers:
         if not isinstance(host, dict):
             raise InvalidArgument("HostConfig must be an object")
         warnings = self._check_host_config(host)
+        if not host.get("ShmSize"):
+            host["ShmSize"] = DEFAULT_SHM_SIZE  # inspect shows the size /dev/shm gets, as Docker's
         try:
             image = self.store.images.get(image_ref)
         except NotFound:
@@ -757,6 +759,14 @@ class Containers:
 
     # -- daemon start: adopt what runs, collect what is half-made -------------------------------
 
+    def _restart_at_daemon_start(self, c: Container) -> None:
+        """Docker's rule: an ``always`` container stopped by hand starts again when the
+        daemon starts (``unless-stopped`` is the policy that stays stopped)."""
+        policy = (c.record.get("HostConfig", {}).get("RestartPolicy") or {}).get("Name")
+        if policy == "always" and c.private.get("manually_stopped"):
+            c.private["manually_stopped"] = False
+            self._after_exit(c, int(c.state.get("ExitCode") or 0))
+
     def reconcile(self) -> dict[str, int]:
         counts = {"running": 0, "exited_meanwhile": 0, "collected": 0}
         os.makedirs(self.paths.containers, mode=0o700, exist_ok=True)
@@ -772,6 +782,7 @@ class Containers:
             c = Container(record)
             self.by_id[cid] = c
             if not c.running():
+                self._restart_at_daemon_start(c)
                 continue
             shim = Shim(self.paths.shim_dir(cid))
             if shim.exit_status() is None and shim.process() is not None:

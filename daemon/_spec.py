@@ -9,17 +9,21 @@ user namespace (so the config has no user namespace of its own).
 from __future__ import annotations
 
 import json
+import os
 import platform
 import resource
 import signal
+import stat
 from typing import Any
 
 from rctr.core import linux, seccomp
 from rctr.core.errors import InvalidArgument
 from rctr.core.securejoin import secure_join
 
-__all__ = ["build_spec", "check_config", "DEFAULT_CAPS", "resolve_user", "command_of", "env_of"]
+__all__ = ["build_spec", "check_config", "DEFAULT_CAPS", "DEFAULT_SHM_SIZE", "resolve_user",
+           "command_of", "env_of", "user_names"]
 
+DEFAULT_SHM_SIZE = 64 << 20  # /dev/shm, as Docker's
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 # Docker's default capability set.
@@ -129,12 +133,35 @@ def command_of(image_config: dict[str, Any], config: dict[str, Any]) -> list[str
     return [a for a in args] if args[0] else args[1:]
 
 
+_DB_LIMIT = 4 << 20  # bytes of /etc/passwd or /etc/group read at most
+
+
 def _read_db(rootfs: str, name: str) -> list[list[str]]:
+    """The rows of the container's ``/etc/NAME``; [] if it is missing or not a regular file.
+
+    The container may have replaced the file (a FIFO would block the daemon's
+    thread, a device could be endless): only a regular file is read, and only
+    its first ``_DB_LIMIT`` bytes."""
     try:
-        with open(secure_join(rootfs, f"/etc/{name}"), errors="replace") as f:
-            return [line.rstrip("\n").split(":") for line in f if line.strip() and not line.startswith("#")]
+        fd = os.open(secure_join(rootfs, f"/etc/{name}"),
+                     os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return []
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return []
+        text = f.read(_DB_LIMIT).decode("utf-8", "replace")
+    return [line.split(":") for line in text.splitlines()
+            if line.strip() and not line.startswith("#")]
+
+
+def user_names(rootfs: str) -> dict[int, str]:
+    """uid → name from the container's ``/etc/passwd`` (for ``top``)."""
+    names: dict[int, str] = {}
+    for row in _read_db(rootfs, "passwd"):
+        if len(row) >= 3 and row[2].isdigit():
+            names.setdefault(int(row[2]), row[0])
+    return names
 
 
 def resolve_user(rootfs: str, user: str) -> tuple[int, int, list[int], str]:
@@ -348,7 +375,7 @@ def build_spec(record: dict[str, Any], image_config: dict[str, Any], rootfs: str
          "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
         {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
          "options": ["nosuid", "noexec", "nodev", "mode=1777",
-                     f"size={int(host['ShmSize'])}" if host.get("ShmSize") else "size=65536k"]},
+                     f"size={int(host.get('ShmSize') or DEFAULT_SHM_SIZE)}"]},
         {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
          "options": ["nosuid", "noexec", "nodev"]},
         sys_mount,

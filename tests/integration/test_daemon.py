@@ -215,6 +215,30 @@ def test_restart_policy_and_autoremove(rc: RctrUser) -> None:
     rc.wait_for(lambda: "gone" not in rc.rctr("ps", "-a").stdout, what="auto-removal")
 
 
+def test_always_and_unless_stopped_across_a_daemon_restart(rc: RctrUser) -> None:
+    names = ("al", "us", "us-flaky")
+    try:
+        ok(rc.rctr("run", "-d", "--name", "us-flaky", "--restart", "unless-stopped", IMAGE,
+                   "sh", "-c", "sleep 0.3; exit 1"))
+        rc.wait_for(lambda: int(rc.rctr("inspect", "--format", "{{.RestartCount}}",
+                                        "us-flaky").stdout.strip() or 0) >= 2,
+                    timeout=30, what="unless-stopped restarts a failing container")
+        ok(rc.rctr("stop", "-t", "0", "us-flaky"))
+        ok(rc.rctr("run", "-d", "--name", "al", "--restart", "always", IMAGE, "sleep", "60"))
+        ok(rc.rctr("run", "-d", "--name", "us", "--restart", "unless-stopped", IMAGE, "sleep", "60"))
+        ok(rc.rctr("stop", "-t", "0", "al", "us"))
+        pid = rc.daemon_pid()
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        ok(rc.rctr("ps"))  # a new daemon: stopped "always" containers start again, Docker's rule
+        rc.wait_for(lambda: rc.rctr("inspect", "--format", "{{.State.Running}}", "al").stdout
+                    .strip() == "true", timeout=30, what="the always container to start again")
+        states = ok(rc.rctr("inspect", "--format", "{{.State.Running}}", "us", "us-flaky")).stdout
+        assert states.split() == ["false", "false"]
+    finally:
+        rc.rctr("rm", "-f", *names)
+
+
 # -- the stock docker CLI --------------------------------------------------------------------
 
 def test_docker_cli_scenarios(rc: RctrUser) -> None:

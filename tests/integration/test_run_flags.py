@@ -321,6 +321,12 @@ def test_dev_shm_and_proc_masking(rc: RctrUser) -> None:
     lines = out.splitlines()
     shm = lines[0].split()
     assert shm[2] == "tmpfs" and "size=65536k" in shm[3], lines[0]
+    cid = ok(rc.rctr("create", IMAGE, "true")).stdout.strip()
+    try:  # inspect tells the size, as Docker's does
+        assert ok(rc.rctr("inspect", "-f", "{{.HostConfig.ShmSize}}", cid)).stdout.strip() \
+            == str(64 << 20)
+    finally:
+        rc.rctr("rm", cid)
     assert lines[1].split()[3].split(",")[0] == "ro", lines[1]
     assert "Read-only file system" in lines[2]
     # Masked files read as /dev/null (the kernel may lack some, e.g. /proc/kcore).
@@ -406,6 +412,10 @@ def test_top_stats_rename_port(rc: RctrUser) -> None:
     with detached(rc, "rf-mgmt", IMAGE, "sleep", "60") as cid:
         top = ok(rc.rctr("top", "rf-mgmt")).stdout
         assert "PID" in top.splitlines()[0] and "sleep 60" in top
+        assert top.splitlines()[1].split()[0] == "root"  # named from the container's passwd
+        # A container that turns its passwd into a FIFO must not hang the daemon.
+        ok(rc.rctr("exec", "rf-mgmt", "sh", "-c", "rm /etc/passwd && mkfifo /etc/passwd"))
+        assert ok(rc.rctr("top", "rf-mgmt", timeout=20)).stdout.splitlines()[1].split()[0] == "0"
         stats = ok(rc.rctr("stats", "--no-stream", "rf-mgmt")).stdout
         assert "rf-mgmt" in stats and "MEM USAGE" in stats.splitlines()[0]
         assert ok(rc.rctr("port", "rf-mgmt")).stdout == ""

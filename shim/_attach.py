@@ -12,12 +12,12 @@ Everything here is non-blocking; the shim's poll loop drives it.
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 from collections.abc import Callable
 
 from ._io import frame
+from ._sockets import listen_unix
 
 __all__ = ["AttachServer", "Client", "OUT_LIMIT", "HARD_LIMIT", "STALL_SECONDS"]
 
@@ -64,14 +64,7 @@ class AttachServer:
     """The listening socket and the clients attached to it."""
 
     def __init__(self, path: str) -> None:
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        self.listener.bind(path)
-        os.chmod(path, 0o600)
-        self.listener.listen(64)
+        self.listener = listen_unix(path, 64)
         self.listener.setblocking(False)
         self.fd = self.listener.fileno()
         self.clients: dict[int, Client] = {}

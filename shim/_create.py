@@ -28,6 +28,7 @@ import socket
 
 from ._config import ShimConfig
 from ._layout import CONSOLE_SOCK, PID, RUNTIME_LOG
+from ._sockets import listen_unix
 from ._stdio import Stdio
 
 __all__ = ["CreateFailed", "create_container"]
@@ -50,7 +51,7 @@ def create_container(cfg: ShimConfig, state_dir: str, stdio: Stdio) -> int:
     if cfg.tty and cfg.runtime == "rctr":
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     elif cfg.tty:
-        listener = _console_listener(os.path.join(state_dir, CONSOLE_SOCK))
+        listener = listen_unix(os.path.join(state_dir, CONSOLE_SOCK), 1)
     result_r, result_w = os.pipe2(os.O_CLOEXEC)
     try:
         pid = os.fork()
@@ -79,17 +80,6 @@ def create_container(cfg: ShimConfig, state_dir: str, stdio: Stdio) -> int:
         if result_w >= 0:
             os.close(result_w)
     return _read_pid(os.path.join(state_dir, PID))
-
-
-def _console_listener(path: str) -> socket.socket:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    sock.bind(path)
-    sock.listen(1)
-    return sock
 
 
 def _wait_creator(cfg: ShimConfig, pid: int, listener: socket.socket | None) -> int | None:

@@ -32,6 +32,8 @@ import sys
 
 from rctr.core.zygote import MAX_MESSAGE, code_token
 
+from ._sockets import listen_unix
+
 __all__ = ["serve"]
 
 
@@ -42,7 +44,7 @@ def serve(sock_path: str, ready_fd: int) -> int:
     set_name("rctr-zygote")
     _preload()
     token = code_token()
-    listener = _listen(sock_path)
+    listener = listen_unix(sock_path, 64)
     bound = os.stat(sock_path).st_ino
     os.write(ready_fd, json.dumps({"pid": os.getpid(), "token": token}).encode() + b"\n")
     os.close(ready_fd)
@@ -62,21 +64,6 @@ def _preload() -> None:
     import rctr.core.proc  # noqa: F401
     import rctr.rootless  # noqa: F401 - the in-process runtime's create, in the creator
     from rctr.shim import _attach, _config, _create, _exit, _io, _main, _serve, _stdio  # noqa: F401
-
-
-def _listen(path: str) -> socket.socket:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    old_umask = os.umask(0o177)
-    try:
-        listener.bind(path)
-    finally:
-        os.umask(old_umask)
-    listener.listen(64)
-    return listener
 
 
 def _unlink_if_ours(path: str, inode: int) -> None:

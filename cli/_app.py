@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "rm": ("_cmd_lifecycle", "rm", "Remove one or more containers"),
     "wait": ("_cmd_lifecycle", "wait", "Block until containers stop, then print their exit codes"),
     "rename": ("_cmd_lifecycle", "rename", "Rename a container"),
+    "update": ("_cmd_lifecycle", "update", "Update configuration of one or more containers"),
     "exec": ("_cmd_exec", "exec_", "Execute a command in a running container"),
     "attach": ("_cmd_exec", "attach", "Attach local standard input, output and error"),
     "ps": ("_cmd_query", "ps", "List containers"),

@@ -133,3 +133,31 @@ def wait(env: Env, condition: str, containers: tuple[str, ...]) -> None:
 def rename(env: Env, container: str, new_name: str) -> None:
     """Rename a container."""
     env.client.post(f"/containers/{q(container)}/rename", params={"name": new_name})
+
+
+@click.command()
+@click.option("--restart", help="Restart policy to apply when a container exits")
+@click.option("-m", "--memory", help="Memory limit")
+@click.option("--memory-swap", help="Swap limit equal to memory plus swap: -1 for unlimited")
+@click.option("--memory-reservation", help="Memory soft limit")
+@click.option("--cpus", help="Number of CPUs")
+@click.option("-c", "--cpu-shares", type=int, help="CPU shares (relative weight)")
+@click.option("--pids-limit", type=int, help="Tune container pids limit (-1 for unlimited)")
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_obj
+def update(env: Env, containers: tuple[str, ...], **options: Any) -> None:
+    """Update configuration of one or more containers."""
+    from ._runopts import parse_restart, resource_settings
+
+    body = resource_settings(options)
+    if options.get("restart"):
+        body["RestartPolicy"] = parse_restart(options["restart"])
+    if not body:
+        raise CLIError("you must provide one or more flags when using this command")
+
+    def one(c: str) -> None:
+        reply = env.client.post(f"/containers/{q(c)}/update", body=body) or {}
+        for warning in reply.get("Warnings") or []:
+            print(f"WARNING: {warning}", file=sys.stderr)
+
+    _each(containers, one)

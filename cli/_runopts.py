@@ -28,6 +28,7 @@ __all__ = [
     "parse_ports",
     "parse_restart",
     "parse_volume",
+    "resource_settings",
 ]
 
 PULL_POLICIES = ("missing", "always", "never")
@@ -389,8 +390,8 @@ def build_create(o: Mapping[str, Any], *, detach: bool | None = None, for_run: b
         "CapDrop": list(o.get("cap_drop") or ()),
         "Privileged": bool(o.get("privileged")),
         "ReadonlyRootfs": bool(o.get("read_only")),
-        "Memory": _bytes(o["memory"], "--memory") if o.get("memory") else 0,
-        "NanoCpus": _nano_cpus(o.get("cpus")),
+        "Memory": 0,
+        "NanoCpus": 0,
         "LogConfig": {"Type": o.get("log_driver") or "",
                       "Config": _kv(o.get("log_opt") or (), "log-opt", allow_bare=False)},
         "SecurityOpt": _security_opts(o.get("security_opt") or (), read),
@@ -404,14 +405,31 @@ def build_create(o: Mapping[str, Any], *, detach: bool | None = None, for_run: b
         host["Tmpfs"] = tmpfs
     if o.get("init"):
         host["Init"] = True
-    if o.get("pids_limit") is not None:
-        host["PidsLimit"] = int(o["pids_limit"])
+    host.update(resource_settings(o))
     if o.get("shm_size"):
         host["ShmSize"] = _bytes(o["shm_size"], "--shm-size")
     endpoints = {} if network in _BUILTIN_NETWORKS or network.startswith("container:") \
         else {network: {}}
     body = dict(config, HostConfig=host, NetworkingConfig={"EndpointsConfig": endpoints})
     return CreateRequest(body, o.get("name"), o.get("platform"), pull)
+
+
+def resource_settings(o: dict[str, Any]) -> dict[str, Any]:
+    """The resource flags that ``update`` shares with ``run``, as Docker's HostConfig fields;
+    only those given."""
+    out: dict[str, Any] = {}
+    for key, field, flag in (("memory", "Memory", "--memory"),
+                             ("memory_swap", "MemorySwap", "--memory-swap"),
+                             ("memory_reservation", "MemoryReservation", "--memory-reservation")):
+        if o.get(key):
+            out[field] = -1 if o[key] == "-1" else _bytes(o[key], flag)
+    if o.get("cpus"):
+        out["NanoCpus"] = _nano_cpus(o["cpus"])
+    if o.get("cpu_shares"):
+        out["CpuShares"] = int(o["cpu_shares"])
+    if o.get("pids_limit") is not None:
+        out["PidsLimit"] = int(o["pids_limit"])
+    return out
 
 
 def _nano_cpus(value: str | None) -> int:

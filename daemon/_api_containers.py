@@ -195,6 +195,10 @@ def register(router: Router, daemon: Any) -> None:
         containers.rename(req.params["id"], new)
         req.no_content()
 
+    @router.route("POST", "/containers/{id}/update")
+    def update(req: Request) -> None:
+        req.send_json({"Warnings": containers.update(req.params["id"], req.json())})
+
     @router.route("POST", "/containers/{id}/resize")
     def resize(req: Request) -> None:
         c = containers.get(req.params["id"])

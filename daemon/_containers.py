@@ -745,6 +745,37 @@ class Containers:
                 except NotFound:
                     pass
 
+    # Docker's update body: the restart policy and the resources (Docker's field names).
+    UPDATABLE = ("RestartPolicy", "Memory", "MemorySwap", "MemoryReservation", "NanoCpus",
+                 "CpuShares", "CpuPeriod", "CpuQuota", "CpusetCpus", "CpusetMems", "PidsLimit",
+                 "BlkioWeight")
+
+    def update(self, ref: str, body: dict[str, Any]) -> list[str]:
+        """``docker update``: change the restart policy and resource settings; warnings back."""
+        if not isinstance(body, dict):
+            raise InvalidArgument("the request body must be a JSON object")
+        c = self.get(ref)
+        changes = {k: v for k, v in body.items() if k in self.UPDATABLE and v is not None}
+        if isinstance(changes.get("RestartPolicy"), dict) and not changes["RestartPolicy"].get("Name"):
+            del changes["RestartPolicy"]  # docker sends an empty policy when --restart is not given
+        with c.lock:
+            host = dict(c.record["HostConfig"])
+            policy = changes.get("RestartPolicy")
+            if policy is not None:
+                if not isinstance(policy, dict):
+                    raise InvalidArgument("RestartPolicy must be an object")
+                if (policy.get("Name") or "no") != "no" and host.get("AutoRemove"):
+                    raise InvalidArgument("Restart policy cannot be updated because AutoRemove "
+                                          "is enabled for the container")
+            # Zero means "leave as is" in Docker's update body.
+            host.update({k: v for k, v in changes.items() if v})
+            warnings = self._check_host_config(
+                {k: v for k, v in host.items() if k in changes or k == "RestartPolicy"})
+            c.record["HostConfig"] = host
+            self._save(c)
+        self._event(c, "update")
+        return warnings
+
     def rename(self, ref: str, new: str) -> None:
         c = self.get(ref)
         new = check_name(new)

@@ -239,6 +239,31 @@ def test_always_and_unless_stopped_across_a_daemon_restart(rc: RctrUser) -> None
         rc.rctr("rm", "-f", *names)
 
 
+def test_update_the_restart_policy_and_resources(rc: RctrUser) -> None:
+    def policy() -> str:
+        return ok(rc.rctr("inspect", "--format", "{{.HostConfig.RestartPolicy.Name}}:"
+                          "{{.HostConfig.RestartPolicy.MaximumRetryCount}} {{.HostConfig.Memory}}",
+                          "upd")).stdout.strip()
+
+    ok(rc.rctr("run", "-d", "--name", "upd", IMAGE, "sleep", "60"))
+    ok(rc.rctr("run", "-d", "--rm", "--name", "upd-rm", IMAGE, "sleep", "60"))
+    try:
+        r = ok(rc.rctr("update", "--restart", "always", "--memory", "64m", "upd"))
+        assert r.stdout == "upd\n" and "--memory is not enforced" in r.stderr
+        assert policy() == f"always:0 {64 << 20}"
+        ok(rc.docker("update", "--restart", "on-failure:3", "upd"))
+        assert policy() == f"on-failure:3 {64 << 20}"  # what is not given stays
+        ok(rc.docker("update", "--memory", "32m", "upd"))
+        assert policy() == f"on-failure:3 {32 << 20}"
+        r = rc.rctr("update", "--restart", "bogus", "upd")
+        assert r.returncode == 125 and "invalid restart policy" in r.stderr
+        r = rc.docker("update", "--restart", "always", "upd-rm")
+        assert r.returncode != 0 and "AutoRemove" in r.stderr
+        assert rc.rctr("update", "upd").returncode == 125  # nothing to change
+    finally:
+        rc.rctr("rm", "-f", "upd", "upd-rm")
+
+
 # -- the stock docker CLI --------------------------------------------------------------------
 
 def test_docker_cli_scenarios(rc: RctrUser) -> None:

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from rctr.cli._context import CLIError
-from rctr.cli._runopts import build_create, parse_mount, parse_ports, parse_volume
+from rctr.cli._runopts import (build_create, parse_mount, parse_ports, parse_volume,
+                                resource_settings)
 
 
 def body(*, detach: bool = False, for_run: bool = True, **opts: Any) -> dict[str, Any]:
@@ -198,3 +199,13 @@ def test_stop_signal_and_timeout_name_platform_pull() -> None:
     assert req.pull == "never"
     assert build_create({"image": "a"}, environ={}, cwd="/").params == {"name": None,
                                                                        "platform": None}
+
+
+def test_resource_settings_are_only_what_was_given() -> None:
+    assert resource_settings({}) == {}
+    assert resource_settings({"memory": "1g", "memory_swap": "-1", "cpus": "1.5",
+                              "cpu_shares": 512, "pids_limit": 0}) == {
+        "Memory": 1 << 30, "MemorySwap": -1, "NanoCpus": 1_500_000_000, "CpuShares": 512,
+        "PidsLimit": 0}
+    with pytest.raises(CLIError, match="--memory"):
+        resource_settings({"memory": "lots"})

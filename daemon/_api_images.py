@@ -10,19 +10,12 @@ import threading
 from typing import Any
 
 from rctr.core.errors import Conflict, NotFound
+from rctr.storage import familiar
 
 from ._http import HTTPError, Request, Router
 from ._logs import parse_time
 
-__all__ = ["register", "familiar", "image_summary"]
-
-
-def familiar(name: str) -> str:
-    """``docker.io/library/busybox:latest`` → ``busybox:latest``, as Docker shows it."""
-    for prefix in ("docker.io/library/", "docker.io/"):
-        if name.startswith(prefix):
-            return name[len(prefix):]
-    return name
+__all__ = ["register", "image_summary"]
 
 
 def _config(daemon: Any, image: dict[str, Any]) -> dict[str, Any]:

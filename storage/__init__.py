@@ -19,13 +19,13 @@ from ._layout import StoreLayout
 from ._load import import_rootfs, load_docker_archive, load_oci_layout
 from ._overlay import FuseOverlayDriver, FusepyDriver, OverlayDriver, perform_mount
 from ._push import push
-from ._reference import Reference, parse_reference
+from ._reference import Reference, familiar, parse_reference
 from ._registry import AuthStore, RegistryClient, pull
 from ._rw import RWLayers
 from ._save import save_oci
 from ._vfs import VfsDriver
 
-__all__ = ["Store", "DigestMismatch", "Reference", "parse_reference", "chain_ids", "perform_mount",
+__all__ = ["Store", "DigestMismatch", "Reference", "familiar", "parse_reference", "chain_ids", "perform_mount",
            "AuthStore", "RegistryClient", "apply_layer", "LayerStats"]
 
 

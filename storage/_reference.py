@@ -10,7 +10,7 @@ import re
 
 from rctr.core.errors import InvalidArgument
 
-__all__ = ["Reference", "parse_reference"]
+__all__ = ["Reference", "familiar", "parse_reference"]
 
 DEFAULT_REGISTRY = "docker.io"
 _COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
@@ -58,3 +58,11 @@ def parse_reference(text: str) -> Reference:
             f"invalid reference {original!r}: repository names are lowercase letters, "
             "digits and separators")
     return Reference(registry, "/".join(path), tag or (None if digest else "latest"), digest)
+
+
+def familiar(name: str) -> str:
+    """``docker.io/library/busybox:latest`` → ``busybox:latest``, as Docker shows and saves it."""
+    for prefix in (f"{DEFAULT_REGISTRY}/library/", f"{DEFAULT_REGISTRY}/"):
+        if name.startswith(prefix):
+            return name[len(prefix):]
+    return name

@@ -1,6 +1,10 @@
 """Writing images out of the store: an OCI image layout, as a directory or a tar.
 
 Blobs are copied byte for byte, so a save then a load keeps every digest.
+Beside the layout goes Docker's ``manifest.json`` (config and layers by
+their paths under ``blobs/``, and the tags), as ``docker save`` writes it
+since Docker 25: one archive that loads as OCI and as a docker-archive,
+also into an older Docker (its load decompresses layers itself).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import tarfile
 
 from ._blobs import BlobStore
 from ._images import ImageIndex
+from ._reference import familiar
 
 __all__ = ["save_oci"]
 
@@ -31,6 +36,18 @@ def _index(images: list[dict], blobs: BlobStore) -> bytes:  # type: ignore[type-
     return json.dumps({"schemaVersion": 2, "manifests": manifests}, indent=2).encode()
 
 
+def _docker_manifest(images: list[dict]) -> bytes:  # type: ignore[type-arg]
+    """Docker's ``manifest.json``: one entry per image, its tags in Docker's short form."""
+    def path(digest: str) -> str:
+        return f"blobs/sha256/{digest[7:]}"
+
+    entries = [{"Config": path(image["config"]),
+                "RepoTags": [familiar(n) for n in image["names"] if "@" not in n],
+                "Layers": [path(layer["digest"]) for layer in image["layers"]]}
+               for image in images]
+    return json.dumps(entries, indent=2).encode()
+
+
 def _blob_digests(image: dict) -> list[str]:  # type: ignore[type-arg]
     return [image["manifest"], image["config"], *(layer["digest"] for layer in image["layers"])]
 
@@ -40,7 +57,8 @@ def save_oci(refs: list[str], blobs: BlobStore, index: ImageIndex, out: str) -> 
     images = [index.get(ref) for ref in refs]
     digests = list(dict.fromkeys(d for image in images for d in _blob_digests(image)))
     files = {"oci-layout": json.dumps({"imageLayoutVersion": "1.0.0"}).encode(),
-             "index.json": _index(images, blobs)}
+             "index.json": _index(images, blobs),
+             "manifest.json": _docker_manifest(images)}
     if out.endswith(".tar"):
         tmp = f"{out}.tmp-{os.getpid()}"
         with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:

@@ -107,3 +107,30 @@ def test_save_then_load_keeps_every_digest(tmp_path: Path, form: str) -> None:
     assert again["manifest"] == original["manifest"]
     assert [lay["digest"] for lay in again["layers"]] == built["layers"]
     assert again["names"] == ["docker.io/rctr-test/busybox:latest"]
+
+
+def test_a_saved_archive_is_also_a_docker_archive(tmp_path: Path) -> None:
+    """The manifest.json beside the layout is enough for a docker-archive reader alone."""
+    import tarfile
+
+    from rctr.storage import Store
+
+    testimage.build_oci_layout(str(tmp_path / "oci"))
+    store = Store(str(tmp_path / "a"))
+    [original] = store.load(str(tmp_path / "oci"), name="busybox:1")
+    store.save(["busybox:1"], str(tmp_path / "saved.tar"))
+    with tarfile.open(tmp_path / "saved.tar") as tar:
+        manifest = json.loads(tar.extractfile("manifest.json").read())  # type: ignore[union-attr]
+        assert manifest == [{"Config": f"blobs/sha256/{original['config'][7:]}",
+                             "RepoTags": ["busybox:1"],
+                             "Layers": [f"blobs/sha256/{lay['digest'][7:]}"
+                                        for lay in original["layers"]]}]
+        # Without the OCI files, only Docker's view is left.
+        with tarfile.open(tmp_path / "docker.tar", "w") as out:
+            for info in tar.getmembers():
+                if info.name not in ("oci-layout", "index.json"):
+                    out.addfile(info, tar.extractfile(info))
+    blobs, index = _store(tmp_path)
+    [again] = load_docker_archive(str(tmp_path / "docker.tar"), blobs, index)
+    assert again["id"] == original["id"]
+    assert again["names"] == ["docker.io/library/busybox:1"]

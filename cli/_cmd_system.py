@@ -319,11 +319,18 @@ def _delete(env: Env, path: str, params: dict[str, Any]) -> int:
 
 
 @system.command("service")
-def system_service() -> None:
+@click.option("--storage-driver", type=click.Choice(["overlay", "fuse-overlayfs", "vfs", "fusepy"]),
+              help="Storage driver (default: the fastest that works here, or $RCTR_STORAGE_DRIVER)")
+@click.option("--runtime", type=click.Choice(["rctr", "crun", "runc"]),
+              help="OCI runtime for containers (default: rctr's own, or $RCTR_RUNTIME)")
+@click.option("-v", "--verbose", is_flag=True, help="Log every request")
+def system_service(storage_driver: str | None, runtime: str | None, verbose: bool) -> None:
     """Run rctrd, the API daemon, in the foreground."""
     from rctr.daemon import main as daemon_main
 
-    raise SystemExit(daemon_main([]))
+    argv = [*(["--storage-driver", storage_driver] if storage_driver else []),
+            *(["--runtime", runtime] if runtime else []), *(["--verbose"] if verbose else [])]
+    raise SystemExit(daemon_main(argv))
 
 
 system.add_command(info, "info")

@@ -314,3 +314,24 @@ def test_push_rmi_pull_through_the_daemon(rc: RctrUser) -> None:
         r = ok(rc.rctr("run", "--rm", remote, "echo", "fetched"))
         assert r.stdout == "fetched\n" and "Unable to find image" in r.stderr
         ok(rc.rctr("rmi", remote))
+
+
+def test_system_service_takes_the_daemons_options(rc: RctrUser) -> None:
+    """``rctr system service --storage-driver vfs`` runs rctrd with vfs (a user of its own:
+    the fixture's daemon holds the lock of the usual directories)."""
+    base = rc.shell.base / "svc"
+    for d in (base, base / "run", base / "data"):
+        d.mkdir(mode=0o700)
+        os.chown(d, rc.shell.uid, rc.shell.gid)
+    env = rc.shell.env(XDG_RUNTIME_DIR=str(base / "run"), XDG_DATA_HOME=str(base / "data"))
+    service = rc.shell.popen([RCTR, "system", "service", "--storage-driver", "vfs"], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        rc.wait_for(lambda: (base / "run" / "rctr" / "rctr.sock").exists(), timeout=30,
+                    what="the service's socket")
+        r = ok(rc.shell.run([RCTR, "info", "--format", "{{.Driver}}"], env=env))
+        assert r.stdout.strip() == "vfs"
+    finally:
+        service.terminate()
+        _, err = service.communicate(timeout=30)
+    assert "storage driver vfs" in err

@@ -478,7 +478,7 @@ def profile(run: Runner, n: int, rundir: Path) -> dict[str, Any]:
                       str(rundir / "rctr" / "s")], timeout=CMD_TIMEOUT * max(1, n))
     api = json.loads(out)
     phases: dict[str, list[float]] = {k: [] for k in (
-        "daemon create", "daemon start", "  prepare (mount, files, spec)", "  shim start-up (interpreter, imports)",
+        "daemon create", "daemon start", "  prepare (mount, files, spec)", "  shim start-up (forked by the zygote)",
         "  runtime create (fork, import, namespaces, mounts)", "  shim reports ready",
         "  runtime start + record + event", "wait (exit of `true` reported)", "daemon remove")}
     for r in api:
@@ -491,7 +491,7 @@ def profile(run: Runner, n: int, rundir: Path) -> dict[str, Any]:
         phases["daemon remove"].append(r["remove"])
         if all(mt.get(k) for k in ("shim.json", "shim.pid", "pid", "process.json")):
             phases["  prepare (mount, files, spec)"].append(mt["shim.json"] - r["start_sent"])
-            phases["  shim start-up (interpreter, imports)"].append(mt["shim.pid"] - mt["shim.json"])
+            phases["  shim start-up (forked by the zygote)"].append(mt["shim.pid"] - mt["shim.json"])
             phases["  runtime create (fork, import, namespaces, mounts)"].append(mt["pid"] - mt["shim.pid"])
             phases["  shim reports ready"].append(mt["process.json"] - mt["pid"])
             phases["  runtime start + record + event"].append(r["start_done"] - mt["process.json"])

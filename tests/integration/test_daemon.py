@@ -295,6 +295,21 @@ def test_docker_cli_scenarios(rc: RctrUser) -> None:
 
 # -- images through the daemon: a real registry on loopback --------------------------------
 
+def test_save_and_load_round_trip_with_both_clis(rc: RctrUser) -> None:
+    image_id = ok(rc.rctr("inspect", "--format", "{{.Id}}", IMAGE)).stdout.strip()
+    archive = rc.shell.base / "saved.tar"
+    for cli, name in ((rc.rctr, "saved/rctr:1"), (rc.docker, "saved/docker:1")):
+        ok(cli("tag", IMAGE, name))
+        ok(cli("save", "-o", str(archive), name))
+        ok(cli("rmi", name))
+        assert name not in ok(rc.rctr("images")).stdout
+        r = ok(cli("load", "-i", str(archive)))
+        assert f"Loaded image: {name}" in r.stdout
+        assert ok(rc.rctr("inspect", "--format", "{{.Id}}", name)).stdout.strip() == image_id
+        ok(cli("rmi", name))
+        archive.unlink()
+
+
 def test_push_rmi_pull_through_the_daemon(rc: RctrUser) -> None:
     from registry import Registry
 

@@ -37,8 +37,10 @@ from ._sockets import listen_unix
 __all__ = ["serve"]
 
 
-def serve(sock_path: str, ready_fd: int) -> int:
-    """Load the shim, listen on ``sock_path``, say so on ``ready_fd``, fork shims forever."""
+def serve(sock_path: str, ready_fd: int, check_every: float = 60.0) -> int:
+    """Load the shim, listen on ``sock_path``, say so on ``ready_fd``, fork shims until
+    stale, or until ``sock_path`` is no longer ours (the run directory was wiped, or
+    another zygote took the path): then nobody can reach this one, and it ends."""
     from rctr.core.linux import set_name
 
     set_name("rctr-zygote")
@@ -50,8 +52,14 @@ def serve(sock_path: str, ready_fd: int) -> int:
     os.close(ready_fd)
     gc.collect()
     gc.freeze()  # what is loaded now is never scanned again: the pages stay shared
+    listener.settimeout(check_every)
     while True:
-        conn, _ = listener.accept()
+        try:
+            conn, _ = listener.accept()
+        except TimeoutError:
+            if not _still_ours(sock_path, bound):
+                return 0
+            continue
         with conn:
             if not _serve_one(conn, listener, token):
                 _unlink_if_ours(sock_path, bound)
@@ -66,13 +74,20 @@ def _preload() -> None:
     from rctr.shim import _attach, _config, _create, _exit, _io, _main, _serve, _stdio  # noqa: F401
 
 
+def _still_ours(path: str, inode: int) -> bool:
+    try:
+        return os.stat(path).st_ino == inode
+    except OSError:
+        return False
+
+
 def _unlink_if_ours(path: str, inode: int) -> None:
     """A replacement may already listen on the path: leave its socket alone."""
-    try:
-        if os.stat(path).st_ino == inode:
+    if _still_ours(path, inode):
+        try:
             os.unlink(path)
-    except OSError:
-        pass
+        except OSError:
+            pass
 
 
 def _serve_one(conn: socket.socket, listener: socket.socket, token: str) -> bool:

@@ -158,3 +158,21 @@ def test_the_daemons_handle_starts_reuses_and_replaces_the_zygote(tmp_path: Path
         for p in psutil.process_iter(["name"]):
             if p.info["name"] == "rctr-zygote" and sock in " ".join(p.cmdline()):
                 p.kill()
+
+
+def test_a_zygote_whose_socket_is_gone_ends(tmp_path: Path) -> None:
+    """A wiped run directory leaves nobody able to reach the zygote: it must not linger."""
+    sock = str(tmp_path / "z.sock")
+    rfd, wfd = os.pipe()
+    code = f"from rctr.shim._zygote import serve; serve({sock!r}, {wfd}, check_every=0.2)"
+    proc = subprocess.Popen([sys.executable, "-c", code], pass_fds=(wfd,))
+    os.close(wfd)
+    try:
+        assert _ready_line(rfd)["pid"] == proc.pid
+        os.unlink(sock)
+        assert proc.wait(10) == 0
+    finally:
+        os.close(rfd)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

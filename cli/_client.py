@@ -344,6 +344,15 @@ class Client:
              headers: dict[str, str] | None = None,
              timeout: float | None = None) -> Response:
         """Send one request; return the response once its status is a success."""
+        resp = self._request(method, path, params, body, data, headers, timeout)
+        if resp.status >= 400:
+            _raise_for(resp)
+        return resp
+
+    def _request(self, method: str, path: str, params: dict[str, Any] | None, body: Any,
+                 data: bytes | BinaryIO | None, headers: dict[str, str] | None,
+                 timeout: float | None) -> Response:
+        """Send one request on a new connection; the response with its head read."""
         hdrs = {"Host": "localhost", **(headers or {})}
         payload: bytes | BinaryIO | None = data
         if body is not None:
@@ -373,9 +382,6 @@ class Client:
         except BaseException:
             sock.close()
             raise
-        if resp.status >= 400:
-            with resp:
-                raise APIError(resp.status, _error_message(resp.status, resp.reason, resp.read()))
         return resp
 
     def call(self, method: str, path: str, **kw: Any) -> Any:
@@ -416,22 +422,17 @@ class Client:
     def hijack(self, path: str, *, params: dict[str, Any] | None = None,
                body: Any = None) -> Hijacked:
         """POST with ``Upgrade: tcp``; after a 101 (or 200) the socket is a raw stream."""
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.connect(self.socket_path)
-        except OSError as exc:
-            sock.close()
-            raise ConnectionFailed(self.socket_path, exc) from exc
-        payload = json.dumps(body).encode() if body is not None else b""
-        head = (f"POST {self.url(path, params)} HTTP/1.1\r\nHost: localhost\r\n"
-                "Connection: Upgrade\r\nUpgrade: tcp\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n")
-        sock.sendall(head.encode() + payload)
-        resp = _read_response(sock)
-        if resp.status in (101, 200):
-            return Hijacked(sock, resp.buffered())
-        with resp:
-            raise APIError(resp.status, _error_message(resp.status, resp.reason, resp.read()))
+        resp = self._request("POST", path, params, body, None,
+                             {"Connection": "Upgrade", "Upgrade": "tcp"}, None)
+        if resp.status not in (101, 200):
+            _raise_for(resp)
+        return Hijacked(resp.sock, resp.buffered())
+
+
+def _raise_for(resp: Response) -> None:
+    """The daemon's error answer as an APIError; the connection closed."""
+    with resp:
+        raise APIError(resp.status, _error_message(resp.status, resp.reason, resp.read()))
 
 
 def _send(sock: socket.socket, head: bytes, payload: bytes | BinaryIO | None) -> None:

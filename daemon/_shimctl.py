@@ -15,6 +15,7 @@ import array
 import json
 import os
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -77,7 +78,7 @@ class Shim:
     def _kill_shim(self) -> None:
         proc = self.process()
         if proc is not None:
-            proc.signal(9)
+            proc.signal(signal.SIGKILL)
 
     # -- facts -------------------------------------------------------------------------------
 

@@ -28,7 +28,6 @@ import gc
 import json
 import os
 import socket
-import sys
 
 from rctr.core.zygote import MAX_MESSAGE, code_token
 
@@ -97,6 +96,8 @@ def _serve_one(conn: socket.socket, listener: socket.socket, token: str) -> bool
     try:
         data, fds = _receive(conn)
         request = json.loads(data)
+        if not isinstance(request, dict):
+            raise ValueError("the request must be a JSON object")
         if request.get("token") != token:
             _answer(conn, {"stale": True})
             return False
@@ -155,9 +156,7 @@ def _fork_shim(state_dir: str, ready_fd: int, conn: socket.socket,
 def _become_shim(state_dir: str, ready_fd: int) -> int:  # pragma: no cover - in the child
     from rctr.shim._main import main
 
-    os.set_inheritable(ready_fd, True)  # as python -m rctr.shim receives it; main undoes it
-    sys.argv = ["rctr-shim", state_dir, "--ready-fd", str(ready_fd)]
     try:
-        return main(sys.argv[1:])
+        return main([state_dir, "--ready-fd", str(ready_fd)])
     except BaseException:  # noqa: BLE001, B036 - a forked child must not return into the zygote
         return 1

@@ -108,11 +108,12 @@ def test_a_garbled_request_is_answered_and_the_zygote_serves_on(zygote) -> None:
     import socket
 
     sock, _hello, proc = zygote
-    with socket.socket(socket.AF_UNIX) as s:
-        s.settimeout(10)
-        s.connect(sock)
-        s.sendall(b"{not json\n")
-        assert b"error" in s.recv(4096)
+    for garbage in (b"{not json\n", b"[1, 2]\n", b"null\n"):
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(10)
+            s.connect(sock)
+            s.sendall(garbage)
+            assert b"error" in s.recv(4096), garbage
     assert proc.poll() is None
 
 

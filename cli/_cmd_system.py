@@ -31,9 +31,10 @@ def _client_version() -> dict[str, str]:
         v = pkg_version("rctr")
     except PackageNotFoundError:
         v = "unknown"
-    machine = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+    from rctr.core.arch import go_arch
+
     return {"Version": v, "ApiVersion": API_VERSION, "PythonVersion": platform.python_version(),
-            "Os": sys.platform, "Arch": machine}
+            "Os": sys.platform, "Arch": go_arch()}
 
 
 def _lines(pairs: list[tuple[str, Any]], indent: str) -> list[str]:

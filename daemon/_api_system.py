@@ -8,6 +8,8 @@ import queue
 import time
 from typing import Any
 
+from rctr.core.arch import go_arch
+
 from ._http import API_VERSION, MIN_API_VERSION, Request, Router
 from ._logs import parse_time
 
@@ -63,11 +65,11 @@ def register(router: Router, daemon: Any) -> None:
             "Platform": {"Name": "rctr"},
             "Components": [{"Name": "Engine", "Version": v,
                             "Details": {"ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION,
-                                        "Os": "linux", "Arch": _arch(), "KernelVersion": uname.release,
+                                        "Os": "linux", "Arch": go_arch(), "KernelVersion": uname.release,
                                         "Experimental": "false"}}],
             "Version": v, "ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION,
             "GitCommit": "", "GoVersion": f"python{platform.python_version()}", "Os": "linux",
-            "Arch": _arch(), "KernelVersion": uname.release, "BuildTime": "",
+            "Arch": go_arch(), "KernelVersion": uname.release, "BuildTime": "",
         })
 
     @router.route("GET", "/info")
@@ -143,9 +145,6 @@ def register(router: Router, daemon: Any) -> None:
                        "Containers": containers, "Volumes": volumes, "BuildCache": []})
 
 
-def _arch() -> str:
-    machine = platform.machine()
-    return {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
 
 
 def _cgroup_version() -> str:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import resource
 import signal
 import stat
 from typing import Any
 
 from rctr.core import linux, seccomp
+from rctr.core.arch import go_arch
 from rctr.core.errors import InvalidArgument
 from rctr.core.securejoin import secure_join
 
@@ -231,8 +231,6 @@ def _rlimits(ulimits: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for name, (soft, hard) in limits.items()]
 
 
-_GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386",
-           "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
 _SCMP_ARCH = {"amd64": "SCMP_ARCH_X86_64", "arm64": "SCMP_ARCH_AARCH64", "arm": "SCMP_ARCH_ARM",
               "386": "SCMP_ARCH_X86", "ppc64le": "SCMP_ARCH_PPC64LE", "s390x": "SCMP_ARCH_S390X",
               "riscv64": "SCMP_ARCH_RISCV64"}
@@ -251,7 +249,7 @@ def _custom_seccomp(text: str, caps: list[str]) -> dict[str, Any]:
         raise InvalidArgument(f"decoding seccomp profile failed: {exc}") from None
     if not isinstance(profile, dict):
         raise InvalidArgument("decoding seccomp profile failed: not a JSON object")
-    goarch = _GOARCH.get(platform.machine(), platform.machine())
+    goarch = go_arch()
     native = _SCMP_ARCH.get(goarch, "")
     arches = list(profile.get("architectures") or [])
     for entry in profile.get("archMap") or []:

@@ -11,6 +11,7 @@ import json
 import os
 import tarfile
 
+from rctr.core.arch import go_arch
 from rctr.core.errors import InvalidArgument
 
 from ._blobs import BlobStore
@@ -28,13 +29,8 @@ MEDIA_TYPES = {
     "oci_layer_tar": "application/vnd.oci.image.layer.v1.tar",
 }
 _INDEX_TYPES = (MEDIA_TYPES["oci_index"], MEDIA_TYPES["docker_list"])
-_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le",
-         "s390x": "s390x", "riscv64": "riscv64"}
-
-
 def host_platform() -> str:
-    machine = os.uname().machine
-    return f"linux/{_ARCH.get(machine, machine)}"
+    return f"linux/{go_arch()}"
 
 
 def _json(data: bytes, what: str) -> dict:  # type: ignore[type-arg]

@@ -46,15 +46,23 @@ class Client:
         except (BlockingIOError, InterruptedError):
             return None
 
-    def flush(self) -> None:
-        """Send what the socket takes now. Raises OSError if the client is gone."""
+    @property
+    def behind(self) -> bool:
+        """So far behind that the container's output should be held back for it."""
+        return len(self.out) > OUT_LIMIT
+
+    def flush(self) -> int:
+        """Send what the socket takes now; how many bytes. Raises OSError if the client is gone."""
+        total = 0
         while self.out:
             try:
                 sent = self.sock.send(self.out)
             except (BlockingIOError, InterruptedError):
-                return
+                break
             del self.out[:sent]
+            total += sent
             self.last_progress = time.monotonic()
+        return total
 
     def close(self) -> None:
         self.sock.close()
@@ -93,17 +101,16 @@ class AttachServer:
 
     def backlogged(self) -> bool:
         """Whether some client is so far behind that the output should be held back."""
-        return any(len(c.out) > OUT_LIMIT for c in self.clients.values())
+        return any(c.behind for c in self.clients.values())
 
     def drop_stalled(self, now: float) -> list[Client]:
         """Drop the clients that are behind and have taken nothing for ``STALL_SECONDS``."""
         return self._drop_where(
-            lambda c: len(c.out) > OUT_LIMIT and now - c.last_progress >= STALL_SECONDS)
+            lambda c: c.behind and now - c.last_progress >= STALL_SECONDS)
 
     def next_stall(self) -> float | None:
         """When the earliest client that is behind would count as stalled, if any is."""
-        times = [c.last_progress + STALL_SECONDS for c in self.clients.values()
-                 if len(c.out) > OUT_LIMIT]
+        times = [c.last_progress + STALL_SECONDS for c in self.clients.values() if c.behind]
         return min(times, default=None)
 
     def _drop_where(self, condition: Callable[[Client], bool]) -> list[Client]:

@@ -281,9 +281,7 @@ class Server:
             if events & _READ or (events & select.POLLHUP and client.reading):
                 self._client_input(client)
             if events & select.POLLOUT and client.fd in self.attach.clients:
-                queued = len(client.out)
-                client.flush()
-                if len(client.out) < queued:
+                if client.flush():
                     self._progressed()
             if events & (select.POLLERR | select.POLLNVAL) or \
                     (events & select.POLLHUP and not client.reading):

@@ -9,6 +9,7 @@ from typing import Any
 
 import psutil
 
+from rctr.core import cgroups
 from rctr.core.errors import Conflict, InvalidArgument, NotFound
 
 from ._attach import relay
@@ -343,17 +344,26 @@ def _stats_sample(c: Container) -> dict[str, Any]:
             pass
     system = sum(psutil.cpu_times()[:8])
     ncpu = os.cpu_count() or 1
-    vm = psutil.virtual_memory()
+    limit = psutil.virtual_memory().total
+    counted = cgroups.usage(c.private["cgroup"]) if c.running() and c.private.get("cgroup") else {}
+    # The kernel's own counts where the container has a cgroup: they include processes
+    # that left the container's process tree (daemons that double-forked).
+    cpu_total = counted["cpu_usec"] / 1e6 if "cpu_usec" in counted else cpu_total
+    mem = counted.get("memory", mem)
+    pids = counted.get("pids", pids)
+    if counted.get("memory_limit", -1) > 0:
+        limit = min(limit, counted["memory_limit"])
     return {
         "read": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z",
         "preread": "0001-01-01T00:00:00Z",
         "id": c.id, "name": c.record["Name"],
-        "pids_stats": {"current": pids},
+        "pids_stats": {"current": pids, **({"limit": counted["pids_limit"]}
+                                           if counted.get("pids_limit", -1) > 0 else {})},
         "cpu_stats": {"cpu_usage": {"total_usage": int(cpu_total * 1e9),
                                     "usage_in_kernelmode": 0, "usage_in_usermode": 0},
                       "system_cpu_usage": int(system * 1e9), "online_cpus": ncpu,
                       "throttling_data": {}},
-        "memory_stats": {"usage": mem, "limit": vm.total, "stats": {}},
+        "memory_stats": {"usage": mem, "limit": limit, "stats": {}},
         "blkio_stats": {}, "networks": {},
     }
 

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from rctr.core.arch import go_arch
+from rctr.core.cgroups import Delegation
 
 from ._http import API_VERSION, MIN_API_VERSION, Request, Router
 from ._logs import parse_time
@@ -83,11 +84,12 @@ def register(router: Router, daemon: Any) -> None:
             "Images": len(daemon.store.images.list()), "Driver": daemon.driver,
             "DriverStatus": [["Root Dir", daemon.paths.storage]],
             "Plugins": {"Volume": ["local"], "Network": ["host", "none"], "Log": ["json-file"]},
-            "MemoryLimit": False, "SwapLimit": False, "CpuCfsPeriod": False, "CpuCfsQuota": False,
-            "CPUShares": False, "CPUSet": False, "PidsLimit": False, "IPv4Forwarding": False,
+            **_limits(daemon.delegation), "CPUSet": False, "IPv4Forwarding": False,
             "Debug": False, "NFd": len(os.listdir("/proc/self/fd")), "NGoroutines": 0,
             "SystemTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "LoggingDriver": "json-file", "CgroupDriver": "none", "CgroupVersion": _cgroup_version(),
+            "LoggingDriver": "json-file",
+            "CgroupDriver": "cgroupfs" if daemon.delegation else "none",
+            "CgroupVersion": _cgroup_version(daemon.delegation),
             "KernelVersion": uname.release, "OperatingSystem": _os_name(), "OSType": "linux",
             "Architecture": uname.machine, "NCPU": os.cpu_count() or 1,
             "MemTotal": _mem_total(), "DockerRootDir": daemon.paths.datadir,
@@ -147,8 +149,16 @@ def register(router: Router, daemon: Any) -> None:
 
 
 
-def _cgroup_version() -> str:
-    return "2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "1"
+def _cgroup_version(delegation: Delegation | None) -> str:
+    return "2" if delegation or os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "1"
+
+
+def _limits(delegation: Delegation | None) -> dict[str, bool]:
+    """/info's booleans for the limits this daemon can enforce."""
+    have = delegation.controllers if delegation else frozenset()
+    memory, cpu = "memory" in have, "cpu" in have
+    return {"MemoryLimit": memory, "SwapLimit": memory, "CpuCfsPeriod": cpu, "CpuCfsQuota": cpu,
+            "CPUShares": cpu, "PidsLimit": "pids" in have}
 
 
 def _os_name() -> str:

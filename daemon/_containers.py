@@ -22,7 +22,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from rctr.core import linux
+from rctr.core import cgroups, linux
 from rctr.core.atomic import write_json_atomic
 from rctr.core.errors import Conflict, InvalidArgument, NotFound, RctrError
 from rctr.core.securejoin import secure_join
@@ -34,7 +34,7 @@ from ._names import check_name, random_name
 from ._paths import DaemonPaths
 from ._runtimes import OCIRuntime
 from ._shimctl import Shim, Zygote
-from ._spec import DEFAULT_SHM_SIZE, build_spec, check_config, command_of
+from ._spec import DEFAULT_SHM_SIZE, build_spec, check_config, command_of, resources_of
 from ._volumes import Volumes
 
 __all__ = ["Container", "Containers", "ZERO_TIME"]
@@ -83,7 +83,7 @@ class Container:
 class Containers:
     def __init__(self, paths: DaemonPaths, store: Any, volumes: Volumes, events: Events,
                  runtime: OCIRuntime, driver: str, init_path: str | None = None,
-                 zygote: Zygote | None = None) -> None:
+                 zygote: Zygote | None = None, delegation: cgroups.Delegation | None = None) -> None:
         self.paths = paths
         self.store = store
         self.volumes = volumes
@@ -92,6 +92,7 @@ class Containers:
         self.driver = driver
         self.init_path = init_path
         self.zygote = zygote
+        self.delegation = delegation  # where container cgroups go; None: limits not enforced
         self.lock = threading.RLock()
         self.by_id: dict[str, Container] = {}
         # Called after a start and after an exit is recorded (healthchecks plug in here).
@@ -238,11 +239,7 @@ class Containers:
                         warnings.append(f"published port {port} is not forwarded yet: rctr's "
                                         "port forwarding is not built (network modes none and host)")
                         break
-        for key, flag in (("Memory", "--memory"), ("NanoCpus", "--cpus"), ("PidsLimit", "--pids-limit"),
-                          ("CpuShares", "--cpu-shares")):
-            if host.get(key):
-                warnings.append(f"{flag} is not enforced: the user has no delegated cgroup v2 "
-                                "subtree on this host (see `rctr doctor`)")
+        warnings += unenforced_limits(host, self.delegation)
         log = host.get("LogConfig") or {}
         if log.get("Type") not in (None, "", "json-file", "local"):
             raise InvalidArgument(f"log driver {log.get('Type')!r} is not supported (json-file)")
@@ -391,10 +388,11 @@ class Containers:
                 self.volumes.copy_up(m["Name"], source)
         self._make_workdir(c, rootfs)
         image_config = self._image_config(self.store.images.get(c.record["Image"]))
+        cgroups_path, resources, cgroup = self._cgroup_of(c)
         spec = build_spec(c.record, image_config, rootfs,
                           {"hostname": c.record["HostnamePath"], "hosts": c.record["HostsPath"],
                            "resolv.conf": c.record["ResolvConfPath"]},
-                          _mounts.to_oci(c.record["Mounts"]), self.init_path)
+                          _mounts.to_oci(c.record["Mounts"]), self.init_path, cgroups_path, resources)
         bundle = shim.path("bundle")
         os.makedirs(bundle, mode=0o700, exist_ok=True)
         write_json_atomic(os.path.join(bundle, "config.json"), spec, 0o600, sync=False)
@@ -429,11 +427,22 @@ class Containers:
                             "ExitCode": 0, "Error": "", "StartedAt": format_time(),
                             "FinishedAt": ZERO_TIME})
             c.private["manually_stopped"] = False
+            c.private["cgroup"] = cgroup
             self._save(c)
             c.changed.notify_all()
         self._event(c, "start")
         self._monitor(c, shim)
         self._run_hooks(self.start_hooks, c)
+
+    def _cgroup_of(self, c: Container) -> tuple[str, dict[str, Any], str]:
+        """(cgroupsPath, the resources it can enforce, its directory) in the delegated
+        subtree, or empty ones: without delegation a container shares the shim's cgroup."""
+        d = self.delegation
+        if d is None:
+            return "", {}, ""
+        path = d.cgroups_path(c.id)
+        resources = cgroups.restrict(resources_of(c.record["HostConfig"]), d.controllers)
+        return path, resources, cgroups.host_path(d.mount, path)
 
     @staticmethod
     def _run_hooks(hooks: list[Callable[[Container], None]], c: Container) -> None:
@@ -771,6 +780,12 @@ class Containers:
             host.update({k: v for k, v in changes.items() if v})
             warnings = self._check_host_config(
                 {k: v for k, v in host.items() if k in changes or k == "RestartPolicy"})
+            if c.running() and c.private.get("cgroup") and self.delegation is not None:
+                try:
+                    cgroups.apply(c.private["cgroup"], cgroups.restrict(
+                        resources_of(host), self.delegation.controllers))
+                except OSError as exc:
+                    raise InvalidArgument(f"cannot update container {c.name}: {exc}") from None
             c.record["HostConfig"] = host
             self._save(c)
         self._event(c, "update")
@@ -838,6 +853,27 @@ class Containers:
                     shutil.rmtree(os.path.join(self.paths.shims, short), ignore_errors=True)
                     counts["collected"] += 1
         return counts
+
+
+# HostConfig field, the flag that sets it, the cgroup v2 controller that enforces it.
+_LIMITS = (("Memory", "--memory", "memory"), ("MemoryReservation", "--memory-reservation", "memory"),
+           ("NanoCpus", "--cpus", "cpu"), ("CpuQuota", "--cpu-quota", "cpu"),
+           ("CpuShares", "--cpu-shares", "cpu"), ("PidsLimit", "--pids-limit", "pids"))
+
+
+def unenforced_limits(host: dict[str, Any], delegation: cgroups.Delegation | None) -> list[str]:
+    """A warning for each limit in ``host`` that no delegated controller can enforce."""
+    out = []
+    for key, flag, controller in _LIMITS:
+        if not host.get(key) or (isinstance(host[key], int) and host[key] < 0):
+            continue
+        if delegation is None:
+            out.append(f"{flag} is not enforced: no cgroup v2 subtree is delegated to this user "
+                       "(see `rctr doctor`)")
+        elif controller not in delegation.controllers:
+            out.append(f"{flag} is not enforced: the {controller} controller is not enabled in "
+                       f"the delegated cgroup {delegation.base} (see `rctr doctor`)")
+    return out
 
 
 def _read(path: str) -> str:

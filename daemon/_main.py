@@ -18,6 +18,7 @@ import sys
 import threading
 from typing import Any
 
+from rctr.core import cgroups
 from rctr.core.errors import RctrError
 
 from ._events import Events
@@ -49,9 +50,11 @@ class Daemon:
         self.runtime = OCIRuntime(runtime, paths.runtime_root)
         self.init_path = _find_init()
         self.execs: dict[str, Any] = {}
-        self.warnings = _host_warnings()
+        self.delegation = cgroups.find_delegation()
+        self.warnings = _host_warnings(self.delegation)
         self.containers = Containers(paths, self.store, self.volumes, self.events, self.runtime,
-                                     self.driver, self.init_path, Zygote(paths.zygote_socket, _log))
+                                     self.driver, self.init_path, Zygote(paths.zygote_socket, _log),
+                                     self.delegation)
         self.health = HealthMonitor.for_daemon(self)  # hooks in before reconcile re-adopts
 
     def image_summary(self, image: dict[str, Any]) -> dict[str, Any]:
@@ -78,10 +81,12 @@ def _find_init() -> str | None:
     return None
 
 
-def _host_warnings() -> list[str]:
-    if not os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
-        return ["WARNING: cgroup v1 (or hybrid) host: --memory, --cpus and --pids-limit are not enforced"]
-    return []
+def _host_warnings(delegation: cgroups.Delegation | None) -> list[str]:
+    if delegation is None:
+        return ["WARNING: no cgroup v2 subtree is delegated to this user: --memory, --cpus and "
+                "--pids-limit are not enforced"]
+    return [f"WARNING: the {name} controller is not enabled in {delegation.base}: its limits are "
+            "not enforced" for name in cgroups.CONTROLLERS if name not in delegation.controllers]
 
 
 def _log(message: str) -> None:

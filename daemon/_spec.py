@@ -21,9 +21,10 @@ from rctr.core.errors import InvalidArgument
 from rctr.core.securejoin import secure_join
 
 __all__ = ["build_spec", "check_config", "DEFAULT_CAPS", "DEFAULT_SHM_SIZE", "resolve_user",
-           "command_of", "env_of", "user_names"]
+           "command_of", "env_of", "user_names", "resources_of"]
 
 DEFAULT_SHM_SIZE = 64 << 20  # /dev/shm, as Docker's
+CPU_PERIOD = 100_000  # microseconds, the CFS period --cpus is a fraction of
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 # Docker's default capability set.
@@ -321,13 +322,40 @@ def check_config(config: dict[str, Any], host: dict[str, Any]) -> None:
     _rlimits(host.get("Ulimits") or [])
 
 
+def resources_of(host: dict[str, Any]) -> dict[str, Any]:
+    """HostConfig's resource fields as OCI ``linux.resources`` (dockerd's conversions)."""
+    out: dict[str, Any] = {}
+    memory = int(host.get("Memory") or 0)
+    swap = int(host.get("MemorySwap") or 0)
+    if memory > 0:
+        # Docker: without --memory-swap a container may swap as much as its memory.
+        out["memory"] = {"limit": memory, "swap": swap if swap else 2 * memory}
+    if host.get("MemoryReservation"):
+        out.setdefault("memory", {})["reservation"] = int(host["MemoryReservation"])
+    cpu: dict[str, Any] = {}
+    if host.get("NanoCpus"):
+        cpu = {"quota": int(host["NanoCpus"]) * CPU_PERIOD // 1_000_000_000, "period": CPU_PERIOD}
+    elif host.get("CpuQuota"):
+        cpu = {"quota": int(host["CpuQuota"]), "period": int(host.get("CpuPeriod") or CPU_PERIOD)}
+    if host.get("CpuShares"):
+        cpu["shares"] = int(host["CpuShares"])
+    if cpu:
+        out["cpu"] = cpu
+    if host.get("PidsLimit"):
+        out["pids"] = {"limit": int(host["PidsLimit"])}
+    return out
+
+
 def build_spec(record: dict[str, Any], image_config: dict[str, Any], rootfs: str,
                files: dict[str, str], mounts: list[dict[str, Any]],
-               init_path: str | None = None) -> dict[str, Any]:
+               init_path: str | None = None, cgroups_path: str = "",
+               resources: dict[str, Any] | None = None) -> dict[str, Any]:
     """The config.json of ``record`` (an inspect-shaped container record).
 
     ``files`` names the per-container hostname, hosts and resolv.conf;
-    ``mounts`` are volume, bind and tmpfs mounts already resolved to OCI form.
+    ``mounts`` are volume, bind and tmpfs mounts already resolved to OCI form;
+    ``cgroups_path`` (OCI ``linux.cgroupsPath``) and ``resources`` are given when the
+    container gets a cgroup of its own.
     """
     config, host = record["Config"], record["HostConfig"]
     privileged = bool(host.get("Privileged"))
@@ -389,6 +417,13 @@ def build_spec(record: dict[str, Any], image_config: dict[str, Any], rootfs: str
     if host.get("Init") and init_path:
         oci_mounts.append({"destination": "/sbin/docker-init", "type": "bind", "source": init_path,
                            "options": ["rbind", "ro"]})
+    if cgroups_path:
+        # Docker's private cgroup namespace (its default on cgroup v2): the container
+        # sees its own cgroup as / and a read-only cgroup2 of it at /sys/fs/cgroup.
+        namespaces.append({"type": "cgroup"})
+        oci_mounts.insert(oci_mounts.index(sys_mount) + 1, {
+            "destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+            "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]})
     spec: dict[str, Any] = {
         "ociVersion": "1.0.2",
         "process": process,
@@ -408,4 +443,7 @@ def build_spec(record: dict[str, Any], image_config: dict[str, Any], rootfs: str
     profile = _seccomp(host, caps)
     if profile is not None:
         spec["linux"]["seccomp"] = profile
+    if cgroups_path:
+        spec["linux"]["cgroupsPath"] = cgroups_path
+        spec["linux"]["resources"] = resources
     return spec

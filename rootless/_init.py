@@ -13,11 +13,12 @@ before the point of no return go back to the runtime as one line.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
 
-from rctr.core import linux
+from rctr.core import cgroups, linux
 from rctr.core.linux import NAMESPACE_FLAGS
 
 from . import _console, _mounts
@@ -84,7 +85,11 @@ def _fork_and_report(ch: Channel, child) -> None:  # type: ignore[no-untyped-def
     # The child shares the channel: it waits until the pid is sent, so that its
     # own messages ("ready") can never arrive before "pid".
     gate_r, gate_w = os.pipe()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except BlockingIOError:
+        raise OSError(errno.EAGAIN, "fork: no more processes allowed (the container's "
+                      "--pids-limit, or the user's RLIMIT_NPROC)") from None
     if pid == 0:
         os.close(gate_w)
         os.read(gate_r, 1)
@@ -99,8 +104,10 @@ def _fork_and_report(ch: Channel, child) -> None:  # type: ignore[no-untyped-def
 
 
 def container_stage1(ch: Channel, config: dict, bundle: str, fifo: str,  # type: ignore[type-arg]
-                     console: int | None, preserve_fds: int) -> None:
+                     console: int | None, preserve_fds: int, cgroup: str = "") -> None:
     try:
+        if cgroup:  # before any namespace: a cgroup namespace would be rooted here
+            cgroups.enter(cgroup)
         _enter(ch, NamespacePlan.from_config(config), True)
         _fork_and_report(ch, lambda: _container_init(ch, config, bundle, fifo, console,
                                                      preserve_fds))
@@ -182,8 +189,11 @@ def _wait_for_start_and_exec(config: dict, state: dict, state_dir: int, fifo: st
 
 
 def exec_stage1(ch: Channel, ns_fds: list[tuple[str, int]], process: dict,  # type: ignore[type-arg]
-                seccomp: dict | None, console: int | None, preserve_fds: int) -> None:
+                seccomp: dict | None, console: int | None, preserve_fds: int,
+                cgroup: str = "") -> None:
     try:
+        if cgroup:  # counted with the container, as runc exec does
+            cgroups.enter(cgroup)
         built = build_seccomp(seccomp)  # before entering the container's mount namespace
         _enter(ch, NamespacePlan(list(ns_fds), []), False)  # type: ignore[arg-type]
         _fork_and_report(ch, lambda: _exec_child(ch, process, built, console, preserve_fds))

@@ -21,7 +21,7 @@ import errno
 import os
 import stat
 
-from rctr.core import linux
+from rctr.core import cgroups, linux
 from rctr.core.linux import (
     MNT_DETACH, MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REC,
     MS_REMOUNT, MS_SLAVE,
@@ -97,7 +97,10 @@ def _mount_or_bind(m: dict, target: str, fallback: str) -> None:  # type: ignore
 
 def _mount_cgroup(m: dict, target: str) -> None:  # type: ignore[type-arg]
     flags, propagation, _ = parse_options(m.get("options") or [])
-    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):  # unified (v2) host
+    if cgroups.unified_mount() is not None:
+        # A cgroup2 of our own, rooted at the container's cgroup: allowed in a cgroup
+        # namespace that our user namespace owns (the container has one when it has a
+        # cgroup of its own; see daemon's build_spec).
         try:
             linux.mount("cgroup2", target, "cgroup2", flags)
             return

@@ -14,6 +14,7 @@ import signal
 import sys
 import time
 
+from rctr.core import cgroups
 from rctr.core.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from rctr.core.linux import NAMESPACE_FLAGS
 from rctr.core.proc import Process
@@ -112,20 +113,24 @@ class Runtime:
             "annotations": config.get("annotations") or {}, "config": config,
         }
         init: Process | None = None
+        cgroup = ""
         try:
+            cgroup = record["cgroup"] = _make_cgroup(config)
             fifo = os.path.join(directory, "exec.fifo")
             # 0622 like runc: the init may write it after switching to another uid.
             # The state root is private (0700), so no one else reaches it.
             os.mkfifo(fifo, 0o622)
             os.chmod(fifo, 0o622)
             init = self._spawn_init(config, bundle, fifo, console, preserve_fds, record,
-                                    new_userns)
+                                    new_userns, cgroup)
             container = self.states.save(directory, record)
             _write_pid_file(pid_file, init.pid)
             return container
         except BaseException:
             if init is not None:
                 init.signal(signal.SIGKILL)
+                _wait_gone(init, 10.0)
+            _remove_cgroup(cgroup)
             from rctr.core.atomic import remove_tree
 
             remove_tree(directory)
@@ -148,14 +153,15 @@ class Runtime:
         return sock.detach()
 
     def _spawn_init(self, config: dict, bundle: str, fifo: str, console: int | None,  # type: ignore[type-arg]
-                    preserve_fds: int, record: dict, new_userns: bool) -> Process:  # type: ignore[type-arg]
+                    preserve_fds: int, record: dict, new_userns: bool,  # type: ignore[type-arg]
+                    cgroup: str) -> Process:
         from ._init import container_stage1
 
         parent, child = channel_pair()
         stage1 = os.fork()
         if stage1 == 0:
             parent.close()
-            container_stage1(child, config, bundle, fifo, console, preserve_fds)
+            container_stage1(child, config, bundle, fifo, console, preserve_fds, cgroup)
         child.close()
         init = None
         try:
@@ -266,6 +272,7 @@ class Runtime:
         if status != STOPPED:
             self._signal(container, signal.SIGKILL, True)
             _wait_gone(container.init(), 10.0)
+        _remove_cgroup(container.record.get("cgroup") or "")
         from rctr.core.atomic import remove_tree
 
         remove_tree(container.dir)
@@ -298,7 +305,7 @@ class Runtime:
             if stage1 == 0:
                 parent.close()
                 exec_stage1(child, ns_fds, process, container.config["linux"].get("seccomp"),
-                            console, preserve_fds)
+                            console, preserve_fds, container.record.get("cgroup") or "")
             child.close()
             try:
                 pid = int(parent.expect("pid", _SETUP_TIMEOUT))
@@ -365,6 +372,44 @@ class Runtime:
         finally:
             if not keep:
                 self.delete(container_id, force=True)
+
+
+def _make_cgroup(config: dict) -> str:  # type: ignore[type-arg]
+    """The container's cgroup directory, made and limited; "" without ``linux.cgroupsPath``.
+
+    As runc rootless: a cgroup that cannot be made is fatal only when the config
+    asks for limits; otherwise the container runs in the caller's cgroup.
+    """
+    linux_config = config.get("linux") or {}
+    path = linux_config.get("cgroupsPath")
+    if not path:
+        return ""
+    resources = linux_config.get("resources") or {}
+    wanted = cgroups.needed_controllers(resources)
+    mount = cgroups.unified_mount()
+    try:
+        if mount is None:
+            raise OSError(0, "no cgroup2 file system is mounted")
+        directory = cgroups.host_path(mount, path)
+        cgroups.create(directory, resources)
+        return directory
+    except (OSError, ValueError) as exc:
+        if wanted:
+            raise ContainerSetupError(
+                f"linux.cgroupsPath {path!r}: {exc}",
+                hint="resource limits need a cgroup v2 subtree delegated to this user "
+                     "(see `rctr doctor`); or run without them") from None
+        _warn(f"linux.cgroupsPath {path!r} ignored: {exc}")
+        return ""
+
+
+def _remove_cgroup(directory: str) -> None:
+    if not directory:
+        return
+    try:
+        cgroups.remove(directory)
+    except OSError as exc:
+        _warn(str(exc))
 
 
 def _owner() -> str:

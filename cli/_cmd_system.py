@@ -287,9 +287,12 @@ def system_df(env: Env, fmt: str | None) -> None:
 @click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation")
 @click.pass_obj
 def system_reset(env: Env, force: bool) -> None:
-    """Remove every container, image and volume (through the API)."""
+    """Remove every container, image and volume, then all of rctr's state on disk."""
+    local = not env.host
     if not force and not confirm("WARNING! This will remove:\n  - all containers\n"
-                                 "  - all images\n  - all volumes\n"):
+                                 "  - all images\n  - all volumes\n"
+                                 + ("  - rctr's data and run directories (the daemon and the "
+                                    "pause process stop)\n" if local else "")):
         return
     client = env.client
     errors = 0
@@ -304,6 +307,40 @@ def system_reset(env: Env, force: bool) -> None:
         errors += _delete(env, f"/volumes/{q(v['Name'])}", {"force": True})
     if errors:
         raise CLIError(f"system reset: {errors} objects could not be removed")
+    if local:
+        _wipe_local_state(env.rundir)
+
+
+def _wipe_local_state(rundir: str) -> None:
+    """Stop rctrd and the pause process, and remove the data and run directories.
+
+    The store holds files owned by subordinate ids, which only a process in a user
+    namespace with the user's mapping can remove: the removal runs in one.
+    """
+    import shutil
+    import signal
+
+    from rctr.core.pause import find_pause
+    from rctr.core.paths import data_dir
+    from rctr.core.userns import run_in_userns
+
+    from ._daemon import stop_daemon
+
+    if not stop_daemon(rundir):
+        raise CLIError("system reset: rctrd did not stop; nothing on disk was removed")
+    pause = find_pause(rundir)
+    if pause is not None:
+        pause.signal(signal.SIGKILL)  # no container is left to need its namespaces
+    paths = [p for p in (data_dir(), rundir) if os.path.lexists(p)]
+
+    def wipe() -> None:
+        for path in paths:
+            shutil.rmtree(path)
+
+    try:
+        run_in_userns(wipe)
+    except Exception as exc:  # noqa: BLE001 - any failure is reported the same way
+        raise CLIError(f"system reset: could not remove {' and '.join(paths)}: {exc}") from None
 
 
 def _delete(env: Env, path: str, params: dict[str, Any]) -> int:

@@ -21,6 +21,7 @@ from typing import Any
 __all__ = [
     "DaemonStartFailed",
     "default_socket",
+    "stop_daemon",
     "ensure_running",
     "log_tail",
     "socket_alive",
@@ -76,6 +77,32 @@ def spawn_daemon(rundir: str) -> Any:
             stdout=log, stderr=log, start_new_session=True, close_fds=True, cwd="/")
     finally:
         os.close(log)
+
+
+def stop_daemon(rundir: str, timeout: float = 15.0) -> bool:
+    """SIGTERM the rctrd that ``rundir/rctrd.pid`` names and wait for it; True once none runs."""
+    import signal
+    import time
+
+    import psutil
+
+    try:
+        with open(os.path.join(rundir, "rctrd.pid")) as fh:
+            proc = psutil.Process(int(fh.read().strip()))
+        cmdline = proc.cmdline()
+    except (OSError, ValueError, psutil.Error):
+        return True  # no pid file, or its process is gone
+    if "rctr.daemon" not in cmdline and not ("system" in cmdline and "service" in cmdline):
+        return True  # the pid was reused by something else
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except psutil.TimeoutExpired:
+        return False
+    deadline = time.monotonic() + timeout
+    while socket_alive(default_socket(rundir)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return True
 
 
 def log_tail(rundir: str, lines: int = 20) -> str:

@@ -93,6 +93,7 @@ def register(router: Router, daemon: Any) -> None:
         execs[exec_id] = ExecInstance(exec_id, c.id, body)
         with c.lock:
             c.record["ExecIDs"] = [*(c.record.get("ExecIDs") or []), exec_id]
+        daemon.containers._event(c, "exec_create: " + " ".join(map(str, cmd)), execID=exec_id)
         req.send_json({"Id": exec_id}, 201)
 
     def find(exec_id: str) -> ExecInstance:

@@ -215,14 +215,20 @@ def exec_probe(daemon: Any, c: Container, check: Check) -> ProbeResult:
     token = secrets.token_hex(8)
     process_file = os.path.join(shim_dir, f"health-{token}.json")
     pid_file = os.path.join(shim_dir, f"health-{token}.pid")
+    # Every probe is an exec to Docker, with its events (`docker events` shows them).
+    exec_id, cmd = secrets.token_hex(32), " ".join(check.argv)
+    daemon.containers._event(c, f"exec_create: {cmd}", execID=exec_id)
+    daemon.containers._event(c, f"exec_start: {cmd}", execID=exec_id)
     try:
-        return _run_probe(daemon, c, check, start, process_file, pid_file)
+        result = _run_probe(daemon, c, check, start, process_file, pid_file)
     finally:
         for path in (process_file, pid_file):
             try:
                 os.unlink(path)
             except OSError:
                 pass
+    daemon.containers._event(c, "exec_die", execID=exec_id, exitCode=str(result.exit_code))
+    return result
 
 
 def _run_probe(daemon: Any, c: Container, check: Check, start: int, process_file: str,

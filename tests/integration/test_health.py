@@ -152,6 +152,14 @@ def test_healthy_shows_in_inspect_ps_and_events(rc: Rctr) -> None:
     assert "h-ok" not in ok(rc.docker("ps", "--filter", "health=unhealthy",
                                       "--format", "{{.Names}}")).stdout.split()
     assert rc.health_events("h-ok", since) == ["health_status: healthy"]
+    # Each probe is an exec, with Docker's exec events.
+    r = ok(rc.docker("events", "--since", f"{since:.3f}", "--until", f"{time.time():.3f}",
+                     "--filter", "container=h-ok", "--filter", "event=exec_create",
+                     "--filter", "event=exec_start", "--filter", "event=exec_die",
+                     "--format", '{{.Action}}|{{index .Actor.Attributes "exitCode"}}'))
+    lines = r.stdout.splitlines()
+    assert lines[:3] == ["exec_create: /bin/sh -c echo fine|", "exec_start: /bin/sh -c echo fine|",
+                         "exec_die|0"], lines
     ok(rc.rctr("rm", "-f", "h-ok"))
 
 

@@ -13,7 +13,6 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-import click
 
 __all__ = ["EXIT_ERROR", "report", "run_guarded", "start_exit_code"]
 
@@ -61,23 +60,26 @@ def report(exc: BaseException) -> int | None:
 
 
 def run_guarded(main: Callable[[], Any]) -> int:
-    """Run click's ``main`` (not standalone) and turn every outcome into an exit code."""
+    """Run a command's ``main`` (click's, not standalone, or the fast path's) and turn every
+    outcome into an exit code."""
     try:
         rv = main()
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    except click.UsageError as exc:
-        exc.show()
-        return EXIT_ERROR
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except (click.Abort, KeyboardInterrupt):
+    except KeyboardInterrupt:
         _err("")
         return 130
     except BrokenPipeError:
         return 0
     except Exception as exc:
+        # click's own exceptions, when click is loaded at all (the fast path never loads it).
+        click = sys.modules.get("click")
+        if click is not None and isinstance(exc, click.Abort):
+            _err("")
+            return 130
+        if click is not None and isinstance(exc, click.ClickException):
+            exc.show()
+            return EXIT_ERROR if isinstance(exc, click.UsageError) else exc.exit_code
         code = report(exc)
         if code is None:
             raise

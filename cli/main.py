@@ -2,6 +2,7 @@
 
 ``rctr runtime ...`` goes straight to the runtime's runc-compatible adaptor
 without importing click: it is on the start-up path of every container.
+So do plain ``rctr run`` and ``rctr create`` argument lists (``_fast``).
 Every other command is a click command, loaded lazily.
 """
 
@@ -18,6 +19,12 @@ def main(argv: list[str] | None = None) -> int:
         from rctr.rootless.cli import main as runtime_main
 
         return runtime_main(args[1:])
+    if args[:1] in (["run"], ["create"]):
+        from ._fast import main as fast_main
+
+        code = fast_main(args)
+        if code is not None:
+            return code
     from ._app import app
 
     try:

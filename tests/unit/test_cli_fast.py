@@ -1,0 +1,79 @@
+"""cli._fast: the click-free parse of ``run``/``create`` must equal click's, or defer to it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from rctr.cli import _cmd_run, _fast
+
+SAMPLES = [
+    ["img"],
+    ["--rm", "img", "true"],
+    ["-it", "--rm", "img", "sh"],
+    ["-dit", "--name", "web", "img"],
+    ["-itd", "--name=web", "img", "sh", "-c", "echo -e hi"],
+    ["-e", "A=1", "-eB=2", "--env", "C=3", "--env=D=4", "img", "env"],
+    ["-v", "/a:/b:ro", "-itv", "/c:/d", "--mount", "type=tmpfs,dst=/t", "img"],
+    ["-p", "8080:80", "-p", "53:53/udp", "-P", "--expose", "90", "img"],
+    ["--network", "none", "--net", "host", "-h", "box", "-w", "/tmp", "-u", "1000:1000", "img"],
+    ["--stop-timeout", "3", "--pids-limit", "-1", "--health-retries=2", "img"],
+    ["--memory", "64m", "-m", "32m", "--cpus", "0.5", "--shm-size", "1g", "img"],
+    ["--no-sig-proxy", "--sig-proxy", "--detach-keys", "ctrl-x", "img"],
+    ["--init", "--read-only", "--privileged", "--cap-add", "NET_ADMIN", "--cap-drop=ALL", "img"],
+    ["--label", "a=b", "-l", "c=d", "--pull", "never", "--platform", "linux/amd64", "img"],
+    ["--", "img", "--rm"],
+    ["--entrypoint", "", "img", "-x"],
+    ["--name", "-weird-", "img"],
+    ["--log-opt", "max-size=1k", "--security-opt", "no-new-privileges", "--ulimit", "nofile=10",
+     "--sysctl", "net.ipv4.ip_forward=1", "--add-host", "h:1.2.3.4", "--dns", "1.1.1.1",
+     "--group-add", "audio", "--tmpfs", "/run", "--env-file", "f", "--no-healthcheck", "img"],
+]
+
+DEFERRED = [
+    [],                                   # no image
+    ["--rm"],                             # no image after the flags
+    ["--help"],
+    ["--bogus", "img"],
+    ["-Z", "img"],
+    ["--rm=yes", "img"],                  # a flag with a value
+    ["--stop-timeout", "soon", "img"],    # not a number
+    ["--name"],                           # a value missing
+    ["-e"],
+]
+
+
+def _click_params(verb: str, args: list[str]) -> dict:
+    command = _cmd_run.run if verb == "run" else _cmd_run.create
+    return command.make_context(verb, list(args)).params
+
+
+@pytest.mark.parametrize("args", SAMPLES, ids=lambda a: " ".join(a) or "empty")
+@pytest.mark.parametrize("verb", ["run", "create"])
+def test_the_fast_parse_equals_clicks(verb: str, args: list[str]) -> None:
+    if verb == "create" and any(a in args for a in ("-dit", "-itd", "--no-sig-proxy")):
+        assert _fast.parse(verb, args) is None  # run-only flags: click's error for create
+        return
+    assert _fast.parse(verb, args) == _click_params(verb, args)
+
+
+@pytest.mark.parametrize("args", DEFERRED, ids=lambda a: " ".join(a) or "empty")
+def test_anything_unusual_is_left_to_click(args: list[str]) -> None:
+    assert _fast.parse("run", args) is None
+
+
+def test_other_verbs_are_left_to_click() -> None:
+    assert _fast.parse("ps", ["-a"]) is None
+    assert _fast.main(["-H", "unix:///x", "run", "img"]) is None
+
+
+def test_the_run_path_imports_no_click() -> None:
+    code = ("import sys\n"
+            "from rctr.cli import _fast, _ops, _runopts, _stream, _client, _errors, _daemon\n"
+            "assert _fast.parse('run', ['--rm', 'img', 'true'])\n"
+            "print(sorted(m for m in sys.modules if m == 'click' or m.startswith('click.')))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -16,7 +16,11 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+
+# For the type checker only (start-up imports: see _fast).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "DaemonStartFailed",

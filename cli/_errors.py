@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any
+
+# For the type checker only (start-up imports: see _fast).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 __all__ = ["EXIT_ERROR", "report", "run_guarded", "start_exit_code"]

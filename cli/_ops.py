@@ -10,7 +10,6 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-from typing import Any, TextIO
 
 from ._auth import auth_header
 from ._client import APIError, Client, q
@@ -19,6 +18,11 @@ from ._progress import StreamResult, show_stream
 from ._refs import registry_of, split
 from ._runopts import CreateRequest
 from ._stream import RawTerminal, Session, parse_detach_keys
+
+# For the type checker only (start-up imports: see _fast).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, TextIO
 
 __all__ = ["Waiter", "attach_and_start", "create_container", "pull_image", "tagged"]
 

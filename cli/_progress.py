@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Any, TextIO
 
 from ._client import APIError
+
+# For the type checker only (start-up imports: see _fast).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, TextIO
 
 __all__ = ["Progress", "StreamResult", "show_stream"]
 
@@ -23,13 +26,13 @@ __all__ = ["Progress", "StreamResult", "show_stream"]
 _TICKS = {"Downloading", "Extracting", "Pushing", "Uploading", "Loading layer", "Importing"}
 
 
-@dataclass
 class StreamResult:
     """What a stream carried besides its display: results and status texts."""
 
-    aux: list[dict[str, Any]] = field(default_factory=list)
-    statuses: list[str] = field(default_factory=list)
-    streams: list[str] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.aux: list[dict[str, Any]] = []
+        self.statuses: list[str] = []
+        self.streams: list[str] = []
 
 
 class Progress:

@@ -8,10 +8,13 @@ with it, without importing click, on the start-up path of every container.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
-from typing import Any
 
 from ._context import Env
+
+# For the type checker only (start-up imports: see _fast).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["Flag", "CREATE_FLAGS", "RUN_FLAGS", "defaults", "run_container", "create_container_only"]
 
@@ -23,13 +26,14 @@ INT = "int"            # --stop-timeout 5: an integer
 SWITCH = "switch"      # --sig-proxy/--no-sig-proxy
 
 
-@dataclass(frozen=True)
 class Flag:
-    dest: str
-    kind: str
-    names: tuple[str, ...]
-    help: str
-    default: Any = None
+    """One flag: the keyword it fills, its kind, its spellings."""
+
+    __slots__ = ("dest", "kind", "names", "help", "default")
+
+    def __init__(self, dest: str, kind: str, names: tuple[str, ...], help: str,
+                 default: Any = None) -> None:
+        self.dest, self.kind, self.names, self.help, self.default = dest, kind, names, help, default
 
 
 def _f(dest: str, kind: str, *names: str, help: str, default: Any = None) -> Flag:

@@ -9,15 +9,17 @@ through arguments.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
 
 from ._context import CLIError
 from ._units import parse_bytes, parse_duration
+
+# For the type checker only (start-up imports: see _fast).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "CreateRequest",
@@ -36,14 +38,14 @@ RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
 _BUILTIN_NETWORKS = ("default", "bridge", "host", "none")
 
 
-@dataclass(frozen=True)
 class CreateRequest:
     """What ``create`` sends: the query (name, platform) and the JSON body."""
 
-    body: dict[str, Any]
-    name: str | None = None
-    platform: str | None = None
-    pull: str = "missing"
+    __slots__ = ("body", "name", "platform", "pull")
+
+    def __init__(self, body: dict[str, Any], name: str | None = None, platform: str | None = None,
+                 pull: str = "missing") -> None:
+        self.body, self.name, self.platform, self.pull = body, name, platform, pull
 
     @property
     def params(self) -> dict[str, str | None]:
@@ -166,6 +168,8 @@ def _flag(key: str, value: str) -> bool:
 
 def parse_mount(spec: str) -> dict[str, Any]:
     """``--mount type=bind,src=…,dst=…,readonly`` to one HostConfig.Mounts entry."""
+    import csv  # here: only --mount needs it, and rctr run's start-up should not pay for it
+
     fields = next(csv.reader([spec]), [])
     mount: dict[str, Any] = {"Type": "volume"}
     bind: dict[str, Any] = {}

@@ -15,11 +15,14 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, BinaryIO
 
 from ._client import STDERR, Hijacked, iter_frames
 from ._context import CLIError
+
+# For the type checker only (start-up imports: see _fast).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO
 
 __all__ = ["DEFAULT_DETACH_KEYS", "DetachMatcher", "RawTerminal", "Session", "parse_detach_keys",
            "terminal_size"]
@@ -121,19 +124,17 @@ def _stdin_reader() -> Callable[[], bytes]:
     return lambda: os.read(fd, 65536)
 
 
-@dataclass
 class Session:
     """One attach: ``conn`` both ways, until the output ends or the user detaches."""
 
-    conn: Hijacked
-    tty: bool
-    stdin: bool
-    detach_keys: bytes | None = None
-    resize: Callable[[int, int], None] | None = None
-    out: BinaryIO = field(default_factory=lambda: sys.stdout.buffer)
-    err: BinaryIO = field(default_factory=lambda: sys.stderr.buffer)
-    read_stdin: Callable[[], bytes] | None = None
-    detached: bool = False
+    def __init__(self, conn: Hijacked, tty: bool, stdin: bool, detach_keys: bytes | None = None,
+                 resize: Callable[[int, int], None] | None = None, out: BinaryIO | None = None,
+                 err: BinaryIO | None = None, read_stdin: Callable[[], bytes] | None = None) -> None:
+        self.conn, self.tty, self.stdin = conn, tty, stdin
+        self.detach_keys, self.resize, self.read_stdin = detach_keys, resize, read_stdin
+        self.out = out if out is not None else sys.stdout.buffer
+        self.err = err if err is not None else sys.stderr.buffer
+        self.detached = False
 
     def send_size(self) -> None:
         size = terminal_size()

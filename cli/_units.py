@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import datetime, timezone
 
 __all__ = [
     "bytes_size",
@@ -118,6 +117,8 @@ def _rfc3339(text: str) -> float:
         s = s[:-1] + "+00:00"
     # Python before 3.11 reads at most microseconds: cut nanoseconds.
     s = re.sub(r"(\.\d{6})\d+", r"\1", s)
+    from datetime import datetime, timezone  # here: not on rctr run's path
+
     dt = datetime.fromisoformat(s)
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)

@@ -69,11 +69,32 @@ def test_other_verbs_are_left_to_click() -> None:
     assert _fast.main(["-H", "unix:///x", "run", "img"]) is None
 
 
-def test_the_run_path_imports_no_click() -> None:
+# Imports that cost milliseconds and that rctr run's path does without (see _fast).
+HEAVY = ("click", "dataclasses", "inspect", "typing", "urllib.parse", "datetime", "csv")
+
+
+def test_the_run_path_imports_nothing_heavy() -> None:
     code = ("import sys\n"
             "from rctr.cli import _fast, _ops, _runopts, _stream, _client, _errors, _daemon\n"
             "assert _fast.parse('run', ['--rm', 'img', 'true'])\n"
-            "print(sorted(m for m in sys.modules if m == 'click' or m.startswith('click.')))\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+            f"print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r} or m in {HEAVY!r}))\n")
+    out = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True,
+                         timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_the_clients_quoting_equals_urllib() -> None:
+    import random
+    import urllib.parse
+
+    from rctr.cli._client import quote, urlencode
+
+    rng = random.Random(7)
+    alphabet = "ab/:@ ?&=+%#~._-é中\x00\n{}\"'"
+    for _ in range(2000):
+        s = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+        for safe in ("", "/", "/:@"):
+            assert quote(s, safe) == urllib.parse.quote(s, safe=safe), (s, safe)
+        pairs = [(s, s[::-1]), ("filters", '{"label":["a=b"]}')]
+        assert urlencode(pairs) == urllib.parse.urlencode(pairs), s

@@ -28,12 +28,12 @@ from typing import Any
 
 __all__ = ["CONTROLLERS", "Delegation", "find_delegation", "unified_mount", "own_cgroup",
            "v2_files", "needed_controllers", "create", "apply", "enter", "remove", "usage",
-           "host_path", "restrict"]
+           "host_path", "restrict", "CPU_PERIOD"]
 
 # The controllers whose limits rctr sets; cpuset and io are left alone.
 CONTROLLERS = ("cpu", "memory", "pids")
 CONTAINER_PREFIX = "rctr-"
-_CPU_PERIOD = 100_000
+CPU_PERIOD = 100_000  # microseconds: the CFS period when none is given, as runc's
 
 
 @dataclass(frozen=True)
@@ -150,7 +150,7 @@ def v2_files(resources: dict[str, Any]) -> dict[str, str]:
     cpu = resources.get("cpu") or {}
     if cpu.get("quota") or cpu.get("period"):
         quota = cpu.get("quota")
-        period = int(cpu.get("period") or _CPU_PERIOD)
+        period = int(cpu.get("period") or CPU_PERIOD)
         out["cpu.max"] = f"{'max' if not quota or int(quota) < 0 else int(quota)} {period}"
     if cpu.get("shares"):
         # runc's ConvertCPUSharesToCgroupV2Value: [2, 262144] onto [1, 10000].

@@ -441,8 +441,12 @@ class Containers:
         if d is None:
             return "", {}, ""
         path = d.cgroups_path(c.id)
-        resources = cgroups.restrict(resources_of(c.record["HostConfig"]), d.controllers)
-        return path, resources, cgroups.host_path(d.mount, path)
+        return path, self._enforceable(c.record["HostConfig"]), cgroups.host_path(d.mount, path)
+
+    def _enforceable(self, host: dict[str, Any]) -> dict[str, Any]:
+        """The OCI resources of ``host`` that the delegated controllers enforce."""
+        assert self.delegation is not None
+        return cgroups.restrict(resources_of(host), self.delegation.controllers)
 
     @staticmethod
     def _run_hooks(hooks: list[Callable[[Container], None]], c: Container) -> None:
@@ -782,8 +786,7 @@ class Containers:
                 {k: v for k, v in host.items() if k in changes or k == "RestartPolicy"})
             if c.running() and c.private.get("cgroup") and self.delegation is not None:
                 try:
-                    cgroups.apply(c.private["cgroup"], cgroups.restrict(
-                        resources_of(host), self.delegation.controllers))
+                    cgroups.apply(c.private["cgroup"], self._enforceable(host))
                 except OSError as exc:
                     raise InvalidArgument(f"cannot update container {c.name}: {exc}") from None
             c.record["HostConfig"] = host

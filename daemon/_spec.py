@@ -17,6 +17,7 @@ from typing import Any
 
 from rctr.core import linux, seccomp
 from rctr.core.arch import go_arch
+from rctr.core.cgroups import CPU_PERIOD
 from rctr.core.errors import InvalidArgument
 from rctr.core.securejoin import secure_join
 
@@ -24,7 +25,6 @@ __all__ = ["build_spec", "check_config", "DEFAULT_CAPS", "DEFAULT_SHM_SIZE", "re
            "command_of", "env_of", "user_names", "resources_of"]
 
 DEFAULT_SHM_SIZE = 64 << 20  # /dev/shm, as Docker's
-CPU_PERIOD = 100_000  # microseconds, the CFS period --cpus is a fraction of
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 # Docker's default capability set.

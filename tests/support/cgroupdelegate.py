@@ -135,10 +135,11 @@ def _free_v1(mount: str) -> list[tuple[str, str]]:
 
 def delegate(user: str, uid: int, gid: int) -> Delegated:
     """Give ``user`` a delegated subtree and move this process into its leaf."""
-    cgroup2 = [target for target, fstype, _, _ in _mountinfo() if fstype == "cgroup2"]
-    if not cgroup2:
+    from rctr.core.cgroups import unified_mount
+
+    mount = unified_mount()
+    if mount is None:
         raise RuntimeError("no cgroup2 file system is mounted")
-    mount = "/sys/fs/cgroup" if "/sys/fs/cgroup" in cgroup2 else cgroup2[0]
     unmounted = _free_v1(mount)
     available = set(_read(os.path.join(mount, "cgroup.controllers")).split())
     root_control = os.path.join(mount, "cgroup.subtree_control")

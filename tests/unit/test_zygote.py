@@ -136,9 +136,14 @@ def test_the_daemons_handle_starts_reuses_and_replaces_the_zygote(tmp_path: Path
             if wfd >= 0:
                 os.close(wfd)
 
+    def zygotes() -> list[psutil.Process]:
+        # process_iter with attrs gives None, not ZombieProcess, for a dead zygote that
+        # nobody has reaped yet (this machine's PID 1 reaps late).
+        return [p for p in psutil.process_iter(["name", "cmdline"])
+                if p.info["name"] == "rctr-zygote" and sock in " ".join(p.info["cmdline"] or [])]
+
     def zygote_pid() -> int:
-        return next(p.pid for p in psutil.process_iter(["name"])
-                    if p.info["name"] == "rctr-zygote" and sock in " ".join(p.cmdline()))
+        return zygotes()[0].pid
 
     try:
         served, reply = spawn_one()
@@ -156,8 +161,8 @@ def test_the_daemons_handle_starts_reuses_and_replaces_the_zygote(tmp_path: Path
         _wait_gone(second)
         assert not handle.spawn(str(tmp_path), 0)  # from now on: shims start directly
     finally:
-        for p in psutil.process_iter(["name"]):
-            if p.info["name"] == "rctr-zygote" and sock in " ".join(p.cmdline()):
+        for p in zygotes():
+            with contextlib.suppress(psutil.Error):
                 p.kill()
 
 

@@ -22,7 +22,7 @@ __all__ = [
     "unshare", "setns", "mount", "umount", "pivot_root", "sethostname", "setdomainname",
     "set_no_new_privs", "set_keepcaps", "set_child_subreaper", "set_pdeathsig", "set_name",
     "capbset_drop", "capbset_read", "ambient_clear", "ambient_raise", "capset", "capget",
-    "CAPABILITIES", "cap_last_cap",
+    "CAPABILITIES", "cap_last_cap", "loopback_up", "interface_ipv4", "fs_type", "NSFS_MAGIC",
 ]
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -85,6 +85,7 @@ _libc.umount2.argtypes = [_c_char_p, _c_int]
 _libc.setdomainname.argtypes = [_c_char_p, ctypes.c_size_t]
 _libc.sethostname.argtypes = [_c_char_p, ctypes.c_size_t]
 _libc.prctl.argtypes = [_c_int, _c_ulong, _c_ulong, _c_ulong, _c_ulong]
+_libc.statfs.argtypes = [_c_char_p, ctypes.c_void_p]
 _libc.syscall.restype = ctypes.c_long
 
 # pivot_root has no glibc wrapper on older glibc; the syscall number is per arch.
@@ -131,6 +132,57 @@ def mount(
 
 def umount(target: str, flags: int = 0) -> None:
     _call("umount", _libc.umount2, _fs(target), flags, path=target)
+
+
+NSFS_MAGIC = 0x6E736673  # <linux/magic.h>: a bind-mounted namespace file
+
+
+class _StatFs(ctypes.Structure):
+    _fields_ = [("f_type", ctypes.c_long), ("_rest", ctypes.c_byte * 112)]
+
+
+def fs_type(path: str) -> int:
+    """statfs(2)'s ``f_type``: the filesystem's magic number (os.statvfs lacks it)."""
+    buf = _StatFs()
+    _call("statfs", _libc.statfs, _fs(path), ctypes.byref(buf), path=path)
+    return int(buf.f_type)
+
+
+# <linux/sockios.h>, <net/if.h>
+_SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
+
+
+def loopback_up() -> None:
+    """Bring ``lo`` up in the calling thread's network namespace, as runc does in a new one.
+
+    An ioctl on a datagram socket: the one netlink-free way, and cheap enough
+    for the runtime's init path (no pyroute2 import)."""
+    import fcntl
+    import socket
+    import struct
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        req = struct.pack("16sH14x", b"lo", 0)
+        flags = struct.unpack("16sH14x", fcntl.ioctl(sock, _SIOCGIFFLAGS, req))[1]
+        if not flags & _IFF_UP:
+            fcntl.ioctl(sock, _SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | _IFF_UP))
+
+
+def interface_ipv4(name: str) -> tuple[str, int] | None:
+    """The IPv4 address and prefix length of interface ``name``, or None if it has none."""
+    import fcntl
+    import socket
+    import struct
+
+    siocgifaddr, siocgifnetmask = 0x8915, 0x891B
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        req = struct.pack("16s16x", name.encode()[:15])
+        try:
+            addr = fcntl.ioctl(sock, siocgifaddr, req)[20:24]
+            mask = fcntl.ioctl(sock, siocgifnetmask, req)[20:24]
+        except OSError:
+            return None
+    return socket.inet_ntoa(addr), bin(int.from_bytes(mask, "big")).count("1")
 
 
 def pivot_root(new_root: str, put_old: str) -> None:

@@ -79,6 +79,8 @@ def _enter(ch: Channel, plan: NamespacePlan, uid_maps_wanted: bool) -> None:
             flags |= NAMESPACE_FLAGS[kind][0]
     if flags:
         linux.unshare(flags)
+    if flags & linux.CLONE_NEWNET:
+        linux.loopback_up()  # runc and crun do too: a new namespace's lo starts down
 
 
 def _fork_and_report(ch: Channel, child) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,79 @@
+"""Starting a helper program (slirp4netns, pasta) as a child of the shim.
+
+``subprocess`` would do, but it stays resident in every shim; this is the
+small part of it the shim needs, plus two things it does not do:
+
+- the parent-death signal, so a helper ends with a shim that is killed;
+- the default SIGPIPE disposition: Python ignores SIGPIPE, an ignored
+  signal survives ``execve``, and pasta refuses to start with it ignored
+  ("Couldn't install signal handlers").
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from rctr.core import linux
+
+__all__ = ["spawn", "read_log"]
+
+
+def spawn(argv: list[str], log_path: str, keep_fds: tuple[int, ...] = (),
+          die_with_parent: bool = True) -> int:
+    """Fork and exec ``argv`` with stdin on /dev/null and its output in ``log_path``."""
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    try:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            try:
+                _exec_child(argv, log_fd, keep_fds, err_w, die_with_parent)
+            except BaseException as exc:  # noqa: BLE001 - reported to the parent
+                os.write(err_w, f"{argv[0]}: {getattr(exc, 'strerror', None) or exc}".encode())
+            os._exit(127)
+    finally:
+        os.close(err_w)
+        os.close(log_fd)
+    try:
+        failure = os.read(err_r, 4096).decode(errors="replace")
+    finally:
+        os.close(err_r)
+    if failure:
+        os.waitpid(pid, 0)
+        raise OSError(failure)
+    return pid
+
+
+def _exec_child(argv: list[str], log_fd: int, keep_fds: tuple[int, ...], err_w: int,
+                die_with_parent: bool) -> None:  # pragma: no cover - runs in the child
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    if die_with_parent:
+        linux.set_pdeathsig(signal.SIGKILL)
+    os.setsid()
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    for fd in keep_fds:
+        os.set_inheritable(fd, True)
+    keep = sorted({*keep_fds, err_w})  # err_w is close-on-exec: it reports a failed exec
+    for low, high in zip([2, *keep], [*keep, 1 << 16], strict=True):
+        os.closerange(low + 1, high)
+    os.execvp(argv[0], argv)
+
+
+def read_log(path: str, limit: int = 2000) -> str:
+    """The end of a helper's output, for an error message."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - limit))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return ""
+    lines = [ln for ln in text.splitlines()
+             if ln.strip() and "Failed to send" not in ln and "experimental" not in ln]
+    return "; ".join(lines[-4:])

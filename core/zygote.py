@@ -15,7 +15,7 @@ import sys
 __all__ = ["MAX_MESSAGE", "code_token"]
 
 MAX_MESSAGE = 65536  # bytes of a request or an answer, at most
-_PACKAGES = ("shim", "core", "rootless")  # the code a forked shim runs
+_PACKAGES = ("shim", "core", "rootless", "netstack")  # the code a forked shim runs
 
 
 def code_token() -> str:

@@ -22,12 +22,13 @@ import threading
 import time
 from typing import Any, Callable
 
+from rctr import netstack
 from rctr.core import cgroups, linux
 from rctr.core.atomic import write_json_atomic
 from rctr.core.errors import Conflict, InvalidArgument, NotFound, RctrError
 from rctr.core.securejoin import secure_join
 
-from . import _mounts
+from . import _mounts, _network
 from ._events import Events
 from ._logs import format_time
 from ._names import check_name, random_name
@@ -156,6 +157,7 @@ class Containers:
             raise NotFound(f"No such image: {image_ref}") from None
         image_config = self._image_config(image)
         config = self._merged_config(body, image_config)
+        warnings += _network.check(host, config)
         check_config(config, host)
         path_args = command_of(image_config, config)
         container_id = secrets.token_hex(32)
@@ -229,16 +231,6 @@ class Containers:
                                   "on-failure[:N] or unless-stopped")
         if policy not in ("", "no") and host.get("AutoRemove"):
             raise InvalidArgument("conflicting options: cannot specify both --restart and --rm")
-        mode = host.get("NetworkMode") or "default"
-        if mode not in ("default", "bridge", "none", "host"):
-            raise InvalidArgument(f"network mode {mode!r} is not supported yet (none, host)")
-        if host.get("PortBindings"):
-            for port, bindings in host["PortBindings"].items():
-                for b in bindings or []:
-                    if b.get("HostPort"):
-                        warnings.append(f"published port {port} is not forwarded yet: rctr's "
-                                        "port forwarding is not built (network modes none and host)")
-                        break
         warnings += unenforced_limits(host, self.delegation)
         log = host.get("LogConfig") or {}
         if log.get("Type") not in (None, "", "json-file", "local"):
@@ -301,8 +293,6 @@ class Containers:
         host.setdefault("AutoRemove", False)
         host.setdefault("Privileged", False)
         host.setdefault("ReadonlyRootfs", False)
-        mode = host["NetworkMode"]
-        net_name = "none" if mode in ("default", "bridge", "none") else mode
         return {
             "Id": container_id,
             "Created": format_time(),
@@ -329,10 +319,7 @@ class Containers:
                 "WorkDir": os.path.join(self.store.rw.path(container_id), "work")}},
             "Mounts": mounts,
             "Config": config,
-            "NetworkSettings": {"Networks": {net_name: {"NetworkID": net_name, "IPAddress": "",
-                                                        "Gateway": "", "MacAddress": ""}},
-                                "Ports": {}, "IPAddress": "", "Gateway": "", "MacAddress": "",
-                                "SandboxKey": ""},
+            "NetworkSettings": _network.empty_settings(host["NetworkMode"]),
             "_rctr": {"rw_mount": rw_mount, "image_ref": image_ref, "anonymous": anonymous,
                       "manually_stopped": False, "runtime": self.runtime.name},
         }
@@ -378,7 +365,8 @@ class Containers:
         shim = Shim(self.paths.shim_dir(c.id))
         self._reset_shim_dir(c, shim)
         rootfs = self._mount_rootfs(c)
-        self._write_files(c)
+        net = _network.plan(c.record, shim.dir, _network.running_record(self.get))
+        _network.write_files(c.record, net)
         for m in c.record["Mounts"]:
             if m["Type"] == "volume" and not m.get("NoCopy"):
                 try:
@@ -392,21 +380,23 @@ class Containers:
         spec = build_spec(c.record, image_config, rootfs,
                           {"hostname": c.record["HostnamePath"], "hosts": c.record["HostsPath"],
                            "resolv.conf": c.record["ResolvConfPath"]},
-                          _mounts.to_oci(c.record["Mounts"]), self.init_path, cgroups_path, resources)
+                          _mounts.to_oci(c.record["Mounts"]), self.init_path, cgroups_path, resources,
+                          net.netns)
         bundle = shim.path("bundle")
         os.makedirs(bundle, mode=0o700, exist_ok=True)
         write_json_atomic(os.path.join(bundle, "config.json"), spec, 0o600, sync=False)
         config, host = c.record["Config"], c.record["HostConfig"]
         log_opts = (host.get("LogConfig") or {}).get("Config") or {}
         self.runtime.delete(c.id)  # a stale runtime state of an earlier run
-        pid = shim.launch({
+        reply = shim.launch({
             "id": c.id, "bundle": bundle, "runtime": self.runtime.describe(),
             "tty": bool(config.get("Tty")), "stdin": bool(config.get("OpenStdin")),
             "stdin_once": bool(config.get("StdinOnce")),
             "log": {"path": c.record["LogPath"], "max_size": _size(log_opts.get("max-size")),
                     "max_file": int(log_opts.get("max-file") or 1)},
-            "width": 80, "height": 24,
+            "width": 80, "height": 24, "network": net.shim,
         }, self.zygote)
+        pid = int(reply["pid"])
         # Whoever attached before start connects now, so no output is missed.
         with c.lock:
             pending, c.pending_attaches = c.pending_attaches, []
@@ -428,6 +418,7 @@ class Containers:
                             "FinishedAt": ZERO_TIME})
             c.private["manually_stopped"] = False
             c.private["cgroup"] = cgroup
+            c.record["NetworkSettings"] = _network.settings(c.record, net, reply.get("network"))
             self._save(c)
             c.changed.notify_all()
         self._event(c, "start")
@@ -461,7 +452,7 @@ class Containers:
     def _reset_shim_dir(self, c: Container, shim: Shim) -> None:
         if shim.process() is not None:
             raise Conflict(f"container {c.id[:12]} still has a shim running")
-        shutil.rmtree(shim.dir, ignore_errors=True)
+        _drop_shim_dir(shim.dir)
         os.makedirs(shim.dir, mode=0o700)
 
     def _mount_rootfs(self, c: Container) -> str:
@@ -482,36 +473,6 @@ class Containers:
                 linux.umount(target, linux.MNT_DETACH)
             except OSError:
                 return
-
-    def _write_files(self, c: Container) -> None:
-        config, host = c.record["Config"], c.record["HostConfig"]
-        hostname = config.get("Hostname") or c.id[:12]
-        with open(c.record["HostnamePath"], "w") as f:
-            f.write(hostname + "\n")
-        if host.get("NetworkMode") == "host":
-            hosts = _read("/etc/hosts")
-        else:
-            hosts = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-                     "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n"
-                     "ff02::2\tip6-allrouters\n")
-            hosts += f"127.0.1.1\t{hostname}\n"
-        for extra in host.get("ExtraHosts") or []:
-            name, _, addr = extra.partition(":")
-            hosts += f"{addr}\t{name}\n"
-        with open(c.record["HostsPath"], "w") as f:
-            f.write(hosts)
-        resolv = _read("/etc/resolv.conf")
-        if host.get("NetworkMode") != "host":
-            # A loopback resolver of the host is not reachable from another namespace.
-            lines = [ln for ln in resolv.splitlines()
-                     if not (ln.startswith("nameserver") and (ln.split()[1:2] or [""])[0]
-                             .startswith(("127.", "::1")))]
-            resolv = "\n".join(lines) + "\n"
-        if host.get("Dns"):
-            resolv = "".join(f"nameserver {d}\n" for d in host["Dns"]) + \
-                "".join(ln + "\n" for ln in resolv.splitlines() if not ln.startswith("nameserver"))
-        with open(c.record["ResolvConfPath"], "w") as f:
-            f.write(resolv)
 
     @staticmethod
     def _make_workdir(c: Container, rootfs: str) -> None:
@@ -574,6 +535,9 @@ class Containers:
     def _cleanup_after_exit(self, c: Container) -> None:
         self.runtime.delete(c.id)
         self._unmount_rootfs(c)
+        # The shim takes its network down; a shim that died leaves the namespace mounted.
+        _drop_netns(self.paths.shim_dir(c.id))
+        c.record["NetworkSettings"] = _network.cleared(c.record)
 
     def _after_exit(self, c: Container, code: int) -> None:
         host = c.record["HostConfig"]
@@ -749,7 +713,7 @@ class Containers:
             self.store.rw.remove(container_id)
         except Exception:  # noqa: BLE001
             pass
-        shutil.rmtree(self.paths.shim_dir(container_id), ignore_errors=True)
+        _drop_shim_dir(self.paths.shim_dir(container_id))
         shutil.rmtree(self.paths.container_dir(container_id), ignore_errors=True)
         for name in volumes or []:
             if not any(m.get("Name") == name for c in self.all() for m in c.record.get("Mounts", [])):
@@ -853,7 +817,7 @@ class Containers:
         if os.path.isdir(self.paths.shims):
             for short in os.listdir(self.paths.shims):
                 if short not in known:
-                    shutil.rmtree(os.path.join(self.paths.shims, short), ignore_errors=True)
+                    _drop_shim_dir(os.path.join(self.paths.shims, short))
                     counts["collected"] += 1
         return counts
 
@@ -877,14 +841,6 @@ def unenforced_limits(host: dict[str, Any], delegation: cgroups.Delegation | Non
             out.append(f"{flag} is not enforced: the {controller} controller is not enabled in "
                        f"the delegated cgroup {delegation.base} (see `rctr doctor`)")
     return out
-
-
-def _read(path: str) -> str:
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return ""
 
 
 def _size(value: str | None) -> int:
@@ -913,3 +869,15 @@ def _signal(value: int | str | None) -> signal.Signals:
         return signal.Signals[name]
     except KeyError:
         raise InvalidArgument(f"invalid signal: {value}") from None
+
+
+def _drop_netns(shim_dir: str) -> None:
+    path = os.path.join(shim_dir, "netns")
+    if netstack.is_netns(path):
+        netstack.remove_netns(path)
+
+
+def _drop_shim_dir(shim_dir: str) -> None:
+    """Remove a shim directory, with the network namespace a dead shim left mounted in it."""
+    _drop_netns(shim_dir)
+    shutil.rmtree(shim_dir, ignore_errors=True)

@@ -64,7 +64,7 @@ def status_for(exc: BaseException) -> int:
 
 def message_for(exc: BaseException) -> str:
     if isinstance(exc, RctrError):
-        return str(exc)
+        return exc.message  # the hint is added once, by the caller
     return str(exc) or type(exc).__name__
 
 

@@ -50,8 +50,8 @@ class Shim:
 
     # -- launch ------------------------------------------------------------------------------
 
-    def launch(self, settings: dict[str, Any], zygote: Zygote | None = None) -> int:
-        """Start the shim; return the container's init pid once the runtime created it."""
+    def launch(self, settings: dict[str, Any], zygote: Zygote | None = None) -> dict[str, Any]:
+        """Start the shim; its ready message (``{"pid", "network"}``) once the container exists."""
         os.makedirs(self.dir, mode=0o700, exist_ok=True)
         write_json_atomic(self.path("shim.json"), settings, 0o600, sync=False)
         rfd, wfd = os.pipe2(os.O_CLOEXEC)
@@ -73,7 +73,7 @@ class Shim:
                               hint="see shim-log.json in the container's shim directory")
         if "error" in reply:
             raise ShimError(reply["error"], hint=reply.get("hint"))
-        return int(reply["pid"])
+        return reply
 
     def _kill_shim(self) -> None:
         proc = self.process()

@@ -349,7 +349,8 @@ def resources_of(host: dict[str, Any]) -> dict[str, Any]:
 def build_spec(record: dict[str, Any], image_config: dict[str, Any], rootfs: str,
                files: dict[str, str], mounts: list[dict[str, Any]],
                init_path: str | None = None, cgroups_path: str = "",
-               resources: dict[str, Any] | None = None) -> dict[str, Any]:
+               resources: dict[str, Any] | None = None,
+               netns: str | None = None) -> dict[str, Any]:
     """The config.json of ``record`` (an inspect-shaped container record).
 
     ``files`` names the per-container hostname, hosts and resolv.conf;
@@ -382,11 +383,14 @@ def build_spec(record: dict[str, Any], image_config: dict[str, Any], rootfs: str
     }
     namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
     network_mode = host.get("NetworkMode") or "none"
-    if network_mode != "host":
+    if netns:
+        # The shim makes the namespace (rctr.netstack); container:NAME joins NAME's.
+        namespaces.append({"type": "network", "path": netns})
+    elif network_mode != "host" and not network_mode.startswith("container:"):
         namespaces.append({"type": "network"})
     sys_mount: dict[str, Any] = {"destination": "/sys", "type": "sysfs", "source": "sysfs",
                                  "options": ["nosuid", "noexec", "nodev", "ro"]}
-    if network_mode == "host":
+    if not any(ns["type"] == "network" for ns in namespaces):
         # sysfs needs a network namespace of our own; bind the host's instead.
         sys_mount = {"destination": "/sys", "type": "bind", "source": "/sys",
                      "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]}

@@ -21,7 +21,8 @@ class ShimConfig:
     """One container's shim settings; read-only by convention once loaded."""
 
     __slots__ = ("id", "bundle", "runtime", "runtime_root", "runtime_path", "tty", "stdin",
-                 "stdin_once", "log_path", "log_max_size", "log_max_file", "width", "height")
+                 "stdin_once", "log_path", "log_max_size", "log_max_file", "width", "height",
+                 "network")
 
     def __init__(self, raw: dict) -> None:  # type: ignore[type-arg]
         runtime = _field(raw, "runtime", dict)
@@ -42,6 +43,12 @@ class ShimConfig:
         self.log_max_file: int = max(1, int(log.get("max_file") or 1))
         self.width: int = int(raw.get("width") or 80)
         self.height: int = int(raw.get("height") or 24)
+        # The container's network for rctr.netstack, or None: the spec joins an existing
+        # namespace (host, container:NAME) and there is nothing for the shim to run.
+        network = raw.get("network")
+        if network is not None and not isinstance(network, dict):
+            raise InvalidArgument("shim.json: network must be an object or null")
+        self.network: dict | None = network  # type: ignore[type-arg]
 
 
 def _field(obj: dict, key: str, kind: type, name: str | None = None):  # type: ignore[no-untyped-def, type-arg]

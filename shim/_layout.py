@@ -17,16 +17,19 @@ re-adopt a running shim from the directory alone)::
                    {"op": "resize", "width": W, "height": H}
     attach.sock    unix stream socket: output in Docker's 8-byte framing, input to stdin
     console.sock   unix socket that crun/runc send the pty master to (tty only)
+    netns          the container's network namespace, a bind mount (rctr.netstack)
+    net.json       the network as set up: {"netns", "ports", "port_handler", "pids"}
+    slirp.sock, slirp4netns.log, pasta.pid, pasta.log: the network helpers'
 
-The ready fd (``--ready-fd N``) carries one line: ``{"pid": N}`` once the
-container is created, or ``{"error": msg, "hint": hint-or-null}``.
+The ready fd (``--ready-fd N``) carries one line: ``{"pid": N}`` (with
+``"network"``: net.json's content) once the container is created, or ``{"error": msg, "hint": hint-or-null}``.
 """
 
 from __future__ import annotations
 
 __all__ = [
     "SHIM_JSON", "SHIM_PID", "PID", "STARTTIME", "PROCESS_JSON", "RUNTIME_LOG", "SHIM_LOG",
-    "EXIT_JSON", "EXIT_FIFO", "CONTROL_FIFO", "ATTACH_SOCK", "CONSOLE_SOCK",
+    "EXIT_JSON", "EXIT_FIFO", "CONTROL_FIFO", "ATTACH_SOCK", "CONSOLE_SOCK", "NETNS", "NET_JSON",
 ]
 
 SHIM_JSON = "shim.json"
@@ -41,3 +44,5 @@ EXIT_FIFO = "exit"
 CONTROL_FIFO = "control"
 ATTACH_SOCK = "attach.sock"
 CONSOLE_SOCK = "console.sock"
+NETNS = "netns"
+NET_JSON = "net.json"

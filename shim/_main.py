@@ -71,6 +71,7 @@ class _Shim:
         self.init_pid: int | None = None
         self.stdio = None
         self.attach = None
+        self.net = None
 
     def path(self, name: str) -> str:
         return os.path.join(self.dir, name)
@@ -91,6 +92,13 @@ class _Shim:
         write_json_atomic(self.path(L.SHIM_PID),
                           {"pid": os.getpid(), "start_time": start_time(os.getpid())}, 0o644)
         cfg = load_config(self.path(L.SHIM_JSON))
+        if cfg.network is not None:
+            # First: the runtime's create joins the namespace this makes, and a port
+            # that cannot be published should fail the start before anything runs.
+            from rctr.netstack import NetworkSandbox
+
+            self.net = NetworkSandbox(cfg.network, self.dir)
+            self.net.prepare()
         exit_fd = self._fifo(open_fifo, L.EXIT_FIFO)
         control_fd = self._fifo(open_fifo, L.CONTROL_FIFO)
         log = JsonFileLog(cfg.log_path, cfg.log_max_size, cfg.log_max_file)
@@ -102,10 +110,16 @@ class _Shim:
         self.init_pid = create_container(cfg, self.dir, self.stdio)
         self.stdio.close_child_ends()
         self._record_init(cfg.bundle)
-        self._ready({"pid": self.init_pid})
+        ready: dict[str, object] = {"pid": self.init_pid}
+        if self.net is not None:
+            ready["network"] = network = self.net.finish()
+            write_json_atomic(self.path(L.NET_JSON), network, 0o644)
+        self._ready(ready)
         server = Server(self.stdio, self.init_pid, log, self.attach, control_fd, self.log,
                         stdin=cfg.stdin, stdin_once=cfg.stdin_once)
         status = server.run()
+        if self.net is not None:
+            self.net.close()  # before exit.json: once the daemon sees the exit, all is gone
         write_exit(self.path(L.EXIT_JSON), status, server.finished_ns)
         os.close(exit_fd)  # the daemon's POLLHUP: exit.json is in place
         server.close_clients()
@@ -156,6 +170,11 @@ class _Shim:
         if self.ready_fd is not None:
             self._ready({"error": message, "hint": hint})
             self._kill_init()
+        if self.net is not None:
+            try:
+                self.net.close()
+            except Exception as close_exc:  # noqa: BLE001 - the first error is the one to report
+                self.log.error(f"taking the network down: {close_exc}")
         for fd in self.fds:
             try:
                 os.close(fd)

@@ -69,6 +69,7 @@ def _preload() -> None:
     """Everything a shim imports on its way, so a forked shim imports nothing."""
     import rctr.core.linux  # noqa: F401
     import rctr.core.proc  # noqa: F401
+    import rctr.netstack  # noqa: F401 - the container's network, for most containers
     import rctr.rootless  # noqa: F401 - the in-process runtime's create, in the creator
     from rctr.shim import _attach, _config, _create, _exit, _io, _main, _serve, _stdio  # noqa: F401
 

@@ -1,0 +1,243 @@
+"""The daemon's side of a container's network: what to ask the shim, what to report.
+
+- ``check`` (create): the ``NetworkMode`` and the published ports are valid;
+- ``plan`` (start): which namespace the spec joins, the ``network`` object of
+  ``shim.json`` (the shim runs it: see ``rctr.netstack``), the addresses;
+- ``write_files`` (start): the container's ``/etc/hosts``, ``/etc/resolv.conf``
+  and ``/etc/hostname``;
+- ``settings`` / ``cleared``: ``NetworkSettings`` as Docker reports it while the
+  container runs, and after it stopped.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+from rctr import netstack
+from rctr.core.errors import Conflict, InvalidArgument, NotFound
+
+__all__ = ["check", "network_name", "plan", "write_files", "settings", "cleared", "NetPlan",
+           "empty_settings"]
+
+_LOCALHOST = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+              "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n"
+              "ff02::2\tip6-allrouters\n")
+PASTA_DNS = "169.254.1.1"  # answered by pasta (--dns-forward) when the host's resolver is local
+
+
+def check(host: dict[str, Any], config: dict[str, Any]) -> list[str]:
+    """Refuse what cannot work; the warnings for what is accepted but ignored."""
+    mode = netstack.parse_mode(host.get("NetworkMode"))
+    if mode["kind"] == "network":
+        raise NotFound(f"network {mode['name']} not found",
+                       hint="user networks come with `rctr network create`; use the default "
+                            "network, slirp4netns, pasta, none, host or container:NAME")
+    mappings = netstack.mappings_of(host.get("PortBindings"), bool(host.get("PublishAllPorts")),
+                                    config.get("ExposedPorts"))
+    if not mappings:
+        return []
+    if mode["kind"] == "container":
+        raise InvalidArgument("conflicting options: port publishing and the container type "
+                              "network mode")
+    if mode["kind"] in ("host", "none"):
+        return [f"published ports are discarded when using the {mode['kind']} network mode"]
+    return []
+
+
+def network_name(mode_value: str | None) -> str | None:
+    """The key of ``NetworkSettings.Networks``: Docker's ``bridge`` for the default."""
+    mode = netstack.parse_mode(mode_value)
+    if mode.get("default"):
+        return "bridge"
+    if mode["kind"] == "container":
+        return None
+    return str(mode.get("name") or mode["kind"])
+
+
+def empty_settings(mode_value: str | None) -> dict[str, Any]:
+    name = network_name(mode_value)
+    networks = {name: _endpoint(name, "", 0, "")} if name else {}
+    return {"Bridge": "", "SandboxID": "", "SandboxKey": "", "HairpinMode": False,
+            "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "Ports": {},
+            "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None, "EndpointID": "",
+            "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": "",
+            "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "", "Networks": networks}
+
+
+def _endpoint(name: str, ip: str, prefix: int, gateway: str) -> dict[str, Any]:
+    return {"IPAMConfig": None, "Links": None, "Aliases": None, "NetworkID": name,
+            "EndpointID": "", "Gateway": gateway, "IPAddress": ip, "IPPrefixLen": prefix,
+            "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+            "MacAddress": "", "DriverOpts": None}
+
+
+class NetPlan:
+    """One start's network: the namespace, the shim's part, the addresses, the files."""
+
+    def __init__(self, mode: dict[str, Any]) -> None:
+        self.mode = mode
+        self.netns: str | None = None  # the spec joins this; None: the host's namespace
+        self.shim: dict[str, Any] | None = None
+        self.ip = ""
+        self.prefix = 0
+        self.gateway = ""
+        self.dns: list[str] = []
+        self.files_of: dict[str, str] | None = None  # container:NAME shares NAME's files
+
+
+def plan(record: dict[str, Any], shim_dir: str,
+         running: Callable[[str], dict[str, Any]]) -> NetPlan:
+    """The network for starting ``record``; ``running(ref)`` is another running container's
+    record (for ``container:NAME``), or raises."""
+    host = record["HostConfig"]
+    mode = netstack.parse_mode(host.get("NetworkMode"))
+    p = NetPlan(mode)
+    kind = mode["kind"]
+    if kind == "host":
+        return p
+    if kind == "container":
+        other = running(str(mode["target"]))
+        if other["Id"] == record["Id"]:
+            raise InvalidArgument("cannot join a container's own network namespace")
+        p.netns = other["NetworkSettings"].get("SandboxKey") or None
+        theirs = other["NetworkSettings"]
+        p.ip, p.prefix, p.gateway = theirs.get("IPAddress", ""), theirs.get("IPPrefixLen", 0), \
+            theirs.get("Gateway", "")
+        p.files_of = {"hosts": other["HostsPath"], "resolv.conf": other["ResolvConfPath"]}
+        return p
+    p.netns = os.path.join(shim_dir, "netns")
+    mappings = netstack.mappings_of(host.get("PortBindings"), bool(host.get("PublishAllPorts")),
+                                    record["Config"].get("ExposedPorts"))
+    if kind == "none":
+        mappings = []
+    netstack.check_unprivileged(mappings)
+    p.shim = {"kind": kind, "netns": p.netns, "options": dict(mode.get("options") or {}),
+              "args": list(mode.get("args") or []), "ports": mappings}
+    if kind == "slirp4netns":
+        addrs = netstack.slirp_addresses(str(mode["options"]["cidr"]))
+        p.ip, p.prefix, p.gateway = str(addrs["ip"]), int(addrs["prefix"]), str(addrs["gateway"])  # type: ignore[call-overload]
+        p.dns = [str(addrs["dns"])]
+    elif kind == "pasta":
+        route = netstack.default_route() or {}
+        p.ip, p.prefix = str(route.get("ip") or ""), int(route.get("prefix") or 0)  # type: ignore[call-overload]
+        p.gateway = str(route.get("gateway") or "")
+        p.dns = _host_nameservers()
+        if not p.dns and "--dns-forward" not in p.shim["args"]:
+            p.shim["args"] += ["--dns-forward", PASTA_DNS]
+            p.dns = [PASTA_DNS]
+    return p
+
+
+def running_record(lookup: Callable[[str], Any]) -> Callable[[str], dict[str, Any]]:
+    """``plan``'s ``running`` from the daemon's container lookup."""
+    def get(ref: str) -> dict[str, Any]:
+        try:
+            other = lookup(ref)
+        except NotFound:
+            raise NotFound(f"cannot join the network of {ref}: no such container") from None
+        if not other.running():
+            raise Conflict(f"cannot join the network of a container that is not running: {ref}",
+                           hint=f"start it first (rctr start {ref})")
+        return other.record  # type: ignore[no-any-return]
+    return get
+
+
+# -- files -----------------------------------------------------------------------------------
+
+def write_files(record: dict[str, Any], p: NetPlan) -> None:
+    """``/etc/hostname``, ``/etc/hosts`` and ``/etc/resolv.conf`` for this start."""
+    config, host = record["Config"], record["HostConfig"]
+    hostname = config.get("Hostname") or record["Id"][:12]
+    name = record["Name"].lstrip("/")
+    _write(record["HostnamePath"], hostname + "\n")
+    if p.files_of is not None:
+        hosts, resolv = _read(p.files_of["hosts"]), _read(p.files_of["resolv.conf"])
+    else:
+        hosts = _hosts(p, hostname, name, host.get("ExtraHosts") or [])
+        resolv = _resolv(p, host.get("Dns") or [], host.get("DnsSearch") or [],
+                         host.get("DnsOptions") or [])
+    _write(record["HostsPath"], hosts)
+    _write(record["ResolvConfPath"], resolv)
+
+
+def _hosts(p: NetPlan, hostname: str, name: str, extra: list[str]) -> str:
+    if p.mode["kind"] == "host":
+        hosts = _read("/etc/hosts")
+    else:
+        names = hostname if name in ("", hostname) else f"{hostname} {name}"
+        hosts = _LOCALHOST + f"{p.ip or '127.0.1.1'}\t{names}\n"
+        if p.mode["kind"] == "slirp4netns" and p.mode["options"].get("allow_host_loopback"):
+            hosts += f"{p.gateway}\thost.containers.internal host.docker.internal\n"
+    for entry in extra:
+        entry_name, _, addr = entry.partition(":")
+        hosts += f"{addr}\t{entry_name}\n"
+    return hosts
+
+
+def _resolv(p: NetPlan, dns: list[str], search: list[str], options: list[str]) -> str:
+    host_lines = _read("/etc/resolv.conf").splitlines()
+    if p.mode["kind"] == "host":
+        servers = [ln.split()[1] for ln in host_lines if ln.startswith("nameserver ")
+                   and len(ln.split()) > 1]
+    elif p.mode["kind"] == "none":
+        servers = []
+    else:
+        servers = p.dns or _host_nameservers()
+    if dns:
+        servers = list(dns)
+    lines = [f"nameserver {s}" for s in servers]
+    if search:
+        lines.append("search " + " ".join(search))
+    if options:
+        lines.append("options " + " ".join(options))
+    for ln in host_lines:
+        word = ln.split()[0] if ln.split() else ""
+        if word in ("search", "domain") and not search or word == "options" and not options:
+            lines.append(ln)
+    return "\n".join(lines) + "\n"
+
+
+def _host_nameservers() -> list[str]:
+    """The host's nameservers that another network namespace can reach (not loopback)."""
+    out = []
+    for ln in _read("/etc/resolv.conf").splitlines():
+        parts = ln.split()
+        if len(parts) > 1 and parts[0] == "nameserver" \
+                and not parts[1].startswith(("127.", "::1")):
+            out.append(parts[1])
+    return out
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def _write(path: str, text: str) -> None:
+    # In place, not renamed: a running container has the file bind-mounted.
+    with open(path, "w") as f:
+        f.write(text)
+
+
+# -- reporting ---------------------------------------------------------------------------------
+
+def settings(record: dict[str, Any], p: NetPlan, reply: dict[str, Any] | None) -> dict[str, Any]:
+    """``NetworkSettings`` of a started container (``reply``: the shim's ``network``)."""
+    out = empty_settings(record["HostConfig"].get("NetworkMode"))
+    out.update({"SandboxKey": p.netns or "", "IPAddress": p.ip, "IPPrefixLen": p.prefix,
+                "Gateway": p.gateway})
+    mappings = list((reply or {}).get("ports") or [])
+    out["Ports"] = netstack.docker_ports(mappings, record["Config"].get("ExposedPorts")) \
+        if p.mode["kind"] not in ("host", "container") else {}
+    for name in out["Networks"]:
+        out["Networks"][name] = _endpoint(name, p.ip, p.prefix, p.gateway)
+    return out
+
+
+def cleared(record: dict[str, Any]) -> dict[str, Any]:
+    """``NetworkSettings`` once the container stopped: no ports, no addresses."""
+    return empty_settings(record["HostConfig"].get("NetworkMode"))

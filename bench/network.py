@@ -80,7 +80,7 @@ class Bench:
         return ["iperf3", "-c", target, "-p", str(port), "-t", str(self.seconds), "-J"]
 
     def host_server(self, port: int) -> subprocess.Popen:  # type: ignore[type-arg]
-        p = subprocess.Popen(["iperf3", "-s", "-1", "-B", "127.0.0.1", "-p", str(port)],
+        p = subprocess.Popen(["iperf3", "-s", "-B", "127.0.0.1", "-p", str(port)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              **self.run._kw())
         wait_port(port)

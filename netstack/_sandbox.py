@@ -10,8 +10,8 @@ The shim calls, in order::
     net.close()          # after it exits: nothing is left running or mounted
 
 ``settings`` is the ``network`` object of ``shim.json``, which the daemon
-builds: ``{"kind", "netns", "options", "args", "ports"}`` (see ``_mode`` and
-``_ports``).  Every process started here is the shim's child.
+builds: ``{"kind", "netns", "options", "args", "ports", "infra", "links"}``
+(see ``_mode``, ``_ports`` and ``_links``).  Every process started here is the shim's child.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import signal
 from rctr.core.errors import InvalidArgument
 
 from ._forward import bind_ports, start_forwarder
+from ._links import attach, ensure_infra
 from ._netns import create_netns, remove_netns
 from ._pasta import Pasta
 from ._slirp import Slirp, _end_child
@@ -44,6 +45,9 @@ class NetworkSandbox:
         self.options: dict[str, object] = dict(settings.get("options") or {})  # type: ignore[call-overload]
         self.args = [str(a) for a in settings.get("args") or []]  # type: ignore[attr-defined]
         self.ports = [dict(m) for m in settings.get("ports") or []]  # type: ignore[attr-defined]
+        # User networks: veths to bridges in the user's infra namespace (see _links).
+        self.links = [dict(link) for link in settings.get("links") or []]  # type: ignore[attr-defined]
+        self.infra = str(settings.get("infra") or "")
         self.handler = str(self.options.get("port_handler") or
                            ("pasta" if self.kind == "pasta" else "rctr"))
         self.slirp: Slirp | None = None
@@ -57,6 +61,9 @@ class NetworkSandbox:
     def prepare(self) -> None:
         create_netns(self.netns)
         self.made_netns = True
+        if self.links:
+            ensure_infra(self.infra)
+            attach(self.infra, self.netns, self.links)
         if self.ports and self.handler == "rctr":
             sockets = bind_ports(self.ports)
             try:

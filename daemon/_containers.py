@@ -32,6 +32,7 @@ from . import _mounts, _network
 from ._events import Events
 from ._logs import format_time
 from ._names import check_name, random_name
+from ._networks import Networks, bridge_name
 from ._paths import DaemonPaths
 from ._runtimes import OCIRuntime
 from ._shimctl import Shim, Zygote
@@ -84,7 +85,8 @@ class Container:
 class Containers:
     def __init__(self, paths: DaemonPaths, store: Any, volumes: Volumes, events: Events,
                  runtime: OCIRuntime, driver: str, init_path: str | None = None,
-                 zygote: Zygote | None = None, delegation: cgroups.Delegation | None = None) -> None:
+                 zygote: Zygote | None = None, delegation: cgroups.Delegation | None = None,
+                 networks: Networks | None = None) -> None:
         self.paths = paths
         self.store = store
         self.volumes = volumes
@@ -94,6 +96,8 @@ class Containers:
         self.init_path = init_path
         self.zygote = zygote
         self.delegation = delegation  # where container cgroups go; None: limits not enforced
+        self.networks = networks or Networks(paths.networks)
+        self.reserved: dict[str, set[str]] = {}  # network id -> addresses of starts under way
         self.lock = threading.RLock()
         self.by_id: dict[str, Container] = {}
         # Called after a start and after an exit is recorded (healthchecks plug in here).
@@ -157,7 +161,8 @@ class Containers:
             raise NotFound(f"No such image: {image_ref}") from None
         image_config = self._image_config(image)
         config = self._merged_config(body, image_config)
-        warnings += _network.check(host, config)
+        warnings += _network.check(host, config, self.networks.exists)
+        user_networks = self._endpoints_of(host, body.get("NetworkingConfig"))
         check_config(config, host)
         path_args = command_of(image_config, config)
         container_id = secrets.token_hex(32)
@@ -205,6 +210,8 @@ class Containers:
                     _mounts.make_bind_source(m)
             record = self._record(container_id, name, body, host, config, image, image_ref,
                                   path_args, mounts, mount, anonymous)
+            record["_rctr"]["networks"] = user_networks
+            record["NetworkSettings"] = _network.cleared(record)
             c = Container(record)
             for fname in ("hostname", "hosts", "resolv.conf"):
                 open(os.path.join(cdir, fname), "a").close()
@@ -365,8 +372,21 @@ class Containers:
         shim = Shim(self.paths.shim_dir(c.id))
         self._reset_shim_dir(c, shim)
         rootfs = self._mount_rootfs(c)
-        net = _network.plan(c.record, shim.dir, _network.running_record(self.get))
-        _network.write_files(c.record, net)
+        links = self._allocate_links(c)
+        try:
+            net = _network.plan(c.record, shim.dir, _network.running_record(self.get), links,
+                                self.paths.infra_netns)
+            net.peers = self._peers_of(c, [link["network"] for link in links])
+            _network.write_files(c.record, net)
+            self._launch(c, shim, rootfs, net)
+        finally:
+            self._release_links(links)
+        self._refresh_hosts([link["network"] for link in links])
+        self._event(c, "start")
+        self._monitor(c, shim)
+        self._run_hooks(self.start_hooks, c)
+
+    def _launch(self, c: Container, shim: Shim, rootfs: str, net: _network.NetPlan) -> None:
         for m in c.record["Mounts"]:
             if m["Type"] == "volume" and not m.get("NoCopy"):
                 try:
@@ -421,9 +441,177 @@ class Containers:
             c.record["NetworkSettings"] = _network.settings(c.record, net, reply.get("network"))
             self._save(c)
             c.changed.notify_all()
-        self._event(c, "start")
-        self._monitor(c, shim)
-        self._run_hooks(self.start_hooks, c)
+
+    # -- user networks -----------------------------------------------------------------------
+
+    def connect(self, ref: str, network: str, endpoint: dict[str, Any] | None = None) -> None:
+        """``docker network connect``: on the network from the next start, at once if running."""
+        c = self.get(ref)
+        net = self.networks.get(network)
+        endpoint = endpoint or {}
+        mode = netstack.parse_mode(c.record["HostConfig"].get("NetworkMode"))
+        if mode["kind"] in ("host", "none", "container"):
+            raise Conflict(f"container {c.name} is in the {mode['kind']} network mode: it cannot "
+                           "join a user network")
+        with c.lock:
+            nets = c.private.setdefault("networks", {})
+            if net["Name"] in nets:
+                raise Conflict(f"endpoint with name {c.name} already exists in network "
+                               f"{net['Name']}")
+            wanted = {"NetworkID": net["Id"],
+                      "Aliases": [str(a) for a in endpoint.get("Aliases") or []],
+                      "IPv4Address": (endpoint.get("IPAMConfig") or {}).get("IPv4Address") or ""}
+            if c.running():
+                self._plug(c, net["Name"], wanted, len(nets))
+            nets[net["Name"]] = wanted
+            if not c.running():
+                c.record["NetworkSettings"] = _network.cleared(c.record)
+            self._save(c)
+        self._refresh_hosts([net["Name"]])
+        self.events.emit("network", "connect", net["Id"],
+                         {"container": c.id, "name": net["Name"], "type": "bridge"})
+
+    def _plug(self, c: Container, name: str, wanted: dict[str, Any], index: int) -> None:
+        """Connect a running container: a veth now, through the link helper (the daemon
+        has threads: no fork here)."""
+        ifnames = {f"eth{i}" for i in range(16)} - {
+            e.get("_ifname") for e in (c.private.get("networks") or {}).values()}
+        with self.lock:
+            link = self._link(c, name, wanted, index)
+        try:
+            link["ifname"] = f"eth{index}" if f"eth{index}" in ifnames else min(ifnames)
+            netns = c.record["NetworkSettings"].get("SandboxKey")
+            if not netns:
+                raise Conflict(f"container {c.name} has no network namespace of its own")
+            self._link_helper("attach", self.paths.infra_netns, netns,
+                              json.dumps([{k: link[k] for k in ("bridge", "gateway", "prefix", "ip",
+                                                                "ifname", "mtu")}]))
+        finally:
+            self._release_links([link])
+        wanted["_ifname"] = link["ifname"]
+        c.record["NetworkSettings"]["Networks"][name] = {
+            **_network.empty_settings(None, {name: wanted})["Networks"][name],
+            "IPAddress": link["ip"], "IPPrefixLen": link["prefix"], "Gateway": link["gateway"]}
+
+    def disconnect(self, ref: str, network: str, force: bool = False) -> None:
+        c = self.get(ref)
+        try:
+            name = self.networks.get(network)["Name"]
+        except NotFound:
+            if not force:
+                raise
+            name = network
+        with c.lock:
+            nets = c.private.get("networks") or {}
+            if name not in nets:
+                raise NotFound(f"container {c.name} is not connected to network {name}")
+            if c.running():
+                netns = c.record["NetworkSettings"].get("SandboxKey")
+                ifname = nets[name].get("_ifname") or \
+                    f"eth{list(nets).index(name)}"
+                if netns:
+                    self._link_helper("detach", netns, ifname)
+            del nets[name]
+            c.record["NetworkSettings"]["Networks"].pop(name, None)
+            self._save(c)
+        self._refresh_hosts([name])
+        self.events.emit("network", "disconnect", network,
+                         {"container": c.id, "name": name, "type": "bridge"})
+
+    @staticmethod
+    def _link_helper(*args: str) -> None:
+        import subprocess
+        import sys
+
+        r = subprocess.run([sys.executable, "-m", "rctr.netstack._links", *args],
+                           capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        if r.returncode != 0:
+            raise RctrError(f"changing the container's network links: "
+                            f"{r.stderr.strip()[-500:] or r.returncode}")
+
+    def _endpoints_of(self, host: dict[str, Any], networking: Any) -> dict[str, dict[str, Any]]:
+        """The user networks a new container is on: its mode's, and ``NetworkingConfig``'s."""
+        wanted = dict((networking or {}).get("EndpointsConfig") or {}) \
+            if isinstance(networking, dict) else {}
+        mode = netstack.parse_mode(host.get("NetworkMode"))
+        if mode["kind"] == "network":
+            wanted.setdefault(str(mode["name"]), {})
+        out = {}
+        for ref, endpoint in wanted.items():
+            if netstack.parse_mode(ref)["kind"] != "network":
+                continue  # a mode (bridge, host, pasta, container:X...), not a user network
+            net = self.networks.get(ref)
+            endpoint = endpoint if isinstance(endpoint, dict) else {}
+            out[net["Name"]] = {"NetworkID": net["Id"],
+                                "Aliases": [str(a) for a in endpoint.get("Aliases") or []],
+                                "IPv4Address": ((endpoint.get("IPAMConfig") or {})
+                                                .get("IPv4Address") or "")}
+        return out
+
+    def _allocate_links(self, c: Container) -> list[dict[str, Any]]:
+        """An address on each of the container's user networks, reserved until the start ends."""
+        links = []
+        with self.lock:
+            try:
+                for index, (name, endpoint) in enumerate((c.private.get("networks") or {}).items()):
+                    links.append(self._link(c, name, endpoint, index))
+                    endpoint["_ifname"] = links[-1]["ifname"]
+            except BaseException:
+                self._release_links(links)
+                raise
+        return links
+
+    def _link(self, c: Container, name: str, endpoint: dict[str, Any],
+              index: int) -> dict[str, Any]:
+        try:
+            net = self.networks.get(endpoint.get("NetworkID") or name)
+        except NotFound:
+            raise NotFound(f"network {name} not found: it was removed",
+                           hint=f"disconnect the container from it (rctr network disconnect "
+                                f"{name} {c.name})") from None
+        taken = set(self.reserved.get(net["Id"], set()))
+        for other in self.by_id.values():
+            if other is not c and other.running():
+                ip = ((other.record["NetworkSettings"].get("Networks") or {})
+                      .get(net["Name"]) or {}).get("IPAddress")
+                if ip:
+                    taken.add(ip)
+        ip = self.networks.allocate(net, taken, endpoint.get("IPv4Address") or None)
+        self.reserved.setdefault(net["Id"], set()).add(ip)
+        cfg = net["IPAM"]["Config"][0]
+        return {"network": net["Name"], "network_id": net["Id"], "bridge": bridge_name(net["Id"]),
+                "gateway": cfg["Gateway"], "prefix": int(cfg["Subnet"].rsplit("/", 1)[1]),
+                "ip": ip, "ifname": f"eth{index}", "mtu": _network.USER_NET_MTU,
+                "internal": bool(net.get("Internal"))}
+
+    def _release_links(self, links: list[dict[str, Any]]) -> None:
+        with self.lock:
+            for link in links:
+                self.reserved.get(link["network_id"], set()).discard(link["ip"])
+
+    def _peers_of(self, c: Container, names: list[str]) -> list[tuple[str, str]]:
+        """(address, names) of the other running containers on the networks ``names``."""
+        peers = []
+        for other in self.all():
+            if other is c or not other.running():
+                continue
+            for name in names:
+                line = _network.hosts_line(other.record, name)
+                if line is not None:
+                    peers.append(line)
+        return peers
+
+    def _refresh_hosts(self, names: list[str]) -> None:
+        """Rewrite the peer lines of /etc/hosts of every running container on ``names``."""
+        if not names:
+            return
+        for other in self.all():
+            mine = set((other.record["NetworkSettings"].get("Networks") or {}).keys())
+            if other.running() and mine & set(names):
+                try:
+                    _network.rewrite_peers(other.record, self._peers_of(other, sorted(mine)))
+                except OSError:
+                    pass  # its files went with it: a remove under way
 
     def _cgroup_of(self, c: Container) -> tuple[str, dict[str, Any], str]:
         """(cgroupsPath, the resources it can enforce, its directory) in the delegated
@@ -537,7 +725,9 @@ class Containers:
         self._unmount_rootfs(c)
         # The shim takes its network down; a shim that died leaves the namespace mounted.
         _drop_netns(self.paths.shim_dir(c.id))
+        on = [n for n in c.private.get("networks") or {}]
         c.record["NetworkSettings"] = _network.cleared(c.record)
+        self._refresh_hosts(on)
 
     def _after_exit(self, c: Container, code: int) -> None:
         host = c.record["HostConfig"]

@@ -26,13 +26,17 @@ _LOCALHOST = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n
 PASTA_DNS = "169.254.1.1"  # answered by pasta (--dns-forward) when the host's resolver is local
 
 
-def check(host: dict[str, Any], config: dict[str, Any]) -> list[str]:
+USER_NET_MTU = 65520  # veths and bridges: as slirp4netns's tap, fewer and larger packets
+
+
+def check(host: dict[str, Any], config: dict[str, Any],
+          network_exists: Callable[[str], bool] = lambda name: False) -> list[str]:
     """Refuse what cannot work; the warnings for what is accepted but ignored."""
     mode = netstack.parse_mode(host.get("NetworkMode"))
-    if mode["kind"] == "network":
+    if mode["kind"] == "network" and not network_exists(str(mode["name"])):
         raise NotFound(f"network {mode['name']} not found",
-                       hint="user networks come with `rctr network create`; use the default "
-                            "network, slirp4netns, pasta, none, host or container:NAME")
+                       hint=f"create it first (rctr network create {mode['name']}), or use the "
+                            "default network, slirp4netns, pasta, none, host or container:NAME")
     mappings = netstack.mappings_of(host.get("PortBindings"), bool(host.get("PublishAllPorts")),
                                     config.get("ExposedPorts"))
     if not mappings:
@@ -55,9 +59,15 @@ def network_name(mode_value: str | None) -> str | None:
     return str(mode.get("name") or mode["kind"])
 
 
-def empty_settings(mode_value: str | None) -> dict[str, Any]:
+def empty_settings(mode_value: str | None,
+                   user_networks: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """``NetworkSettings`` with no addresses; ``user_networks``: name -> endpoint settings
+    (``Aliases``, ``NetworkID``) of the user networks the container is on."""
     name = network_name(mode_value)
     networks = {name: _endpoint(name, "", 0, "")} if name else {}
+    for net_name, wanted in (user_networks or {}).items():
+        networks[net_name] = _endpoint(str(wanted.get("NetworkID") or net_name), "", 0, "",
+                                       wanted.get("Aliases"))
     return {"Bridge": "", "SandboxID": "", "SandboxKey": "", "HairpinMode": False,
             "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "Ports": {},
             "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None, "EndpointID": "",
@@ -65,8 +75,10 @@ def empty_settings(mode_value: str | None) -> dict[str, Any]:
             "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "", "Networks": networks}
 
 
-def _endpoint(name: str, ip: str, prefix: int, gateway: str) -> dict[str, Any]:
-    return {"IPAMConfig": None, "Links": None, "Aliases": None, "NetworkID": name,
+def _endpoint(network_id: str, ip: str, prefix: int, gateway: str,
+              aliases: list[str] | None = None) -> dict[str, Any]:
+    return {"IPAMConfig": None, "Links": None, "Aliases": aliases or None,
+            "NetworkID": network_id,
             "EndpointID": "", "Gateway": gateway, "IPAddress": ip, "IPPrefixLen": prefix,
             "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
             "MacAddress": "", "DriverOpts": None}
@@ -84,15 +96,25 @@ class NetPlan:
         self.gateway = ""
         self.dns: list[str] = []
         self.files_of: dict[str, str] | None = None  # container:NAME shares NAME's files
+        self.links: list[dict[str, Any]] = []  # user networks: see netstack's _links
+        self.peers: list[tuple[str, str]] = []  # (address, names) on the same user networks
 
 
-def plan(record: dict[str, Any], shim_dir: str,
-         running: Callable[[str], dict[str, Any]]) -> NetPlan:
+def plan(record: dict[str, Any], shim_dir: str, running: Callable[[str], dict[str, Any]],
+         links: list[dict[str, Any]] | None = None, infra: str = "") -> NetPlan:
     """The network for starting ``record``; ``running(ref)`` is another running container's
-    record (for ``container:NAME``), or raises."""
+    record (for ``container:NAME``), or raises.  ``links``: the container's endpoints on
+    user networks, addresses allocated (``{"network", "bridge", "gateway", "prefix",
+    "ip", "ifname", "mtu", "aliases", "internal"}``)."""
     host = record["HostConfig"]
     mode = netstack.parse_mode(host.get("NetworkMode"))
     p = NetPlan(mode)
+    p.links = list(links or [])
+    if mode["kind"] == "network":
+        # The way out is the container's own slirp4netns; none if every network is internal.
+        outside = not all(link.get("internal") for link in p.links)
+        mode = dict(netstack.parse_mode("slirp4netns" if outside else "none"), name=mode["name"])
+        p.mode = mode
     kind = mode["kind"]
     if kind == "host":
         return p
@@ -114,6 +136,10 @@ def plan(record: dict[str, Any], shim_dir: str,
     netstack.check_unprivileged(mappings)
     p.shim = {"kind": kind, "netns": p.netns, "options": dict(mode.get("options") or {}),
               "args": list(mode.get("args") or []), "ports": mappings}
+    if p.links:
+        p.shim["infra"] = infra
+        p.shim["links"] = [{k: link[k] for k in ("bridge", "gateway", "prefix", "ip", "ifname",
+                                                  "mtu")} for link in p.links]
     if kind == "slirp4netns":
         addrs = netstack.slirp_addresses(str(mode["options"]["cidr"]))
         p.ip, p.prefix, p.gateway = str(addrs["ip"]), int(addrs["prefix"]), str(addrs["gateway"])  # type: ignore[call-overload]
@@ -166,13 +192,31 @@ def _hosts(p: NetPlan, hostname: str, name: str, extra: list[str]) -> str:
         hosts = _read("/etc/hosts")
     else:
         names = hostname if name in ("", hostname) else f"{hostname} {name}"
-        hosts = _LOCALHOST + f"{p.ip or '127.0.1.1'}\t{names}\n"
+        own = p.links[0]["ip"] if p.links and p.mode.get("name") else p.ip
+        hosts = _LOCALHOST + f"{own or '127.0.1.1'}\t{names}\n"
+        hosts += _peer_lines(p.peers)
         if p.mode["kind"] == "slirp4netns" and p.mode["options"].get("allow_host_loopback"):
             hosts += f"{p.gateway}\thost.containers.internal host.docker.internal\n"
     for entry in extra:
         entry_name, _, addr = entry.partition(":")
         hosts += f"{addr}\t{entry_name}\n"
     return hosts
+
+
+_PEER = "  # rctr: on a shared network"
+
+
+def _peer_lines(peers: list[tuple[str, str]]) -> str:
+    return "".join(f"{addr}\t{names}{_PEER}\n" for addr, names in peers)
+
+
+def rewrite_peers(record: dict[str, Any], peers: list[tuple[str, str]]) -> None:
+    """Replace the peer lines of a running container's /etc/hosts (in place: bind-mounted)."""
+    with open(record["HostsPath"], "r+") as f:
+        kept = [ln for ln in f.read().splitlines(keepends=True) if not ln.rstrip().endswith(_PEER.strip())]
+        f.seek(0)
+        f.write("".join(kept) + _peer_lines(peers))
+        f.truncate()
 
 
 def _resolv(p: NetPlan, dns: list[str], search: list[str], options: list[str]) -> str:
@@ -233,11 +277,36 @@ def settings(record: dict[str, Any], p: NetPlan, reply: dict[str, Any] | None) -
     mappings = list((reply or {}).get("ports") or [])
     out["Ports"] = netstack.docker_ports(mappings, record["Config"].get("ExposedPorts")) \
         if p.mode["kind"] not in ("host", "container") else {}
-    for name in out["Networks"]:
-        out["Networks"][name] = _endpoint(name, p.ip, p.prefix, p.gateway)
+    users = record["_rctr"].get("networks") or {}
+    by_name = {link["network"]: link for link in p.links}
+    for name, endpoint in out["Networks"].items():
+        link = by_name.get(name)
+        if link is not None:
+            endpoint.update({"IPAddress": link["ip"], "IPPrefixLen": link["prefix"],
+                             "Gateway": link["gateway"], "NetworkID": link["network_id"],
+                             "Aliases": (users.get(name) or {}).get("Aliases") or None})
+        elif name not in users:
+            endpoint.update(_endpoint(name, p.ip, p.prefix, p.gateway))
+    if p.mode.get("name") and p.links:  # on a user network, its address is the container's
+        first = p.links[0]
+        out.update({"IPAddress": first["ip"], "IPPrefixLen": first["prefix"],
+                    "Gateway": first["gateway"]})
     return out
 
 
 def cleared(record: dict[str, Any]) -> dict[str, Any]:
     """``NetworkSettings`` once the container stopped: no ports, no addresses."""
-    return empty_settings(record["HostConfig"].get("NetworkMode"))
+    return empty_settings(record["HostConfig"].get("NetworkMode"),
+                          record["_rctr"].get("networks"))
+
+
+def hosts_line(record: dict[str, Any], network: str) -> tuple[str, str] | None:
+    """(address, names) of a running container on ``network``, for its peers' /etc/hosts:
+    its name, its aliases there and its hostname."""
+    endpoint = (record["NetworkSettings"].get("Networks") or {}).get(network) or {}
+    if not endpoint.get("IPAddress"):
+        return None
+    names = [record["Name"].lstrip("/"), *(endpoint.get("Aliases") or []),
+             record["Config"].get("Hostname") or ""]
+    unique = list(dict.fromkeys(n for n in names if n))
+    return endpoint["IPAddress"], " ".join(unique)

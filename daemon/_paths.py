@@ -44,6 +44,15 @@ class DaemonPaths:
         return os.path.join(self.rundir, "s")
 
     @property
+    def infra_netns(self) -> str:
+        """The user networks' bridges live in this namespace (rctr.netstack's _links)."""
+        return os.path.join(self.rundir, "netns", "infra")
+
+    @property
+    def networks(self) -> str:
+        return os.path.join(self.datadir, "networks")
+
+    @property
     def containers(self) -> str:
         return os.path.join(self.datadir, "containers")
 

@@ -46,6 +46,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "save": ("_cmd_image", "save", "Save one or more images to a tar archive"),
     "import": ("_cmd_image", "import_", "Import a tarball's contents as a filesystem image"),
     "volume": ("_cmd_volume", "volume", "Manage volumes"),
+    "network": ("_cmd_network", "network", "Manage networks"),
     "info": ("_cmd_system", "info", "Display system-wide information"),
     "version": ("_cmd_system", "version", "Show the rctr version information"),
     "events": ("_cmd_system", "events", "Get real time events from the daemon"),

@@ -123,8 +123,8 @@ def _print(text: str) -> None:
 
 
 _INSPECT_PATHS = {"container": "/containers/{}/json", "image": "/images/{}/json",
-                  "volume": "/volumes/{}"}
-_QUOTE = {"container": q, "image": qi, "volume": q}
+                  "volume": "/volumes/{}", "network": "/networks/{}"}
+_QUOTE = {"container": q, "image": qi, "volume": q, "network": q}
 
 
 def _inspect_one(env: Env, name: str, kind: str | None, size: bool) -> Any:

@@ -56,6 +56,7 @@ CREATE_FLAGS: tuple[Flag, ...] = (
     _f("publish_all", FLAG, "-P", "--publish-all", help="Publish all exposed ports to random ports"),
     _f("expose", MULTI, "--expose", help="Expose a port or a range of ports"),
     _f("network", VALUE, "--network", "--net", help="Connect a container to a network"),
+    _f("network_alias", MULTI, "--network-alias", help="Add network-scoped alias for the container"),
     _f("hostname", VALUE, "-h", "--hostname", help="Container host name"),
     _f("entrypoint", VALUE, "--entrypoint", help="Overwrite the default ENTRYPOINT of the image"),
     _f("init", FLAG, "--init", help="Run an init inside the container"),

@@ -412,8 +412,9 @@ def build_create(o: Mapping[str, Any], *, detach: bool | None = None, for_run: b
     host.update(resource_settings(o))
     if o.get("shm_size"):
         host["ShmSize"] = _bytes(o["shm_size"], "--shm-size")
-    endpoints = {} if network in _BUILTIN_NETWORKS or network.startswith("container:") \
-        else {network: {}}
+    mode = network.partition(":")[0]
+    endpoints = {} if network in _BUILTIN_NETWORKS or mode in ("container", "slirp4netns", "pasta") \
+        else {network: {"Aliases": list(o.get("network_alias") or ())}}
     body = dict(config, HostConfig=host, NetworkingConfig={"EndpointsConfig": endpoints})
     return CreateRequest(body, o.get("name"), o.get("platform"), pull)
 

@@ -290,3 +290,77 @@ def test_docker_cli_publish_and_port(rc: RctrUser) -> None:
         assert ip == "10.0.2.100"
     finally:
         rc.docker("rm", "-f", "dk")
+
+
+# -- user networks -----------------------------------------------------------------------------
+
+def wget_by_name(rc: RctrUser, network: str, name: str, *extra: str) -> tuple[int, str]:
+    r = rc.rctr("run", "--rm", "--network", network, *extra, IMAGE, "sh", "-c",
+                f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {name} 80")
+    return r.returncode, r.stdout + r.stderr
+
+
+def test_user_networks_resolve_names_and_keep_apart(rc: RctrUser) -> None:
+    try:
+        ok(rc.rctr("network", "create", "front"))
+        ok(rc.rctr("network", "create", "--subnet", "10.99.7.0/24", "back"))
+        ls = ok(rc.rctr("network", "ls", "--format", "{{.Name}} {{.Driver}}")).stdout.split("\n")
+        assert {"bridge bridge", "host host", "none null", "front bridge", "back bridge"} <= set(ls)
+        ok(rc.rctr("run", "-d", "--name", "api", "--network", "front", "--network-alias",
+                   "service", IMAGE, "sh", "-c", SERVE_PAGE.format("api")))
+        ok(rc.rctr("run", "-d", "--name", "db", "--network", "back", IMAGE, "sh", "-c",
+                   SERVE_PAGE.format("db")))
+        time.sleep(0.3)
+        code, out = wget_by_name(rc, "front", "api")
+        assert code == 0 and "page-from-api" in out, out
+        code, out = wget_by_name(rc, "front", "service")
+        assert code == 0 and "page-from-api" in out, out
+        # Another network: neither the name nor the address reaches it.
+        code, out = wget_by_name(rc, "back", "api")
+        assert "page-from-api" not in out
+        api_ip = ok(rc.rctr("inspect", "-f", "{{.NetworkSettings.Networks.front.IPAddress}}",
+                            "api")).stdout.strip()
+        assert api_ip.startswith("10.89.")
+        code, out = wget_by_name(rc, "back", api_ip)
+        assert "page-from-api" not in out
+        db_ip = ok(rc.rctr("inspect", "-f", "{{.NetworkSettings.IPAddress}}", "db")).stdout.strip()
+        assert db_ip.startswith("10.99.7.")
+        # The way out is the container's own slirp4netns; the peers are in /etc/hosts.
+        out = ok(rc.rctr("run", "--rm", "--network", "front", IMAGE, "sh", "-c",
+                         "ip route; cat /etc/hosts")).stdout
+        assert "default via 10.0.2.2" in out and "\tapi service" in out, out
+        members = ok(rc.rctr("network", "inspect", "-f", "{{json .Containers}}", "front")).stdout
+        assert '"Name": "api"' in members or '"Name":"api"' in members
+        # connect: db joins front while running, and is then found by name from front.
+        ok(rc.rctr("network", "connect", "--alias", "database", "front", "db"))
+        code, out = wget_by_name(rc, "front", "database")
+        assert code == 0 and "page-from-db" in out, out
+        hosts = ok(rc.rctr("exec", "api", "cat", "/etc/hosts")).stdout
+        assert "database" in hosts
+        ok(rc.rctr("network", "disconnect", "front", "db"))
+        code, out = wget_by_name(rc, "front", "database")
+        assert "page-from-db" not in out
+        r = rc.rctr("network", "rm", "front")
+        assert r.returncode != 0 and "active endpoints" in r.stderr
+    finally:
+        rc.rctr("rm", "-f", "api", "db")
+        rc.rctr("network", "rm", "front", "back")
+    assert "front" not in ok(rc.rctr("network", "ls")).stdout
+
+
+def test_docker_cli_networks(rc: RctrUser) -> None:
+    try:
+        ok(rc.docker("network", "create", "dnet"))
+        ok(rc.docker("run", "-d", "--name", "dweb", "--network", "dnet", IMAGE, "sh", "-c",
+                     SERVE_PAGE.format("dweb")))
+        time.sleep(0.3)
+        out = ok(rc.docker("run", "--rm", "--network", "dnet", IMAGE, "sh", "-c",
+                           "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 dweb 80")).stdout
+        assert "page-from-dweb" in out
+        names = ok(rc.docker("network", "ls", "--format", "{{.Name}}")).stdout.split()
+        assert "dnet" in names and "bridge" in names
+        inspect = ok(rc.docker("network", "inspect", "dnet")).stdout
+        assert '"Subnet": "10.89.' in inspect and "dweb" in inspect
+    finally:
+        rc.docker("rm", "-f", "dweb")
+        rc.docker("network", "rm", "dnet")

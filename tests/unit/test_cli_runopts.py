@@ -121,7 +121,7 @@ def test_ports() -> None:
 
 
 def test_host_config_flags() -> None:
-    h = body(rm=True, network="mynet", init=True, read_only=True, cap_add=("NET_ADMIN",),
+    h = body(rm=True, network="mynet", network_alias=("db",), init=True, read_only=True, cap_add=("NET_ADMIN",),
              cap_drop=("ALL",), privileged=True, memory="512m", cpus="1.5", pids_limit=100,
              log_driver="json-file", log_opt=("max-size=10m",), security_opt=("no-new-privileges",),
              add_host=("db:10.0.0.2",), dns=("1.1.1.1",), group_add=("audio",),
@@ -130,7 +130,9 @@ def test_host_config_flags() -> None:
     hc = h["HostConfig"]
     assert hc["AutoRemove"] and hc["Init"] and hc["ReadonlyRootfs"] and hc["Privileged"]
     assert hc["NetworkMode"] == "mynet"
-    assert h["NetworkingConfig"] == {"EndpointsConfig": {"mynet": {}}}
+    assert h["NetworkingConfig"] == {"EndpointsConfig": {"mynet": {"Aliases": ["db"]}}}
+    for mode in ("pasta:--map-gw", "slirp4netns:mtu=1500", "container:web", "host"):
+        assert body(network=mode)["NetworkingConfig"] == {"EndpointsConfig": {}}
     assert hc["CapAdd"] == ["NET_ADMIN"] and hc["CapDrop"] == ["ALL"]
     assert hc["Memory"] == 512 << 20 and hc["NanoCpus"] == 1_500_000_000
     assert hc["PidsLimit"] == 100 and hc["ShmSize"] == 128 << 20

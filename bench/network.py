@@ -42,7 +42,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pipeline  # noqa: E402
-from pipeline import Runner, ensure_user, kill_user_processes, stage_code  # noqa: E402
+from pipeline import Runner, ensure_user, kill_user_processes, stage_code, user_runner  # noqa: E402
 
 IPERF_MOUNTS = ["-v", "/usr/lib:/lib:ro", "-v", "/usr/lib64:/lib64:ro",
                 "-v", "/usr/bin/iperf3:/bin/iperf3:ro"]
@@ -165,13 +165,7 @@ def main() -> None:
     try:
         staged = stage_code(opts.code, base / "code")
         pipeline.RCTR = staged["rctr"]
-        env = {"PATH": pipeline.PATH, "PYTHONPATH": staged["pythonpath"], "LANG": "C.UTF-8",
-               "HOME": str(base / "home"), "TMPDIR": str(base / "tmp"),
-               "XDG_RUNTIME_DIR": str(base / "run"), "XDG_DATA_HOME": str(base / "data"),
-               "XDG_CONFIG_HOME": str(base / "config")}
-        run = Runner(pw, env, str(base / "home"))
-        for d in ("home", "tmp", "run", "data", "config"):
-            run.mkdir(base / d)
+        run = user_runner(pw, base, staged["pythonpath"])
         archive = base / "image.tar"
         pipeline.testimage.build_docker_archive(str(archive))
         os.chmod(archive, 0o644)

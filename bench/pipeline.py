@@ -206,6 +206,17 @@ class Runner:
         return path
 
 
+def user_runner(pw: pwd.struct_passwd, base: Path, pythonpath: str) -> Runner:
+    """A Runner for ``pw`` whose home, temporary and XDG directories are fresh ones in ``base``."""
+    env = {"PATH": PATH, "PYTHONPATH": pythonpath, "LANG": "C.UTF-8", "HOME": str(base / "home"),
+           "TMPDIR": str(base / "tmp"), "XDG_RUNTIME_DIR": str(base / "run"),
+           "XDG_DATA_HOME": str(base / "data"), "XDG_CONFIG_HOME": str(base / "config")}
+    run = Runner(pw, env, str(base / "home"))
+    for d in ("home", "tmp", "run", "data", "config"):
+        run.mkdir(base / d)
+    return run
+
+
 class Tool:
     def __init__(self, name: str, base: list[str], image: str, rm_force: list[str]) -> None:
         self.name, self.base, self.image, self.rm_force = name, base, image, rm_force
@@ -606,17 +617,13 @@ def main() -> None:
     result: dict[str, Any] = {"runs": opts.runs, "parallel_n": opts.parallel, "user": opts.user,
                               "podman_runtime": opts.podman_runtime}
     t_begin = time.perf_counter()
+    run: Runner | None = None
     try:
         global RCTR
         staged = stage_code(opts.code, base / "code")
         RCTR = staged["rctr"]
         result["code"] = staged["code"]
-        env = {"PATH": PATH, "PYTHONPATH": staged["pythonpath"], "LANG": "C.UTF-8", "HOME": str(base / "home"), "TMPDIR": str(base / "tmp"),
-               "XDG_RUNTIME_DIR": str(base / "run"), "XDG_DATA_HOME": str(base / "data"),
-               "XDG_CONFIG_HOME": str(base / "config")}
-        run = Runner(pw, env, str(base / "home"))
-        for d in ("home", "tmp", "run", "data", "config"):
-            run.mkdir(base / d)
+        run = user_runner(pw, base, staged["pythonpath"])
         archive = base / "image.tar"
         testimage.build_docker_archive(str(archive))
         os.chmod(archive, 0o644)
@@ -660,14 +667,14 @@ def main() -> None:
             log("profile")
             result["profile"] = profile(run, opts.runs, base / "run")
     finally:
-        for tool in make_tools(opts.podman_runtime).values():
+        for tool in make_tools(opts.podman_runtime).values() if run is not None else ():
             try:
                 if tool.name == "rctr":
-                    ids = Runner(pw, env, str(base)).run(tool.cmd("ps", "-aq"), timeout=30)[1].split()
+                    ids = run.run(tool.cmd("ps", "-aq"), timeout=30)[1].split()
                     if ids:
-                        Runner(pw, env, str(base)).run(tool.cmd("rm", "-f", *ids), timeout=60)
+                        run.run(tool.cmd("rm", "-f", *ids), timeout=60)
                 else:
-                    Runner(pw, env, str(base)).run(tool.cmd("rm", "-f", "-t", "0", "-a"), timeout=60)
+                    run.run(tool.cmd("rm", "-f", "-t", "0", "-a"), timeout=60)
             except (SystemExit, Exception):  # noqa: BLE001 - best effort before the kill
                 pass
         kill_user_processes(pw.pw_uid)

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 
 import psutil
 import pytest
-from daemonenv import IMAGE, RctrUser, ok
+from daemonenv import IMAGE, RctrUser, detached, ok
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.requires("root", "user", "userns", "subuid", "newuidmap"),
@@ -59,14 +59,6 @@ def fetch(port: int, host: str = "127.0.0.1", timeout: float = 10) -> str:
         if time.monotonic() > deadline:
             raise AssertionError(f"nothing answered on {host}:{port}")
         time.sleep(0.1)
-
-
-@contextlib.contextmanager
-def detached(rc: RctrUser, name: str, *args: str) -> Iterator[str]:
-    try:
-        yield ok(rc.rctr("run", "-d", "--name", name, *args)).stdout.strip()
-    finally:
-        rc.rctr("rm", "-f", name)
 
 
 def helpers_of(rc: RctrUser) -> list[str]:

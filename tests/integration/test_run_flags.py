@@ -8,15 +8,13 @@ restart and logs.  Every container a test makes is removed in ``finally``.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from daemonenv import IMAGE, RctrUser, ok
+from daemonenv import IMAGE, RctrUser, detached, ok
 from harness import RCTR
 
 pytestmark = [pytest.mark.integration,
@@ -32,15 +30,6 @@ CAP_CHOWN, CAP_NET_ADMIN, CAP_SYS_ADMIN = 0, 12, 21
 def run(rc: RctrUser, *args: str, timeout: float = 60) -> str:
     """``rctr run --rm ARGS``; its stdout, after checking it succeeded."""
     return ok(rc.rctr("run", "--rm", *args, timeout=timeout)).stdout  # type: ignore[no-any-return]
-
-
-@contextlib.contextmanager
-def detached(rc: RctrUser, name: str, *args: str) -> Iterator[str]:
-    """A container ``run -d --name NAME ARGS``, removed whatever the test does."""
-    try:
-        yield ok(rc.rctr("run", "-d", "--name", name, *args)).stdout.strip()
-    finally:
-        rc.rctr("rm", "-f", name)
 
 
 def host_dir(rc: RctrUser, name: str) -> Path:

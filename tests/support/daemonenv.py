@@ -8,16 +8,18 @@ or raw API requests, always as the user.  The CLI starts rctrd on first use.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from harness import RCTR, UserShell
 
-__all__ = ["RctrUser", "IMAGE", "ok"]
+__all__ = ["RctrUser", "IMAGE", "ok", "detached"]
 
 IMAGE = "rctr-test/busybox:latest"
 PYTHON = sys.executable
@@ -96,3 +98,12 @@ def ok(r: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
     """``r``, after checking that it succeeded (its output in the message if not)."""
     assert r.returncode == 0, f"exit {r.returncode}\nstdout: {r.stdout}\nstderr: {r.stderr}"
     return r
+
+
+@contextlib.contextmanager
+def detached(rc: RctrUser, name: str, *args: str) -> Iterator[str]:
+    """A container ``run -d --name NAME ARGS`` (its id), removed whatever the test does."""
+    try:
+        yield ok(rc.rctr("run", "-d", "--name", name, *args)).stdout.strip()
+    finally:
+        rc.rctr("rm", "-f", name)

@@ -22,7 +22,7 @@ import sys
 from rctr.core import linux
 from rctr.core.atomic import write_json_atomic
 from rctr.core.errors import Unavailable
-from rctr.core.proc import Process
+from rctr.core.proc import Process, close_fds_except
 from rctr.core.userns import spawn_in_userns
 
 __all__ = ["ensure_pause", "find_pause", "join", "join_and_exec", "PAUSE_FILE"]
@@ -93,8 +93,7 @@ def _become_pause(wfd: int) -> None:  # pragma: no cover - runs in the child, ro
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(null, fd)
-        os.closerange(3, wfd)
-        os.closerange(wfd + 1, 65536)
+        close_fds_except({wfd})
         os.execv(sys.executable, ["rctr-pause", "-I", "-S", "-c", _PAUSE_CODE])
     except BaseException as exc:  # noqa: BLE001 - reported to the parent
         os.write(wfd, str(exc).encode() or b"error")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import signal
 
-__all__ = ["Process", "start_time", "proc_state"]
+__all__ = ["Process", "start_time", "proc_state", "close_fds_except"]
 
 
 def _stat_fields(pid: int) -> list[str] | None:
@@ -75,3 +75,13 @@ class Process:
             return False
         finally:
             os.close(pidfd)
+
+
+def close_fds_except(keep: set[int] | list[int] | tuple[int, ...]) -> None:
+    """Close every fd from 3 up but ``keep``: a forked child's first step, so that it holds
+    none of its parent's pipes, sockets and FIFOs open (close-on-exec does not act on fork)."""
+    low = 3
+    for fd in sorted(k for k in set(keep) if k >= 3):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 65536)

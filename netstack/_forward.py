@@ -30,6 +30,7 @@ import time
 
 from rctr.core import linux
 from rctr.core.errors import FailedPrecondition
+from rctr.core.proc import close_fds_except
 
 from ._ports import unprivileged_port_start
 
@@ -135,9 +136,7 @@ def _become_forwarder(parent: int, ns_fd: int, sockets: list[socket.socket]) -> 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
         signal.signal(sig, signal.SIG_DFL)
     signal.set_wakeup_fd(-1)
-    keep = sorted({ns_fd, *(s.fileno() for s in sockets)})
-    for low, high in zip([2, *keep], [*keep, 1 << 16], strict=True):
-        os.closerange(low + 1, high)
+    close_fds_except({ns_fd, *(s.fileno() for s in sockets)})
     # In the main thread, before any thread starts: threads inherit the namespace.
     linux.setns(ns_fd, linux.CLONE_NEWNET)
     os.close(ns_fd)

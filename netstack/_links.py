@@ -18,16 +18,22 @@ opened in.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import secrets
 
 from rctr.core import linux
+from rctr.core.errors import Unavailable
 
 from ._netns import create_netns, is_netns
+from ._spawn import run_in_child
 
-__all__ = ["attach", "detach", "ensure_infra", "LINK_TIMEOUT"]
+__all__ = ["attach", "attach_in_helper", "detach_in_helper", "ensure_infra", "LINK_FIELDS",
+           "LINK_TIMEOUT"]
 
-LINK_TIMEOUT = 30.0
+LINK_TIMEOUT = 60.0  # seconds the helper interpreter may take
+# What a link is, as the shim and the helper take it (the daemon's links carry more).
+LINK_FIELDS = ("bridge", "gateway", "prefix", "ip", "ifname", "mtu")
 
 
 def ensure_infra(path: str) -> None:
@@ -44,37 +50,31 @@ def ensure_infra(path: str) -> None:
 
 def attach(infra: str, netns: str, links: list[dict[str, object]]) -> None:
     """Plug the namespace ``netns`` into each link's bridge: ``{"bridge", "gateway",
-    "prefix", "ip", "ifname", "mtu"}``."""
-    _in_child(_attach, infra, netns, links)
+    "prefix", "ip", "ifname", "mtu"}``.  For a single-threaded caller (the shim)."""
+    run_in_child("setting up the container's network links", _attach, infra, netns, links)
 
 
-def detach(netns: str, ifname: str) -> None:
-    """Unplug ``ifname`` (deleting one end of a veth deletes both)."""
-    _in_child(_detach, netns, ifname)
+def attach_in_helper(infra: str, netns: str, links: list[dict[str, object]]) -> None:
+    """``attach`` for a caller with threads (the daemon), which should not fork: the same
+    work in a fresh interpreter, which also makes the infra namespace if it is missing."""
+    _helper("attach", infra, netns, json.dumps(links))
 
 
-def _in_child(func, *args) -> None:  # type: ignore[no-untyped-def]
-    err_r, err_w = os.pipe2(os.O_CLOEXEC)
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        code = 0
-        try:
-            func(*args)
-        except BaseException as exc:  # noqa: BLE001 - reported to the parent
-            os.write(err_w, f"{type(exc).__name__}: {exc}".encode()[:4000])
-            code = 1
-        os._exit(code)
-    os.close(err_w)
-    try:
-        message = b""
-        while chunk := os.read(err_r, 4096):
-            message += chunk
-    finally:
-        os.close(err_r)
-    _, status = os.waitpid(pid, 0)
-    if message or status != 0:
-        raise OSError(f"setting up the container's network links: "
-                      f"{message.decode(errors='replace') or 'the helper failed'}")
+def detach_in_helper(netns: str, ifname: str) -> None:
+    """Unplug ``ifname`` (deleting one end of a veth deletes both), from a fresh interpreter."""
+    _helper("detach", netns, ifname)
+
+
+def _helper(*args: str) -> None:
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "rctr.netstack._links", *args],
+                       capture_output=True, text=True, timeout=LINK_TIMEOUT,
+                       stdin=subprocess.DEVNULL)
+    if r.returncode != 0:
+        raise Unavailable(f"changing the container's network links: "
+                      f"{r.stderr.strip()[-500:] or r.returncode}")
 
 
 def _attach(infra: str, netns: str, links: list[dict[str, object]]) -> None:  # pragma: no cover
@@ -124,7 +124,6 @@ def _detach(netns: str, ifname: str) -> None:  # pragma: no cover
 
 def main(argv: list[str]) -> int:  # pragma: no cover - the daemon's way in (it has threads)
     """``python -m rctr.netstack._links attach INFRA NETNS LINKS_JSON | detach NETNS IFNAME``."""
-    import json
     import sys
 
     try:

@@ -14,35 +14,28 @@ import os
 
 from rctr.core import linux
 
+from ._spawn import run_in_child
+
 __all__ = ["create_netns", "remove_netns", "is_netns"]
 
 def create_netns(path: str) -> None:
     """A new network namespace with ``lo`` up, held by a bind mount on ``path``."""
     fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
     os.close(fd)
-    err_r, err_w = os.pipe2(os.O_CLOEXEC)
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        try:
-            linux.unshare(linux.CLONE_NEWNET)
-            linux.loopback_up()
-            linux.mount("/proc/self/ns/net", path, None, linux.MS_BIND)  # single-threaded
-        except BaseException as exc:  # noqa: BLE001 - reported to the parent
-            os.write(err_w, str(exc).encode()[:4000])
-            os._exit(1)
-        os._exit(0)
-    os.close(err_w)
     try:
-        message = os.read(err_r, 4096).decode(errors="replace")
-    finally:
-        os.close(err_r)
-    _, status = os.waitpid(pid, 0)
-    if message or status != 0:
+        run_in_child(f"creating the network namespace {path}", _hold_new_netns, path)
+    except OSError:
         try:
             os.unlink(path)
         except OSError:
             pass
-        raise OSError(f"creating the network namespace {path}: {message or 'the child failed'}")
+        raise
+
+
+def _hold_new_netns(path: str) -> None:  # pragma: no cover - runs in the child
+    linux.unshare(linux.CLONE_NEWNET)
+    linux.loopback_up()
+    linux.mount("/proc/self/ns/net", path, None, linux.MS_BIND)  # single-threaded
 
 
 def is_netns(path: str) -> bool:

@@ -22,8 +22,7 @@ import time
 
 from rctr.core.errors import FailedPrecondition, Unavailable
 
-from ._slirp import _end_child
-from ._spawn import read_log, spawn
+from ._spawn import end_child, read_log, spawn
 
 __all__ = ["Pasta"]
 
@@ -93,7 +92,7 @@ class Pasta:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
             return
-        _end_child(pid)
+        end_child(pid)
 
 
 def _port_spec(m: dict[str, object]) -> str:

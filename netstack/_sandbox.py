@@ -25,7 +25,8 @@ from ._forward import bind_ports, start_forwarder
 from ._links import attach, ensure_infra
 from ._netns import create_netns, remove_netns
 from ._pasta import Pasta
-from ._slirp import Slirp, _end_child
+from ._slirp import Slirp
+from ._spawn import end_child
 
 __all__ = ["NetworkSandbox", "KINDS"]
 
@@ -102,7 +103,7 @@ class NetworkSandbox:
                 os.kill(self.forwarder, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-            _end_child(self.forwarder, 0)
+            end_child(self.forwarder, 0)
             self.forwarder = 0
         for helper in (self.slirp, self.pasta):
             if helper is not None:

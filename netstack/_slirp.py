@@ -20,13 +20,11 @@ from __future__ import annotations
 import json
 import os
 import select
-import signal
 import socket
-import time
 
 from rctr.core.errors import FailedPrecondition, Unavailable
 
-from ._spawn import read_log, spawn
+from ._spawn import end_child, read_log, spawn
 
 __all__ = ["Slirp"]
 
@@ -126,28 +124,6 @@ class Slirp:
                 os.close(fd)
         self._ready_r = self._exit_w = -1
         if self.pid:
-            _end_child(self.pid)
+            end_child(self.pid)
             self.pid = 0
 
-
-def _end_child(pid: int, grace: float = 1.0) -> None:
-    """Wait ``grace`` seconds for a child that was told to go, then kill it; reap it."""
-    deadline = time.monotonic() + grace
-    while True:
-        try:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            return  # reaped already (by the shim's loop)
-        if done:
-            return
-        if time.monotonic() > deadline:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                return
-            try:
-                os.waitpid(pid, 0)
-            except ChildProcessError:
-                pass
-            return
-        time.sleep(0.01)

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 from rctr.core import linux
+from rctr.core.proc import close_fds_except
 
-__all__ = ["spawn", "read_log"]
+__all__ = ["spawn", "read_log", "run_in_child", "end_child"]
 
 
 def spawn(argv: list[str], log_path: str, keep_fds: tuple[int, ...] = (),
@@ -59,9 +61,7 @@ def _exec_child(argv: list[str], log_fd: int, keep_fds: tuple[int, ...], err_w: 
     os.dup2(log_fd, 2)
     for fd in keep_fds:
         os.set_inheritable(fd, True)
-    keep = sorted({*keep_fds, err_w})  # err_w is close-on-exec: it reports a failed exec
-    for low, high in zip([2, *keep], [*keep, 1 << 16], strict=True):
-        os.closerange(low + 1, high)
+    close_fds_except({*keep_fds, err_w})  # err_w is close-on-exec: it reports a failed exec
     os.execvp(argv[0], argv)
 
 
@@ -77,3 +77,54 @@ def read_log(path: str, limit: int = 2000) -> str:
     lines = [ln for ln in text.splitlines()
              if ln.strip() and "Failed to send" not in ln and "experimental" not in ln]
     return "; ".join(lines[-4:])
+
+
+def run_in_child(what: str, func, *args) -> None:  # type: ignore[no-untyped-def]
+    """Run ``func(*args)`` in a forked child and wait for it; its error as ``OSError(what: …)``.
+
+    For work that moves the calling thread between namespaces (``unshare``,
+    ``setns``) or imports what should not stay resident (pyroute2)."""
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 0
+        try:
+            func(*args)
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent
+            text = str(exc) if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
+            os.write(err_w, text.encode()[:4000])
+            code = 1
+        os._exit(code)
+    os.close(err_w)
+    try:
+        message = b""
+        while chunk := os.read(err_r, 4096):
+            message += chunk
+    finally:
+        os.close(err_r)
+    _, status = os.waitpid(pid, 0)
+    if message or status != 0:
+        raise OSError(f"{what}: {message.decode(errors='replace') or 'the child failed'}")
+
+
+def end_child(pid: int, grace: float = 1.0) -> None:
+    """Wait ``grace`` seconds for a child that was told to go, then kill it; reap it."""
+    deadline = time.monotonic() + grace
+    while True:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return  # reaped already (by the shim's loop)
+        if done:
+            return
+        if time.monotonic() > deadline:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                return
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+            return
+        time.sleep(0.01)

@@ -26,6 +26,8 @@ import select
 import signal
 import socket
 
+from rctr.core.proc import close_fds_except
+
 from ._config import ShimConfig
 from ._layout import CONSOLE_SOCK, PID, RUNTIME_LOG
 from ._sockets import listen_unix
@@ -201,7 +203,7 @@ def _creator(cfg: ShimConfig, state_dir: str, stdio: Stdio, result_w: int,
             signal.signal(signum, signal.SIG_DFL)
         for target, fd in enumerate(stdio.child):
             os.dup2(fd, target)
-        _close_fds_except({result_w} | ({console_fd} if console_fd is not None else set()))
+        close_fds_except({result_w} | ({console_fd} if console_fd is not None else set()))
         pid_file = os.path.join(state_dir, PID)
         if cfg.runtime == "rctr":
             from rctr.rootless import Runtime
@@ -232,10 +234,3 @@ def _report(fd: int, exc: BaseException) -> None:  # pragma: no cover - runs in 
     except OSError:
         pass
 
-
-def _close_fds_except(keep: set[int]) -> None:  # pragma: no cover - runs in the child
-    low = 3
-    for fd in sorted(k for k in keep if k >= 3):
-        os.closerange(low, fd)
-        low = fd + 1
-    os.closerange(low, 65536)

@@ -458,9 +458,7 @@ class Containers:
             if net["Name"] in nets:
                 raise Conflict(f"endpoint with name {c.name} already exists in network "
                                f"{net['Name']}")
-            wanted = {"NetworkID": net["Id"],
-                      "Aliases": [str(a) for a in endpoint.get("Aliases") or []],
-                      "IPv4Address": (endpoint.get("IPAMConfig") or {}).get("IPv4Address") or ""}
+            wanted = _wanted_endpoint(net, endpoint)
             if c.running():
                 self._plug(c, net["Name"], wanted, len(nets))
             nets[net["Name"]] = wanted
@@ -483,9 +481,7 @@ class Containers:
             netns = c.record["NetworkSettings"].get("SandboxKey")
             if not netns:
                 raise Conflict(f"container {c.name} has no network namespace of its own")
-            self._link_helper("attach", self.paths.infra_netns, netns,
-                              json.dumps([{k: link[k] for k in ("bridge", "gateway", "prefix", "ip",
-                                                                "ifname", "mtu")}]))
+            netstack.attach_in_helper(self.paths.infra_netns, netns, _network.shim_links([link]))
         finally:
             self._release_links([link])
         wanted["_ifname"] = link["ifname"]
@@ -510,24 +506,13 @@ class Containers:
                 ifname = nets[name].get("_ifname") or \
                     f"eth{list(nets).index(name)}"
                 if netns:
-                    self._link_helper("detach", netns, ifname)
+                    netstack.detach_in_helper(netns, ifname)
             del nets[name]
             c.record["NetworkSettings"]["Networks"].pop(name, None)
             self._save(c)
         self._refresh_hosts([name])
         self.events.emit("network", "disconnect", network,
                          {"container": c.id, "name": name, "type": "bridge"})
-
-    @staticmethod
-    def _link_helper(*args: str) -> None:
-        import subprocess
-        import sys
-
-        r = subprocess.run([sys.executable, "-m", "rctr.netstack._links", *args],
-                           capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
-        if r.returncode != 0:
-            raise RctrError(f"changing the container's network links: "
-                            f"{r.stderr.strip()[-500:] or r.returncode}")
 
     def _endpoints_of(self, host: dict[str, Any], networking: Any) -> dict[str, dict[str, Any]]:
         """The user networks a new container is on: its mode's, and ``NetworkingConfig``'s."""
@@ -541,11 +526,7 @@ class Containers:
             if netstack.parse_mode(ref)["kind"] != "network":
                 continue  # a mode (bridge, host, pasta, container:X...), not a user network
             net = self.networks.get(ref)
-            endpoint = endpoint if isinstance(endpoint, dict) else {}
-            out[net["Name"]] = {"NetworkID": net["Id"],
-                                "Aliases": [str(a) for a in endpoint.get("Aliases") or []],
-                                "IPv4Address": ((endpoint.get("IPAMConfig") or {})
-                                                .get("IPv4Address") or "")}
+            out[net["Name"]] = _wanted_endpoint(net, endpoint if isinstance(endpoint, dict) else {})
         return out
 
     def _allocate_links(self, c: Container) -> list[dict[str, Any]]:
@@ -606,7 +587,7 @@ class Containers:
         if not names:
             return
         for other in self.all():
-            mine = set((other.record["NetworkSettings"].get("Networks") or {}).keys())
+            mine = set(other.private.get("networks") or {})  # user networks only: not bridge
             if other.running() and mine & set(names):
                 try:
                     _network.rewrite_peers(other.record, self._peers_of(other, sorted(mine)))
@@ -725,7 +706,7 @@ class Containers:
         self._unmount_rootfs(c)
         # The shim takes its network down; a shim that died leaves the namespace mounted.
         _drop_netns(self.paths.shim_dir(c.id))
-        on = [n for n in c.private.get("networks") or {}]
+        on = list(c.private.get("networks") or {})
         c.record["NetworkSettings"] = _network.cleared(c.record)
         self._refresh_hosts(on)
 
@@ -1059,6 +1040,12 @@ def _signal(value: int | str | None) -> signal.Signals:
         return signal.Signals[name]
     except KeyError:
         raise InvalidArgument(f"invalid signal: {value}") from None
+
+
+def _wanted_endpoint(net: dict[str, Any], endpoint: dict[str, Any]) -> dict[str, Any]:
+    """What a container asks of its endpoint on ``net`` (Docker's EndpointSettings)."""
+    return {"NetworkID": net["Id"], "Aliases": [str(a) for a in endpoint.get("Aliases") or []],
+            "IPv4Address": (endpoint.get("IPAMConfig") or {}).get("IPv4Address") or ""}
 
 
 def _drop_netns(shim_dir: str) -> None:

@@ -138,8 +138,7 @@ def plan(record: dict[str, Any], shim_dir: str, running: Callable[[str], dict[st
               "args": list(mode.get("args") or []), "ports": mappings}
     if p.links:
         p.shim["infra"] = infra
-        p.shim["links"] = [{k: link[k] for k in ("bridge", "gateway", "prefix", "ip", "ifname",
-                                                  "mtu")} for link in p.links]
+        p.shim["links"] = shim_links(p.links)
     if kind == "slirp4netns":
         addrs = netstack.slirp_addresses(str(mode["options"]["cidr"]))
         p.ip, p.prefix, p.gateway = str(addrs["ip"]), int(addrs["prefix"]), str(addrs["gateway"])  # type: ignore[call-overload]
@@ -148,11 +147,16 @@ def plan(record: dict[str, Any], shim_dir: str, running: Callable[[str], dict[st
         route = netstack.default_route() or {}
         p.ip, p.prefix = str(route.get("ip") or ""), int(route.get("prefix") or 0)  # type: ignore[call-overload]
         p.gateway = str(route.get("gateway") or "")
-        p.dns = _host_nameservers()
+        p.dns = _nameservers(_read("/etc/resolv.conf").splitlines())
         if not p.dns and "--dns-forward" not in p.shim["args"]:
             p.shim["args"] += ["--dns-forward", PASTA_DNS]
             p.dns = [PASTA_DNS]
     return p
+
+
+def shim_links(links: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The part of the daemon's links that the shim (or the link helper) is given."""
+    return [{k: link[k] for k in netstack.LINK_FIELDS} for link in links]
 
 
 def running_record(lookup: Callable[[str], Any]) -> Callable[[str], dict[str, Any]]:
@@ -222,12 +226,11 @@ def rewrite_peers(record: dict[str, Any], peers: list[tuple[str, str]]) -> None:
 def _resolv(p: NetPlan, dns: list[str], search: list[str], options: list[str]) -> str:
     host_lines = _read("/etc/resolv.conf").splitlines()
     if p.mode["kind"] == "host":
-        servers = [ln.split()[1] for ln in host_lines if ln.startswith("nameserver ")
-                   and len(ln.split()) > 1]
+        servers = _nameservers(host_lines, loopback=True)
     elif p.mode["kind"] == "none":
         servers = []
     else:
-        servers = p.dns or _host_nameservers()
+        servers = p.dns or _nameservers(host_lines)
     if dns:
         servers = list(dns)
     lines = [f"nameserver {s}" for s in servers]
@@ -242,13 +245,14 @@ def _resolv(p: NetPlan, dns: list[str], search: list[str], options: list[str]) -
     return "\n".join(lines) + "\n"
 
 
-def _host_nameservers() -> list[str]:
-    """The host's nameservers that another network namespace can reach (not loopback)."""
+def _nameservers(lines: list[str], loopback: bool = False) -> list[str]:
+    """The nameservers of resolv.conf ``lines``; without loopback ones unless asked: another
+    network namespace cannot reach the host's loopback resolver."""
     out = []
-    for ln in _read("/etc/resolv.conf").splitlines():
+    for ln in lines:
         parts = ln.split()
         if len(parts) > 1 and parts[0] == "nameserver" \
-                and not parts[1].startswith(("127.", "::1")):
+                and (loopback or not parts[1].startswith(("127.", "::1"))):
             out.append(parts[1])
     return out
 
@@ -271,13 +275,13 @@ def _write(path: str, text: str) -> None:
 
 def settings(record: dict[str, Any], p: NetPlan, reply: dict[str, Any] | None) -> dict[str, Any]:
     """``NetworkSettings`` of a started container (``reply``: the shim's ``network``)."""
-    out = empty_settings(record["HostConfig"].get("NetworkMode"))
+    users = record["_rctr"].get("networks") or {}
+    out = empty_settings(record["HostConfig"].get("NetworkMode"), users)
     out.update({"SandboxKey": p.netns or "", "IPAddress": p.ip, "IPPrefixLen": p.prefix,
                 "Gateway": p.gateway})
     mappings = list((reply or {}).get("ports") or [])
     out["Ports"] = netstack.docker_ports(mappings, record["Config"].get("ExposedPorts")) \
         if p.mode["kind"] not in ("host", "container") else {}
-    users = record["_rctr"].get("networks") or {}
     by_name = {link["network"]: link for link in p.links}
     for name, endpoint in out["Networks"].items():
         link = by_name.get(name)

@@ -356,3 +356,24 @@ def test_docker_cli_networks(rc: RctrUser) -> None:
     finally:
         rc.docker("rm", "-f", "dweb")
         rc.docker("network", "rm", "dnet")
+
+
+def test_connected_before_start_and_hosts_list_only_network_peers(rc: RctrUser) -> None:
+    try:
+        ok(rc.rctr("network", "create", "side"))
+        ok(rc.rctr("run", "-d", "--name", "lone", IMAGE, "sh", "-c", SERVE_PAGE.format("lone")))
+        ok(rc.rctr("create", "--name", "late", IMAGE, "sh", "-c", SERVE_PAGE.format("late")))
+        ok(rc.rctr("network", "connect", "side", "late"))
+        ok(rc.rctr("start", "late"))
+        ok(rc.rctr("run", "-d", "--name", "peer", "--network", "side", IMAGE, "sh", "-c",
+                   SERVE_PAGE.format("peer")))
+        ip = ok(rc.rctr("inspect", "-f", "{{.NetworkSettings.Networks.side.IPAddress}}",
+                        "late")).stdout.strip()
+        assert ip.startswith("10.89."), ip
+        hosts = ok(rc.rctr("exec", "late", "cat", "/etc/hosts")).stdout
+        assert "\tpeer" in hosts and "lone" not in hosts, hosts
+        code, out = wget_by_name(rc, "side", "late")
+        assert code == 0 and "page-from-late" in out, out
+    finally:
+        rc.rctr("rm", "-f", "lone", "late", "peer")
+        rc.rctr("network", "rm", "side")

@@ -25,9 +25,17 @@ _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 
 
 class Volumes:
-    def __init__(self, root: str) -> None:
+    """The volumes under ``root``; ``events`` (when given) hears Docker's ``volume`` create
+    and destroy events, whoever asked: the API or a container that names a new volume."""
+
+    def __init__(self, root: str, events: Any = None) -> None:
         self.root = root
         self.lock = threading.Lock()
+        self.events = events
+
+    def _emit(self, action: str, name: str) -> None:
+        if self.events is not None:
+            self.events.emit("volume", action, name, {"driver": "local"})
 
     def _meta(self, name: str) -> str:
         return os.path.join(self.root, name, "volume.json")
@@ -53,6 +61,7 @@ class Volumes:
                     "Scope": "local", "CreatedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                     "Anonymous": anonymous, "Initialised": False}
             write_json_atomic(self._meta(name), meta, 0o600)
+        self._emit("create", name)
         return self.inspect(name)
 
     def exists(self, name: str) -> bool:
@@ -112,6 +121,7 @@ class Volumes:
             raise Conflict(f"remove {name}: volume is in use - [{', '.join(in_use_by)}]")
         with self.lock:
             shutil.rmtree(os.path.join(self.root, name), ignore_errors=True)
+        self._emit("destroy", name)
 
     def prune(self, in_use: set[str], all_volumes: bool = False) -> tuple[list[str], int]:
         removed, space = [], 0

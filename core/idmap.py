@@ -41,8 +41,8 @@ def find_helper(helper: str) -> str:
             return candidate
     raise Unavailable(
         f"{helper} is missing: it is needed to map more than your own id into the container",
-        hint="install it (Debian/Ubuntu: apt-get install uidmap), or map a single id; "
-             "`rctr doctor` checks this")
+        hint="install it (Debian/Ubuntu: sudo apt install uidmap), or map a single id; "
+             "run `rctr doctor` for details")
 
 
 def _spawn(helper: str, pid: int, mappings: list[dict[str, int]]) -> tuple[int, int]:
@@ -65,7 +65,8 @@ def _finish(helper: str, child: int, read_end: int) -> None:
     if status != 0:
         raise Unavailable(
             f"{helper} failed: {message or 'exit status ' + str(os.waitstatus_to_exitcode(status))}",
-            hint="check your ranges in /etc/subuid and /etc/subgid (`rctr doctor`)")
+            hint="check your ranges in /etc/subuid and /etc/subgid; "
+                 "run `rctr doctor` for details")
 
 
 def write_id_maps(pid: int, uid_mappings: list[dict[str, int]],

@@ -86,7 +86,8 @@ def spawn_in_userns(body: Callable[[int], None], *, flags: int = 0,
     try:
         if os.read(from_child_r, 1) != b"u":
             raise Unavailable(f"could not create {what}",
-                              hint="check user.max_user_namespaces (`rctr doctor`)")
+                              hint="user namespaces may be off or restricted on this host; "
+                                   "run `rctr doctor` for details")
         write_id_maps(pid, uid_maps, gid_maps)
         os.write(to_child_w, b"m")
     except BaseException:

@@ -58,7 +58,8 @@ class Pasta:
         except FileNotFoundError:
             raise FailedPrecondition("pasta is not installed: --network pasta needs it",
                                      hint="install it (apt install passt), or use the "
-                                          "default network (slirp4netns)") from None
+                                          "default network (slirp4netns); "
+                                          "run `rctr doctor` for details") from None
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             done, status = os.waitpid(starter, os.WNOHANG)
@@ -75,7 +76,7 @@ class Pasta:
             self.stop()
             raise Unavailable(f"pasta failed to set up the container's network: {why}",
                               hint="a published host port may be taken; see pasta.log in the "
-                                   "container's shim directory")
+                                   "container's shim directory; run `rctr doctor` for details")
 
     def _read_pid(self) -> int:
         try:

@@ -67,10 +67,10 @@ class Slirp:
             raise FailedPrecondition(
                 "slirp4netns is not installed: the default network needs it",
                 hint="install it (apt install slirp4netns), or run with --network none, "
-                     "--network host or --network pasta") from None
+                     "--network host or --network pasta; run `rctr doctor` for details") from None
         except OSError as exc:
             raise FailedPrecondition(f"starting slirp4netns: {exc}",
-                                     hint="run rctr doctor") from None
+                                     hint="run `rctr doctor` for details") from None
         finally:
             os.close(ready_w)
             os.close(exit_r)
@@ -89,7 +89,7 @@ class Slirp:
         why = read_log(self.log_path) or ("no answer in time" if not ready else "it exited")
         raise Unavailable(f"slirp4netns failed to set up the container's network: {why}",
                           hint="see slirp4netns.log in the container's shim directory; "
-                               "rctr doctor checks /dev/net/tun and user namespaces")
+                               "run `rctr doctor` for details")
 
     def add_hostfwd(self, proto: str, host_addr: str, host_port: int, guest_port: int) -> None:
         """Publish a port the slirp4netns way (its own listener, in the host's namespace)."""

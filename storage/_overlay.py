@@ -78,10 +78,12 @@ class FusepyDriver(OverlayDriver):
 
 _MOUNT_PROGRAMS = {
     "fuse-overlayfs": (["fuse-overlayfs"],
-                       "check /dev/fuse and the fuse-overlayfs package (`rctr doctor`)"),
+                       "check /dev/fuse and the fuse-overlayfs package; "
+                       "run `rctr doctor` for details"),
     # the filesystem process daemonizes once the mount is up, and exits when it goes
     "fusepy": ([sys.executable, "-m", "rctr.storage._fusepy"],
-               "check /dev/fuse and libfuse 2 (Debian's libfuse2), which fusepy loads"),
+               "check /dev/fuse and libfuse 2 (Debian's libfuse2), which fusepy loads; "
+               "run `rctr doctor` for details"),
 }
 
 

@@ -26,7 +26,7 @@ apt-get update -q >/dev/null
 apt-get install -y -q --no-install-recommends \
     uidmap slirp4netns passt fuse-overlayfs busybox-static docker-registry \
     crun runc libseccomp2 python3 python3-venv python3-pip sudo iproute2 procps \
-    podman skopeo libfuse2 tini iperf3 \
+    podman skopeo libfuse2 tini iperf3 docker-compose \
     >/dev/null
 # The tests drive rctrd with the stock docker CLI too (a client only); these
 # machines ship one, and Debian's docker.io has one where they do not.

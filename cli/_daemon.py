@@ -5,6 +5,12 @@ default socket dead starts the per-user daemon.  An exclusive ``flock`` on
 ``<rundir>/rctrd-start.lock`` serialises the CLIs; each one re-checks the
 socket after taking the lock, so a crowd starts exactly one daemon (the
 daemon holds a lock of its own too, a second line of defence).
+
+Where systemd listens on the socket for rctrd (``rctrd.socket``, see
+docs/systemd.md), the socket answers from the start: the CLI just connects and
+systemd starts the daemon; nothing here runs.  A daemon that refuses its
+settings (rctr.toml, ``RCTR_*``) exits with ``EX_CONFIG`` and one log line
+saying which: that line becomes the CLI's error.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ SOCKET_NAME = "rctr.sock"
 LOCK_NAME = "rctrd-start.lock"
 LOG_NAME = "rctrd.log"
 START_TIMEOUT = 15.0
+EX_CONFIG = 78  # rctrd's exit for a bad setting (rctr.daemon._main)
 # Connecting to a dead socket fails with one of these: start the daemon.
 _DOWN = {errno.ENOENT, errno.ECONNREFUSED}
 
@@ -75,10 +82,12 @@ def spawn_daemon(rundir: str) -> Any:
 
     log = os.open(os.path.join(rundir, LOG_NAME),
                   os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    # Not systemd's socket-activation variables: they name fds of this process only.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LISTEN_")}
     try:
         return subprocess.Popen(
             [sys.executable, "-m", "rctr.daemon"], stdin=subprocess.DEVNULL,
-            stdout=log, stderr=log, start_new_session=True, close_fds=True, cwd="/")
+            stdout=log, stderr=log, start_new_session=True, close_fds=True, cwd="/", env=env)
     finally:
         os.close(log)
 
@@ -134,11 +143,23 @@ def ensure_running(rundir: str, *, ping: Callable[[], bool],
         started = not socket_alive(path)  # else another CLI won the race
         proc = spawn(rundir) if started else None
         if not _wait_ready(ping, proc, timeout):
+            if proc is not None and proc.poll() == EX_CONFIG:
+                raise _settings_error(rundir)
             raise DaemonStartFailed(
                 f"rctrd did not answer on {path} within {timeout:g} s", log_tail(rundir))
         return started
     finally:
         os.close(fd)  # releases the lock
+
+
+def _settings_error(rundir: str) -> Exception:
+    """The daemon's last log line (``rctrd: cannot start: FILE: [table] key ...``), as one
+    line of the CLI's own."""
+    from ._context import CLIError
+
+    lines = log_tail(rundir, 5).splitlines()
+    last = lines[-1].removeprefix("rctrd: ") if lines else "cannot start: a bad setting"
+    return CLIError(last.replace("cannot start: ", "cannot start rctrd: ", 1))
 
 
 def _wait_ready(ping: Callable[[], bool], proc: Any, timeout: float) -> bool:

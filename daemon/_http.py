@@ -358,9 +358,18 @@ class APIServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     block_on_close = False
 
-    def __init__(self, path: str, router: Router, verbose: bool = False) -> None:
+    def __init__(self, path: str, router: Router, verbose: bool = False,
+                 listening: socket.socket | None = None) -> None:
+        """Bind ``path`` (replacing a stale socket), or serve ``listening``, a socket
+        already bound and listening (systemd's socket activation: it owns the file)."""
         self.router = router
         self.verbose = verbose
+        if listening is not None:
+            super().__init__(path, _Handler, bind_and_activate=False)
+            self.socket.close()
+            self.socket = listening
+            self.server_address = listening.getsockname()
+            return
         try:
             os.unlink(path)
         except FileNotFoundError:

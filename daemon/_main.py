@@ -1,8 +1,10 @@
 """rctrd: start-up, the one-per-user lock, joining the pause process, serving.
 
-Order matters: the lock first (one daemon per user), then the pause process
-and ``setns`` into its user and mount namespaces while the process is still
-single-threaded, then the store (its driver probe forks), then reconcile
+Order matters: the settings first (rctr.toml, environment, flags: a bad one
+stops the start with exit 78 and one line naming where it was set) and the
+socket systemd may have passed, then the lock (one daemon per user), then the
+pause process and ``setns`` into its user and mount namespaces while the
+process is still single-threaded, then the store (its driver probe forks), then reconcile
 what the previous daemon left, and only then threads and the socket.
 """
 
@@ -16,45 +18,58 @@ import shutil
 import signal
 import sys
 import threading
+import socket
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 from rctr.core import cgroups
-from rctr.core.errors import RctrError
+from rctr.core.config import LOG_LEVELS, RUNTIMES, Config, load_config
+from rctr.core.errors import RctrError, Unavailable
 
+from . import _network
+from ._containers import Containers
 from ._events import Events
 from ._http import APIServer, Router
 from ._paths import DaemonPaths
 from ._volumes import Volumes
 
-__all__ = ["main", "Daemon"]
+__all__ = ["main", "Daemon", "Log", "activation_socket", "settings", "EX_CONFIG"]
+
+EX_CONFIG = 78  # sysexits.h; the CLI's on-demand start reports such an exit as a bad setting
+SD_LISTEN_FDS_START = 3
 
 
 class Daemon:
-    """What the API handlers share: paths, store, containers, volumes, events."""
+    """What the API handlers share: paths, config, store, containers, volumes, events."""
 
-    def __init__(self, paths: DaemonPaths, *, driver: str | None = None, runtime: str = "rctr") -> None:
+    def __init__(self, paths: DaemonPaths, config: Config | None = None,
+                 log: Log | None = None) -> None:
         from rctr.storage import Store
 
-        from ._containers import Containers
         from ._health import HealthMonitor
         from ._runtimes import OCIRuntime
         from ._shimctl import Zygote
 
+        config = config or Config()
+        log = log or Log(config.log_level)
         self.paths = paths
+        self.config = config
         self.instance_id = secrets.token_hex(16)
-        self.store = Store(paths.storage)
-        self.driver = self.store.driver(driver)
+        self.store = Store(paths.storage, insecure_registries=config.insecure_registries,
+                           registry_mirrors=config.registry_mirrors)
+        self.driver = self.store.driver(config.storage_driver)
         self.store.collect_garbage()
         self.events = Events()
-        self.volumes = Volumes(paths.volumes)
-        self.runtime = OCIRuntime(runtime, paths.runtime_root)
+        self.volumes = Volumes(paths.volumes, self.events)
+        self.runtime = OCIRuntime(config.runtime, paths.runtime_root)
         self.init_path = _find_init()
         self.execs: dict[str, Any] = {}
         self.delegation = cgroups.find_delegation()
         self.warnings = _host_warnings(self.delegation)
-        self.containers = Containers(paths, self.store, self.volumes, self.events, self.runtime,
-                                     self.driver, self.init_path, Zygote(paths.zygote_socket, _log),
-                                     self.delegation)
+        self.containers = _Containers(paths, self.store, self.volumes, self.events, self.runtime,
+                                      self.driver, self.init_path,
+                                      Zygote(paths.zygote_socket, log.warning), self.delegation,
+                                      default_network=config.network)
         self.health = HealthMonitor.for_daemon(self)  # hooks in before reconcile re-adopts
 
     def image_summary(self, image: dict[str, Any]) -> dict[str, Any]:
@@ -73,6 +88,20 @@ class Daemon:
         return router
 
 
+class _Containers(Containers):
+    """Containers whose create writes the configured default network into a request that
+    names none, so that the record keeps it (see _network.resolve_default)."""
+
+    def __init__(self, *args: Any, default_network: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.default_network = default_network
+
+    def create(self, body: dict[str, Any], name: str | None,
+               platform: str | None = None) -> Any:
+        _network.resolve_default(body, self.default_network)
+        return super().create(body, name, platform)
+
+
 def _find_init() -> str | None:
     for name in ("tini-static", "docker-init", "tini"):
         path = shutil.which(name)
@@ -89,62 +118,158 @@ def _host_warnings(delegation: cgroups.Delegation | None) -> list[str]:
             "not enforced" for name in cgroups.CONTROLLERS if name not in delegation.controllers]
 
 
-def _log(message: str) -> None:
-    sys.stderr.write(f"rctrd: {message}\n")
-    sys.stderr.flush()
+class Log:
+    """Lines on stderr (rctrd.log, or the journal), from ``level`` up."""
+
+    _RANK = {name: rank for rank, name in enumerate(LOG_LEVELS)}
+
+    def __init__(self, level: str = "info") -> None:
+        self.level = level
+        self._min = self._RANK[level]
+
+    def _write(self, level: str, message: str) -> None:
+        if self._RANK[level] >= self._min:
+            sys.stderr.write(f"rctrd: {message}\n")
+            sys.stderr.flush()
+
+    def debug(self, message: str) -> None:
+        self._write("debug", message)
+
+    def info(self, message: str) -> None:
+        self._write("info", message)
+
+    def warning(self, message: str) -> None:
+        self._write("warning", message)
+
+    def error(self, message: str) -> None:
+        self._write("error", message)
+
+
+def activation_socket(env: MutableMapping[str, str]) -> socket.socket | None:
+    """The listening socket systemd passed (sd_listen_fds(3): ``LISTEN_PID`` is this process,
+    ``LISTEN_FDS`` >= 1, the first at fd 3), or None.
+
+    The variables are removed either way and the fds made close-on-exec, so no child (pause
+    process, zygote, shims) inherits them: a shim holding the socket would keep it alive
+    after the daemon is gone.
+    """
+    pid, count = env.pop("LISTEN_PID", ""), env.pop("LISTEN_FDS", "")
+    env.pop("LISTEN_FDNAMES", None)
+    if not pid.isdigit() or int(pid) != os.getpid() or not count.isdigit() or int(count) < 1:
+        return None
+    for fd in range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + int(count)):
+        try:
+            os.set_inheritable(fd, False)
+        except OSError:
+            pass
+    try:
+        sock = socket.socket(fileno=SD_LISTEN_FDS_START)
+    except OSError as exc:
+        raise Unavailable(f"LISTEN_FDS={count}, but fd 3 is not a socket: {exc}",
+                          hint="check the .socket unit (ListenStream=%t/rctr/rctr.sock)") from None
+    listening = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+    if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM or not listening:
+        sock.detach()  # not ours to close
+        raise Unavailable("the socket passed by systemd (fd 3) is not a listening unix stream "
+                          "socket", hint="use ListenStream=%t/rctr/rctr.sock in rctrd.socket "
+                                         "(no Accept=yes)")
+    return sock
+
+
+def settings(args: argparse.Namespace, env: Mapping[str, str]) -> Config:
+    """rctr.toml, the environment, then the flags; values checked against what exists here."""
+    from rctr.storage import DRIVERS
+
+    log_level = args.log_level or ("debug" if args.verbose else None)
+    config = load_config(env, path=args.config).with_flags(
+        storage_driver=args.storage_driver, runtime=args.runtime, network=args.network,
+        log_level=log_level)
+    if config.storage_driver is not None and config.storage_driver not in DRIVERS:
+        raise config.invalid("storage_driver", f"unknown storage driver {config.storage_driver!r}",
+                             f"use one of {', '.join(DRIVERS)}")
+    if config.network is not None:
+        problem = _network.check_default(config.network)
+        if problem:
+            raise config.invalid("network", f"default network: {problem}",
+                                 "use slirp4netns[:OPTIONS], pasta[:ARGS], none, host or the "
+                                 "name of a network")
+    return config
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rctrd", description="rctr's per-user daemon (Docker "
+                                "Engine API); settings: flags, then $RCTR_*, then rctr.toml")
+    p.add_argument("--config", help="the config file (default: $RCTR_CONFIG, else "
+                   "$XDG_CONFIG_HOME/rctr/rctr.toml)")
+    p.add_argument("--storage-driver", help="$RCTR_STORAGE_DRIVER, [storage] driver")
+    p.add_argument("--runtime", choices=RUNTIMES, help="$RCTR_RUNTIME, [daemon] runtime")
+    p.add_argument("--network", help="the default network: $RCTR_NETWORK, [network] default")
+    p.add_argument("--log-level", choices=LOG_LEVELS, help="$RCTR_LOG_LEVEL, [daemon] log_level")
+    p.add_argument("--verbose", "-v", action="store_true", help="--log-level debug")
+    return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="rctrd", description="rctr's per-user daemon (Docker Engine API)")
-    parser.add_argument("--storage-driver", default=os.environ.get("RCTR_STORAGE_DRIVER") or None)
-    parser.add_argument("--runtime", default=os.environ.get("RCTR_RUNTIME") or "rctr",
-                        choices=("rctr", "crun", "runc"))
-    parser.add_argument("--verbose", "-v", action="store_true")
-    args = parser.parse_args(argv)
+    args = parser().parse_args(argv)
+    log = Log()
+    try:
+        # First: the fds become close-on-exec before anything forks.
+        listening = activation_socket(os.environ)
+        config = settings(args, os.environ)
+    except RctrError as exc:
+        log.error(f"cannot start: {exc}")
+        return EX_CONFIG
+    log = Log(config.log_level)
     paths = DaemonPaths.default()
     try:
         paths.ensure()
     except OSError as exc:
-        _log(f"cannot create {exc.filename}: {exc.strerror}")
+        log.error(f"cannot create {exc.filename}: {exc.strerror}")
         return 1
     lock = open(paths.lock, "a")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        _log(f"another rctrd already serves this user (lock {paths.lock} is held)")
+        log.error(f"another rctrd already serves this user (lock {paths.lock} is held)")
         return 1
+    for line in config.describe():
+        log.info(line)
     try:
         from rctr.core.pause import ensure_pause, join
 
         pause, started = ensure_pause(paths.rundir)
         if started:
-            _log(f"started the pause process (pid {pause.pid})")
+            log.info(f"started the pause process (pid {pause.pid})")
         join(pause)  # before any thread: setns into a user namespace needs a single thread
-        daemon = Daemon(paths, driver=args.storage_driver, runtime=args.runtime)
+        daemon = Daemon(paths, config, log)
         counts = daemon.containers.reconcile()
     except RctrError as exc:
-        _log(f"cannot start: {exc}" + (f" (hint: {exc.hint})" if getattr(exc, "hint", None) else ""))
+        log.error(f"cannot start: {exc}")
         return 1
-    _log(f"storage driver {daemon.driver}, runtime {daemon.runtime.name}; "
-         f"re-adopted {counts['running']} running container(s), "
-         f"{counts['exited_meanwhile']} exited meanwhile, {counts['collected']} leftover(s) collected")
-    server = APIServer(paths.socket, daemon.router(), verbose=args.verbose)
+    log.info(f"storage driver {daemon.driver}, runtime {daemon.runtime.name}; "
+             f"re-adopted {counts['running']} running container(s), "
+             f"{counts['exited_meanwhile']} exited meanwhile, {counts['collected']} leftover(s) "
+             "collected")
+    server = APIServer(paths.socket, daemon.router(), verbose=config.log_level == "debug",
+                       listening=listening)
     with open(os.path.join(paths.rundir, "rctrd.pid"), "w") as f:
         f.write(f"{os.getpid()}\n")
 
     def stop(signum: int, _frame: Any) -> None:
-        _log(f"signal {signum}: stopping (containers keep running)")
+        log.info(f"signal {signum}: stopping (containers keep running)")
         threading.Thread(target=server.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    _log(f"listening on {paths.socket}")
+    where = server.server_address
+    log.info(f"listening on {where}" + (" (socket passed by systemd)" if listening else ""))
     try:
         server.serve_forever(poll_interval=0.5)
     finally:
         server.server_close()
-        try:
-            os.unlink(paths.socket)
-        except OSError:
-            pass
+        if listening is None:  # systemd's socket stays: the next connection starts us again
+            try:
+                os.unlink(paths.socket)
+            except OSError:
+                pass
     return 0

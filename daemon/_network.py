@@ -1,5 +1,10 @@
 """The daemon's side of a container's network: what to ask the shim, what to report.
 
+- ``check_default`` (daemon start) / ``resolve_default`` (create): the configured
+  default network (rctr.toml ``[network] default``) is a mode a container can
+  have, and a request that names no network gets it, written into its
+  ``HostConfig.NetworkMode``: a later change of the setting does not change
+  existing containers (a stored ``default`` always means the built-in slirp4netns);
 - ``check`` (create): the ``NetworkMode`` and the published ports are valid;
 - ``plan`` (start): which namespace the spec joins, the ``network`` object of
   ``shim.json`` (the shim runs it: see ``rctr.netstack``), the addresses;
@@ -17,7 +22,7 @@ from typing import Any, Callable
 from rctr import netstack
 from rctr.core.errors import Conflict, InvalidArgument, NotFound
 
-__all__ = ["check", "network_name", "plan", "write_files", "settings", "cleared", "NetPlan",
+__all__ = ["check", "check_default", "resolve_default", "DEFAULT_MODES", "network_name", "plan", "write_files", "settings", "cleared", "NetPlan",
            "empty_settings"]
 
 _LOCALHOST = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
@@ -27,6 +32,30 @@ PASTA_DNS = "169.254.1.1"  # answered by pasta (--dns-forward) when the host's r
 
 
 USER_NET_MTU = 65520  # veths and bridges: as slirp4netns's tap, fewer and larger packets
+DEFAULT_MODES = ("", "default", "bridge")  # what a request says when it names no network
+
+
+def check_default(value: str) -> str | None:
+    """What is wrong with ``value`` as the default network, or None.  A user network
+    named here must exist when a container is created, not when the daemon starts."""
+    try:
+        mode = netstack.parse_mode(value)
+    except InvalidArgument as exc:
+        return exc.message
+    if mode["kind"] == "container":
+        return f"{value!r} cannot be every container's network"
+    return None
+
+
+def resolve_default(body: Any, default: str | None) -> None:
+    """Write ``default`` into a create request that names no network (in place)."""
+    if not default or default in DEFAULT_MODES or not isinstance(body, dict):
+        return
+    host = body.get("HostConfig")
+    if host is None:
+        host = body["HostConfig"] = {}
+    if isinstance(host, dict) and (host.get("NetworkMode") or "") in DEFAULT_MODES:
+        host["NetworkMode"] = default
 
 
 def check(host: dict[str, Any], config: dict[str, Any],

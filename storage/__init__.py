@@ -9,6 +9,8 @@ Container RW layers come next (issue 3 is in progress).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from ._blobs import BlobStore, DigestMismatch
 from ._choose import choose_driver
@@ -21,19 +23,23 @@ from ._overlay import FuseOverlayDriver, FusepyDriver, OverlayDriver, perform_mo
 from ._push import push
 from ._reference import Reference, familiar, parse_reference
 from ._registry import AuthStore, RegistryClient, pull
-from ._rw import RWLayers
+from ._rw import DRIVERS, RWLayers
 from ._save import save_oci
 from ._vfs import VfsDriver
 
 __all__ = ["Store", "DigestMismatch", "Reference", "familiar", "parse_reference", "chain_ids", "perform_mount",
-           "AuthStore", "RegistryClient", "apply_layer", "LayerStats"]
+           "AuthStore", "RegistryClient", "apply_layer", "LayerStats", "DRIVERS"]
 
 
 class Store:
     """The store under ``root`` ($XDG_DATA_HOME/rctr/storage by default)."""
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, *, insecure_registries: Iterable[str] = (),
+                 registry_mirrors: Mapping[str, Sequence[str]] | None = None) -> None:
         self.layout = StoreLayout(root)
+        # The daemon's settings (rctr.toml [registries]) for every client this store makes.
+        self.insecure_registries = tuple(insecure_registries)
+        self.registry_mirrors = dict(registry_mirrors or {})
         self.blobs = BlobStore(self.layout)
         self.images = ImageIndex(self.layout)
         self.vfs = VfsDriver(self.layout, self.blobs)
@@ -54,16 +60,24 @@ class Store:
         """The storage driver to use: ``name``, $RCTR_STORAGE_DRIVER, remembered, or probed."""
         return choose_driver(self.layout, name)
 
+    def registry_client(self, auth: AuthStore | None = None, **options: Any) -> RegistryClient:
+        """A client with this store's insecure registries and mirrors (and ``auth``, else the
+        user's credential files); ``options`` go to :class:`RegistryClient` as they are."""
+        return RegistryClient(auth=auth if auth is not None else AuthStore(),
+                              insecure=self.insecure_registries, mirrors=self.registry_mirrors,
+                              **options)
+
     def pull(self, ref: str, *, platform: str | None = None,
              client: RegistryClient | None = None, progress=None) -> dict:  # type: ignore[no-untyped-def, type-arg]
-        """Pull ``ref`` from its registry; blobs already here are not fetched again."""
-        return pull(client or RegistryClient(auth=AuthStore()), parse_reference(ref),
+        """Pull ``ref`` from its registry (its mirrors first); blobs already here are not
+        fetched again."""
+        return pull(client or self.registry_client(), parse_reference(ref),
                     self.blobs, self.images, platform=platform, progress=progress)
 
     def push(self, local: str, remote: str | None = None, *,
              client: RegistryClient | None = None, progress=None) -> dict:  # type: ignore[no-untyped-def, type-arg]
         """Push the image ``local`` (as ``remote`` if given) to its registry."""
-        return push(client or RegistryClient(auth=AuthStore()), local, remote or local,
+        return push(client or self.registry_client(), local, remote or local,
                     self.blobs, self.images, progress)
 
     def tag(self, source: str, target: str) -> None:

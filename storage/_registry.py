@@ -7,7 +7,10 @@ before the rename), and the image index is written last, by the same
 image.  Blobs the store already holds are not downloaded again.
 
 Transport follows Docker: HTTPS, except plain HTTP for loopback registries and
-the ones the caller lists as insecure.  Authentication follows the
+the ones the caller lists as insecure (a host, host:port, or a CIDR holding the
+host's address).  A pull tries the registry's mirrors first, in order, then the
+registry itself (as containerd's hosts and Podman's registries.conf do); the
+image keeps the name it was asked by.  Authentication follows the
 registry's ``WWW-Authenticate`` challenge (Bearer token or Basic) with the
 credentials of :class:`AuthStore`, the files Docker and Podman write.
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.client
+import ipaddress
 import json
 import os
 import ssl
@@ -36,6 +40,7 @@ from ._reference import Reference
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
     from typing import BinaryIO, Callable
 
 __all__ = ["RegistryClient", "AuthStore", "pull", "registry_endpoint", "is_loopback"]
@@ -64,6 +69,35 @@ def is_loopback(host: str) -> bool:
     else:
         name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
     return name in ("localhost", "::1") or name.startswith("127.")
+
+
+def _registry_key(registry: str) -> str:
+    """Docker Hub's aliases folded into ``docker.io``, as references name it."""
+    return _DOCKER_HUB if registry in _DOCKER_HUB_ALIASES else registry
+
+
+def _networks(entries: Iterable[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    out = []
+    for entry in entries:
+        if "/" in entry:
+            try:
+                out.append(ipaddress.ip_network(entry, strict=False))
+            except ValueError:
+                pass
+    return out
+
+
+def _in_networks(host: str, nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    """``host`` (host:port, [v6]:port) is an address inside one of ``nets``."""
+    if not nets:
+        return False
+    name = host[1:host.find("]")] if host.startswith("[") else host.rsplit(":", 1)[0] \
+        if host.count(":") == 1 else host
+    try:
+        addr = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return any(addr in net for net in nets)
 
 
 def _sha256(data: bytes) -> str:
@@ -256,10 +290,14 @@ class RegistryClient:
     so callers (and tests) can see that a second pull downloads no blob.
     """
 
-    def __init__(self, *, auth: AuthStore | None = None, insecure: set[str] | frozenset[str] = frozenset(),
+    def __init__(self, *, auth: AuthStore | None = None,
+                 insecure: Iterable[str] = frozenset(),
+                 mirrors: Mapping[str, Sequence[str]] | None = None,
                  retries: int = 3, timeout: float = 60) -> None:
         self.auth = auth
         self.insecure = frozenset(insecure)
+        self._insecure_nets = _networks(self.insecure)
+        self.mirrors = {_registry_key(k): tuple(v) for k, v in (mirrors or {}).items()}
         self.retries = max(0, retries)
         self.timeout = timeout
         self.blobs_fetched = 0
@@ -273,8 +311,14 @@ class RegistryClient:
 
     def base_url(self, registry: str) -> str:
         host = registry_endpoint(registry)
-        plain = is_loopback(host) or host in self.insecure or registry in self.insecure
+        plain = is_loopback(host) or host in self.insecure or registry in self.insecure \
+            or _in_networks(host, self._insecure_nets)
         return f"{'http' if plain else 'https'}://{host}"
+
+    def sources(self, ref: Reference) -> list[Reference]:
+        """Where to pull ``ref`` from, in order: its registry's mirrors, then the registry."""
+        return [Reference(mirror, ref.repository, ref.tag, ref.digest)
+                for mirror in self.mirrors.get(_registry_key(ref.registry), ())] + [ref]
 
     def _connect(self, url: str) -> tuple[http.client.HTTPConnection, str]:
         parts = urllib.parse.urlsplit(url)
@@ -615,7 +659,34 @@ def pull(client: RegistryClient, ref: Reference, blobs: BlobStore, index: ImageI
     layers are stored as verified blobs; the image index is written last, so
     a failure at any step leaves no image.  ``progress(digest, done, total)``
     is called from the download threads.
+
+    A registry with mirrors is pulled from the first mirror that serves the
+    whole image; blobs a failed mirror delivered are kept (they are verified).
     """
+    sources = client.sources(ref)
+    failures = []
+    for source in sources:
+        try:
+            manifest, digest = _pull_manifests(client, source, blobs, platform, workers, progress)
+        except (RctrError, OSError, http.client.HTTPException) as exc:
+            if source is not ref:
+                failures.append(f"{source.registry}: {exc}")
+                continue
+            if not failures:
+                raise
+            tried = "; the mirrors failed too: " + "; ".join(failures)
+            if isinstance(exc, RctrError):
+                raise type(exc)(exc.message + tried, hint=exc.hint) from exc
+            raise Unavailable(f"pulling {ref}: {exc}{tried}") from exc
+        names = [f"{ref.name}:{ref.tag}"] if ref.tag else []
+        return _register(blobs, index, digest, manifest, names)
+    raise AssertionError("unreachable: the registry itself is the last source")
+
+
+def _pull_manifests(client: RegistryClient, ref: Reference, blobs: BlobStore,
+                    platform: str | None, workers: int,
+                    progress: Callable[[str, int, int], None] | None) -> tuple[dict, str]:  # type: ignore[type-arg]
+    """Fetch ``ref``'s manifest, config and layers from ``ref.registry``; (manifest, digest)."""
     raw, media_type, digest = client.get_manifest(ref)
     if media_type in INDEX_TYPES:
         top = _json(raw, f"image index {ref}")
@@ -635,5 +706,4 @@ def pull(client: RegistryClient, ref: Reference, blobs: BlobStore, index: ImageI
     blobs.put_bytes(raw, digest)
     client.fetch_blob(ref, config_digest, config_size, blobs)
     _fetch_layers(client, ref, blobs, layers, workers, progress)
-    names = [f"{ref.name}:{ref.tag}"] if ref.tag else []
-    return _register(blobs, index, digest, manifest, names)
+    return manifest, digest

@@ -219,18 +219,18 @@ def register(router: Router, daemon: Any) -> None:
         if not c.running() and c.state.get("Status") not in ("created", "exited", "restarting") \
                 and not c.starting:
             raise Conflict(f"You cannot attach to a stopped container {c.id}")
-        client = req.hijack("application/vnd.docker.raw-stream" if tty
-                            else "application/vnd.docker.multiplexed-stream")
-        if req.flag("logs"):
-            for entry in read_log(c.record["LogPath"]):
-                data = entry.get("log", "").encode()
-                client.sendall(data if tty else frame(entry.get("stream", "stdout"), data))
-        if not req.flag("stream", True):
-            return
-        pending = None
+        streaming = req.flag("stream", True)
+        pending = containers.expect_attach(c) if streaming else None
         try:
-            shim, pending = containers.wait_for_shim(c)
-            sock = shim.attach()
+            client = req.hijack("application/vnd.docker.raw-stream" if tty
+                                else "application/vnd.docker.multiplexed-stream")
+            if req.flag("logs"):
+                for entry in read_log(c.record["LogPath"]):
+                    data = entry.get("log", "").encode()
+                    client.sendall(data if tty else frame(entry.get("stream", "stdout"), data))
+            if not streaming:
+                return
+            sock = containers.wait_for_shim(c, pending).attach()
         except Exception:  # noqa: BLE001 - the client just sees the stream end
             return
         finally:

@@ -653,24 +653,31 @@ class Containers:
 
     # -- attach before start ------------------------------------------------------------------
 
-    def wait_for_shim(self, c: Container) -> tuple[Shim, dict[str, threading.Event] | None]:
-        """The shim to attach to; waits for the start of a created container.
+    def expect_attach(self, c: Container) -> dict[str, threading.Event] | None:
+        """Make a start of the created container wait for an attach that is being set up.
 
-        Returns the pending entry too: the caller sets its ``connected`` event once
-        connected, and the waiting start goes on to run the container.
+        Call before answering the attach request: once the client has its answer it
+        may send start at once, and a start that came first would run the container
+        before anyone listened (a fast command's output would be lost).  None when the
+        container runs already.  The caller sets the entry's ``connected`` event once it
+        is connected to the shim, or has failed to: only then does the start go on.
         """
         with c.lock:
             if c.running():
-                return Shim(self.paths.shim_dir(c.id)), None
+                return None
             if c.removed:
                 raise NotFound(f"No such container: {c.id}")
             pending = {"ready": threading.Event(), "connected": threading.Event()}
             c.pending_attaches.append(pending)
-        while not pending["ready"].wait(1):
-            if c.removed:
-                pending["connected"].set()
-                raise NotFound(f"No such container: {c.id}")
-        return Shim(self.paths.shim_dir(c.id)), pending
+            return pending
+
+    def wait_for_shim(self, c: Container, pending: dict[str, threading.Event] | None) -> Shim:
+        """The shim to attach to, once the start that ``pending`` waits for has made it."""
+        if pending is not None:
+            while not pending["ready"].wait(1):
+                if c.removed:
+                    raise NotFound(f"No such container: {c.id}")
+        return Shim(self.paths.shim_dir(c.id))
 
     # -- exit --------------------------------------------------------------------------------
 

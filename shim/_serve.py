@@ -55,7 +55,6 @@ class Server:
         self.finished_ns = 0
         self._exited_at = 0.0
         self._deadline = 0.0
-        self._accepting = False
         self._poll = select.poll()
         self._masks: dict[int, int] = {}
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -67,20 +66,27 @@ class Server:
         signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
         signal.signal(signal.SIGCHLD, _ignore)
         try:
+            # The daemon connects its attach before it starts the container, and may have
+            # done so (and the container run and exited) before this loop began: those
+            # clients are taken first, or the reap below would end the accepting.
+            self._accept_all()
             self._reap()  # the init may have died before the handler was there
             while not self._done():
                 self._update_masks()
-                self._accepting = False
-                for fd, events in self._poll.poll(self._timeout_ms()):
+                ready = self._poll.poll(self._timeout_ms())
+                # Accept first: a client that connected before the output in this batch was
+                # written must get that output (the daemon's attach connects before the
+                # container starts, and a fast command's output comes in the same batch).
+                # Before the dispatch, no fd of the batch is closed yet, so the new client
+                # cannot take the number of one and receive the rest of its events.
+                if self.status is None and any(fd == self.attach.fd for fd, _ in ready):
+                    self._accept_all()
+                for fd, events in ready:
                     try:
                         self._dispatch(fd, events)
                     except Exception as exc:  # noqa: BLE001 - a bad event must not end the shim
                         self.shimlog.error(f"fd {fd}: {type(exc).__name__}: {exc}")
                         self._forget(fd)
-                # Accepted only now: a new client may reuse the number of an fd closed
-                # above, and must not receive the rest of that fd's events.
-                if self._accepting and self.status is None:
-                    self.attach.accept()
                 for client in self.attach.drop_stalled(time.monotonic()):
                     self._fell_behind(client)
         finally:
@@ -89,6 +95,10 @@ class Server:
             os.close(self._wake_w)
         assert self.status is not None
         return self.status
+
+    def _accept_all(self) -> None:
+        while self.attach.accept() is not None:
+            pass
 
     def _done(self) -> bool:
         if self.status is None:
@@ -153,8 +163,7 @@ class Server:
             self._on_control()
             return
         if fd == self.attach.fd:
-            self._accepting = True
-            return
+            return  # accepted before the dispatch (run)
         if fd in self.outputs and events & (_READ | _GONE):
             self._on_output(fd)
         if fd == self.stdio.stdin and events & (select.POLLOUT | select.POLLERR):

@@ -20,6 +20,7 @@ from typing import IO, Any
 
 import click
 
+from . import _complete
 from ._client import APIError, Client, q
 from ._context import CLIError, Env
 
@@ -176,8 +177,8 @@ def copy_to(client: Client, src: str, container: str, dest: str, follow: bool,
 @click.option("-a", "--archive", is_flag=True, help="Archive mode (copy all uid/gid information)")
 @click.option("-L", "--follow-link", is_flag=True, help="Always follow symbol link in SRC_PATH")
 @click.option("-q", "--quiet", is_flag=True, help="Suppress progress output")
-@click.argument("src")
-@click.argument("dest")
+@click.argument("src", shell_complete=_complete.cp_operand)
+@click.argument("dest", shell_complete=_complete.cp_operand)
 @click.pass_obj
 def cp(env: Env, archive: bool, follow_link: bool, quiet: bool, src: str, dest: str) -> None:
     """Copy files/folders between a container and the local filesystem.

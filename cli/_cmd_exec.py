@@ -13,6 +13,7 @@ import time
 
 import click
 
+from . import _complete
 from ._client import APIError, Client, q
 from ._context import CLIError, Env
 from ._errors import report, start_exit_code
@@ -42,7 +43,7 @@ def _exit_code(client: Client, exec_id: str) -> int:
 @click.option("-u", "--user", help="Username or UID (format: <name|uid>[:<group|gid>])")
 @click.option("-w", "--workdir", help="Working directory inside the container")
 @click.option("--privileged", is_flag=True, help="Give extended privileges to the command")
-@click.argument("container")
+@click.argument("container", shell_complete=_complete.running_containers)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_obj
 def exec_(env: Env, detach: bool, detach_keys: str | None, env_file: tuple[str, ...],
@@ -89,7 +90,7 @@ def exec_(env: Env, detach: bool, detach_keys: str | None, env_file: tuple[str, 
 @click.option("--no-stdin", is_flag=True, help="Do not attach STDIN")
 @click.option("--sig-proxy/--no-sig-proxy", default=True,
               help="Proxy all received signals to the process")
-@click.argument("container")
+@click.argument("container", shell_complete=_complete.running_containers)
 @click.pass_obj
 def attach(env: Env, detach_keys: str | None, no_stdin: bool, sig_proxy: bool,
            container: str) -> None:

@@ -14,6 +14,7 @@ from typing import IO, Any
 
 import click
 
+from . import _complete
 from ._auth import auth_header
 from ._client import APIError, qi
 from ._context import CLIError, Env, confirm
@@ -47,7 +48,7 @@ def pull(env: Env, platform: str | None, quiet: bool, all_tags: bool, name: str)
 
 @click.command()
 @click.option("-q", "--quiet", is_flag=True, help="Suppress verbose output")
-@click.argument("name")
+@click.argument("name", shell_complete=_complete.images)
 @click.pass_obj
 def push(env: Env, quiet: bool, name: str) -> None:
     """Upload an image to a registry."""
@@ -97,7 +98,7 @@ def _local_time(ts: float) -> str:
 @click.option("--no-trunc", is_flag=True, help="Don't truncate output")
 @click.option("-f", "--filter", "filter_", multiple=True, help="Filter output (key=value)")
 @click.option("--format", "fmt", help="Format output using a Go template, or json")
-@click.argument("reference", required=False)
+@click.argument("reference", required=False, shell_complete=_complete.images)
 @click.pass_obj
 def images(env: Env, all_: bool, quiet: bool, digests: bool, no_trunc: bool,
            filter_: tuple[str, ...], fmt: str | None, reference: str | None) -> None:
@@ -121,7 +122,7 @@ def images(env: Env, all_: bool, quiet: bool, digests: bool, no_trunc: bool,
 @click.command()
 @click.option("-f", "--force", is_flag=True, help="Force removal of the image")
 @click.option("--no-prune", is_flag=True, help="Do not delete untagged parents")
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=_complete.images)
 @click.pass_obj
 def rmi(env: Env, force: bool, no_prune: bool, names: tuple[str, ...]) -> None:
     """Remove one or more images."""
@@ -143,8 +144,8 @@ def rmi(env: Env, force: bool, no_prune: bool, names: tuple[str, ...]) -> None:
 
 
 @click.command()
-@click.argument("source")
-@click.argument("target")
+@click.argument("source", shell_complete=_complete.images)
+@click.argument("target", shell_complete=_complete.images)
 @click.pass_obj
 def tag(env: Env, source: str, target: str) -> None:
     """Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE."""
@@ -191,7 +192,7 @@ def load(env: Env, input_: str | None, quiet: bool) -> None:
 
 @click.command()
 @click.option("-o", "--output", help="Write to a file, instead of STDOUT")
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=_complete.images)
 @click.pass_obj
 def save(env: Env, output: str | None, names: tuple[str, ...]) -> None:
     """Save one or more images to a tar archive (streamed to STDOUT by default)."""
@@ -269,7 +270,7 @@ def image_prune(env: Env, all_: bool, force: bool, filter_: tuple[str, ...]) -> 
 
 @click.command("inspect")
 @click.option("-f", "--format", "fmt", help="Format output using a Go template")
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=_complete.images)
 @click.pass_obj
 def image_inspect(env: Env, fmt: str | None, names: tuple[str, ...]) -> None:
     """Display detailed information on one or more images."""

@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from . import _complete
 from ._client import APIError, q
 from ._context import CLIError, Env
 from ._errors import EXIT_ERROR, report
@@ -39,7 +40,8 @@ def _each(names: tuple[str, ...], action: Callable[[str], Any], echo: bool = Tru
 @click.option("-a", "--attach", is_flag=True, help="Attach STDOUT/STDERR and forward signals")
 @click.option("-i", "--interactive", is_flag=True, help="Attach container's STDIN")
 @click.option("--detach-keys", help="Override the key sequence for detaching a container")
-@click.argument("containers", nargs=-1, required=True)
+@click.argument("containers", nargs=-1, required=True,
+                shell_complete=_complete.stopped_containers)
 @click.pass_obj
 def start(env: Env, attach: bool, interactive: bool, detach_keys: str | None,
           containers: tuple[str, ...]) -> None:
@@ -69,7 +71,8 @@ def _timeout(seconds: int | None) -> dict[str, Any]:
 @click.command()
 @click.option("-t", "--time", "seconds", type=int, help="Seconds to wait before killing it")
 @click.option("-s", "--signal", "sig", help="Signal to send to the container")
-@click.argument("containers", nargs=-1, required=True)
+@click.argument("containers", nargs=-1, required=True,
+                shell_complete=_complete.running_containers)
 @click.pass_obj
 def stop(env: Env, seconds: int | None, sig: str | None, containers: tuple[str, ...]) -> None:
     """Stop one or more running containers."""
@@ -79,7 +82,7 @@ def stop(env: Env, seconds: int | None, sig: str | None, containers: tuple[str, 
 
 @click.command()
 @click.option("-t", "--time", "seconds", type=int, help="Seconds to wait before killing it")
-@click.argument("containers", nargs=-1, required=True)
+@click.argument("containers", nargs=-1, required=True, shell_complete=_complete.containers)
 @click.pass_obj
 def restart(env: Env, seconds: int | None, containers: tuple[str, ...]) -> None:
     """Restart one or more containers."""
@@ -90,7 +93,8 @@ def restart(env: Env, seconds: int | None, containers: tuple[str, ...]) -> None:
 @click.command()
 @click.option("-s", "--signal", "sig", default="KILL", show_default=True,
               help="Signal to send to the container")
-@click.argument("containers", nargs=-1, required=True)
+@click.argument("containers", nargs=-1, required=True,
+                shell_complete=_complete.running_containers)
 @click.pass_obj
 def kill(env: Env, sig: str, containers: tuple[str, ...]) -> None:
     """Kill one or more running containers."""
@@ -102,7 +106,7 @@ def kill(env: Env, sig: str, containers: tuple[str, ...]) -> None:
 @click.option("-f", "--force", is_flag=True, help="Force the removal of a running container")
 @click.option("-v", "--volumes", is_flag=True, help="Remove anonymous volumes of the container")
 @click.option("-l", "--link", is_flag=True, hidden=True)
-@click.argument("containers", nargs=-1, required=True)
+@click.argument("containers", nargs=-1, required=True, shell_complete=_complete.containers)
 @click.pass_obj
 def rm(env: Env, force: bool, volumes: bool, link: bool, containers: tuple[str, ...]) -> None:
     """Remove one or more containers."""
@@ -114,7 +118,7 @@ def rm(env: Env, force: bool, volumes: bool, link: bool, containers: tuple[str, 
 
 @click.command()
 @click.option("--condition", default="not-running", show_default=True, hidden=True)
-@click.argument("containers", nargs=-1, required=True)
+@click.argument("containers", nargs=-1, required=True, shell_complete=_complete.containers)
 @click.pass_obj
 def wait(env: Env, condition: str, containers: tuple[str, ...]) -> None:
     """Block until one or more containers stop, then print their exit codes."""
@@ -127,7 +131,7 @@ def wait(env: Env, condition: str, containers: tuple[str, ...]) -> None:
 
 
 @click.command()
-@click.argument("container")
+@click.argument("container", shell_complete=_complete.containers)
 @click.argument("new_name")
 @click.pass_obj
 def rename(env: Env, container: str, new_name: str) -> None:
@@ -143,7 +147,7 @@ def rename(env: Env, container: str, new_name: str) -> None:
 @click.option("--cpus", help="Number of CPUs")
 @click.option("-c", "--cpu-shares", type=int, help="CPU shares (relative weight)")
 @click.option("--pids-limit", type=int, help="Tune container pids limit (-1 for unlimited)")
-@click.argument("containers", nargs=-1, required=True)
+@click.argument("containers", nargs=-1, required=True, shell_complete=_complete.containers)
 @click.pass_obj
 def update(env: Env, containers: tuple[str, ...], **options: Any) -> None:
     """Update configuration of one or more containers."""

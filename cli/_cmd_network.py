@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from . import _complete
 from ._client import APIError, q
 from ._context import Env, confirm
 from ._errors import EXIT_ERROR, report
@@ -74,7 +75,7 @@ network.add_command(ls, "list")
 
 @network.command()
 @click.option("-f", "--format", "fmt", help="Format output using a Go template")
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=_complete.networks)
 @click.pass_obj
 def inspect(env: Env, fmt: str | None, names: tuple[str, ...]) -> None:
     """Display detailed information on one or more networks."""
@@ -98,7 +99,7 @@ def _each(env: Env, names: tuple[str, ...], call) -> None:  # type: ignore[no-un
 
 
 @network.command()
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=_complete.networks)
 @click.pass_obj
 def rm(env: Env, names: tuple[str, ...]) -> None:
     """Remove one or more networks."""
@@ -111,8 +112,8 @@ network.add_command(rm, "remove")
 @network.command()
 @click.option("--alias", multiple=True, help="Add network-scoped alias for the container")
 @click.option("--ip", help="IPv4 address (e.g., 172.30.100.104)")
-@click.argument("name")
-@click.argument("container")
+@click.argument("name", shell_complete=_complete.networks)
+@click.argument("container", shell_complete=_complete.containers)
 @click.pass_obj
 def connect(env: Env, alias: tuple[str, ...], ip: str | None, name: str, container: str) -> None:
     """Connect a container to a network."""
@@ -123,8 +124,8 @@ def connect(env: Env, alias: tuple[str, ...], ip: str | None, name: str, contain
 
 @network.command()
 @click.option("-f", "--force", is_flag=True, help="Force the container to disconnect from a network")
-@click.argument("name")
-@click.argument("container")
+@click.argument("name", shell_complete=_complete.networks)
+@click.argument("container", shell_complete=_complete.containers)
 @click.pass_obj
 def disconnect(env: Env, force: bool, name: str, container: str) -> None:
     """Disconnect a container from a network."""

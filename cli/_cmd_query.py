@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from . import _complete
 from ._client import APIError, iter_frames, q, qi
 from ._context import CLIError, Env
 from ._format import render_rows, tabulate
@@ -144,7 +145,7 @@ def _inspect_one(env: Env, name: str, kind: str | None, size: bool) -> Any:
               help="Return JSON for the specified type")
 @click.option("-s", "--size", is_flag=True,
               help="Display total file sizes if the type is container")
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=_complete.inspect_names)
 @click.pass_obj
 def inspect(env: Env, fmt: str | None, kind: str | None, size: bool,
             names: tuple[str, ...]) -> None:
@@ -177,7 +178,7 @@ def inspect_objects(env: Env, names: tuple[str, ...], fmt: str | None, kind: str
 @click.option("--since", help="Show logs since timestamp (RFC 3339) or relative (42m)")
 @click.option("--until", help="Show logs before a timestamp (RFC 3339) or relative (42m)")
 @click.option("--details", is_flag=True, help="Show extra details provided to logs")
-@click.argument("container")
+@click.argument("container", shell_complete=_complete.containers)
 @click.pass_obj
 def logs(env: Env, follow: bool, tail: str, timestamps: bool, since: str | None,
          until: str | None, details: bool, container: str) -> None:
@@ -206,7 +207,7 @@ def logs(env: Env, follow: bool, tail: str, timestamps: bool, since: str | None,
 
 
 @click.command()
-@click.argument("container")
+@click.argument("container", shell_complete=_complete.running_containers)
 @click.argument("ps_args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_obj
 def top(env: Env, container: str, ps_args: tuple[str, ...]) -> None:
@@ -224,7 +225,7 @@ def _host_port(binding: dict[str, Any]) -> str:
 
 
 @click.command()
-@click.argument("container")
+@click.argument("container", shell_complete=_complete.containers)
 @click.argument("private_port", required=False)
 @click.pass_obj
 def port(env: Env, container: str, private_port: str | None) -> None:

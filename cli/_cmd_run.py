@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from . import _complete
 from ._context import Env
 from ._runcmd import CREATE_FLAGS, FLAG, INT, MULTI, RUN_FLAGS, SWITCH, Flag, create_container_only, run_container
 
@@ -33,7 +34,7 @@ def _option(f: Flag) -> Callable[[Any], Any]:
 def _options(flags: tuple[Flag, ...]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         func = click.argument("command", nargs=-1, type=click.UNPROCESSED)(func)
-        func = click.argument("image")(func)
+        func = click.argument("image", shell_complete=_complete.images)(func)
         for f in reversed(flags):
             func = _option(f)(func)
         return func

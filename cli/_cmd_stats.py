@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from . import _complete
 from ._client import APIError, Client, q
 from ._context import Env
 from ._format import render_rows
@@ -81,7 +82,7 @@ def _sample(client: Client, name: str, trunc: bool) -> dict[str, str] | None:
               help="Disable streaming stats and only pull the first result")
 @click.option("--no-trunc", is_flag=True, help="Do not truncate output")
 @click.option("--format", "fmt", help="Format output using a Go template, or json")
-@click.argument("containers", nargs=-1)
+@click.argument("containers", nargs=-1, shell_complete=_complete.running_containers)
 @click.pass_obj
 def stats(env: Env, all_: bool, no_stream: bool, no_trunc: bool, fmt: str | None,
           containers: tuple[str, ...]) -> None:

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from . import _complete
 from ._client import APIError, q
 from ._context import Env, confirm
 from ._errors import EXIT_ERROR, report
@@ -68,7 +69,7 @@ volume.add_command(ls, "list")
 
 @volume.command()
 @click.option("-f", "--format", "fmt", help="Format output using a Go template")
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=_complete.volumes)
 @click.pass_obj
 def inspect(env: Env, fmt: str | None, names: tuple[str, ...]) -> None:
     """Display detailed information on one or more volumes."""
@@ -79,7 +80,7 @@ def inspect(env: Env, fmt: str | None, names: tuple[str, ...]) -> None:
 
 @volume.command()
 @click.option("-f", "--force", is_flag=True, help="Force the removal of one or more volumes")
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=_complete.volumes)
 @click.pass_obj
 def rm(env: Env, force: bool, names: tuple[str, ...]) -> None:
     """Remove one or more volumes."""

@@ -54,6 +54,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "login": ("_cmd_auth", "login", "Log in to a registry"),
     "logout": ("_cmd_auth", "logout", "Log out from a registry"),
     "unshare": ("_cmd_system", "unshare", "Run a command in rctr's user namespace"),
+    "doctor": ("_cmd_doctor", "doctor", "Check that this host and user can run rootless containers"),
+    "completion": ("_cmd_completion", "completion", "Print a shell completion script (bash, zsh, fish)"),
 }
 
 
@@ -77,6 +79,18 @@ class LazyGroup(click.Group):
         module, attr, _ = self.lazy[cmd_name]
         command: click.Command = getattr(import_module(f"rctr.cli.{module}"), attr)
         return command
+
+    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[Any]:
+        """Command names from the table, without importing their modules (click's own
+        would load every command for its help text)."""
+        from click.shell_completion import CompletionItem
+
+        rows = [(name, entry[2]) for name, entry in self.lazy.items()]
+        rows += [(name, cmd.get_short_help_str()) for name, cmd in self.commands.items()
+                 if not cmd.hidden]
+        items = [CompletionItem(name, help=help_) for name, help_ in sorted(rows)
+                 if name.startswith(incomplete)]
+        return items + click.Command.shell_complete(self, ctx, incomplete)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """List commands from the table, without importing their modules."""

@@ -357,18 +357,29 @@ def _delete(env: Env, path: str, params: dict[str, Any]) -> int:
 
 
 @system.command("service")
-@click.option("--storage-driver", type=click.Choice(["overlay", "fuse-overlayfs", "vfs", "fusepy"]),
-              help="Storage driver (default: the fastest that works here, or $RCTR_STORAGE_DRIVER)")
+@click.option("--config", "config_file", metavar="FILE",
+              help="Config file (default: $RCTR_CONFIG, else ~/.config/rctr/rctr.toml)")
+@click.option("--storage-driver", metavar="NAME",
+              help="Storage driver: overlay, fuse-overlayfs, fusepy or vfs (default: "
+                   "$RCTR_STORAGE_DRIVER, [storage] driver, else the fastest that works here)")
 @click.option("--runtime", type=click.Choice(["rctr", "crun", "runc"]),
-              help="OCI runtime for containers (default: rctr's own, or $RCTR_RUNTIME)")
-@click.option("-v", "--verbose", is_flag=True, help="Log every request")
-def system_service(storage_driver: str | None, runtime: str | None, verbose: bool) -> None:
-    """Run rctrd, the API daemon, in the foreground."""
+              help="OCI runtime for containers (default: $RCTR_RUNTIME, [daemon] runtime, rctr)")
+@click.option("--network", metavar="MODE",
+              help="Network of containers that name none (default: $RCTR_NETWORK, "
+                   "[network] default, slirp4netns)")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+              help="Log level (default: $RCTR_LOG_LEVEL, [daemon] log_level, info)")
+@click.option("-v", "--verbose", is_flag=True, help="Log every request (--log-level debug)")
+def system_service(config_file: str | None, storage_driver: str | None, runtime: str | None,
+                   network: str | None, log_level: str | None, verbose: bool) -> None:
+    """Run rctrd, the API daemon, in the foreground (also as a systemd socket-activated
+    service: see docs/systemd.md)."""
     from rctr.daemon import main as daemon_main
 
-    argv = [*(["--storage-driver", storage_driver] if storage_driver else []),
-            *(["--runtime", runtime] if runtime else []), *(["--verbose"] if verbose else [])]
-    raise SystemExit(daemon_main(argv))
+    options = {"--config": config_file, "--storage-driver": storage_driver,
+               "--runtime": runtime, "--network": network, "--log-level": log_level}
+    argv = [arg for flag, value in options.items() if value for arg in (flag, value)]
+    raise SystemExit(daemon_main(argv + (["--verbose"] if verbose else [])))
 
 
 system.add_command(info, "info")

@@ -43,10 +43,12 @@ def registry_host(server: str) -> str:
     return server
 
 
-def check(server: str, username: str, password: str, timeout: float = 30) -> None:
+def check(server: str, username: str, password: str, timeout: float = 30,
+          insecure: tuple[str, ...] = ()) -> None:
     """Raise HTTPError 401 when the registry refuses the credentials."""
     registry = registry_host(server)
-    client = RegistryClient(auth=_Given(username, password), retries=0, timeout=timeout)
+    client = RegistryClient(auth=_Given(username, password), insecure=insecure, retries=0,
+                            timeout=timeout)
     try:
         client.ping(registry)
     except Unavailable as exc:
@@ -75,5 +77,6 @@ def register(router: Router, daemon: Any) -> None:
         if not isinstance(username, str) or not isinstance(password, str) or \
                 not username or not password:
             raise HTTPError(400, "username and password are required")
-        check(str(body.get("serveraddress") or ""), username, password)
+        check(str(body.get("serveraddress") or ""), username, password,
+              insecure=daemon.config.insecure_registries)
         req.send_json({"Status": "Login Succeeded", "IdentityToken": ""})

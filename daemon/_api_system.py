@@ -78,6 +78,13 @@ def register(router: Router, daemon: Any) -> None:
         cs = [c for c in daemon.containers.all() if not c.private.get("placeholder")]
         running = sum(1 for c in cs if c.running())
         uname = platform.uname()
+        config = daemon.config
+        mirrored = dict(config.registry_mirrors)
+        indexes = {name: {"Name": name, "Mirrors": list(mirrored.get(name, ())),
+                          "Secure": name not in config.insecure_registries,
+                          "Official": name == "docker.io"}
+                   for name in ("docker.io", *mirrored, *(h for h in config.insecure_registries
+                                                          if "/" not in h))}
         req.send_json({
             "ID": daemon.instance_id, "Containers": len(cs), "ContainersRunning": running,
             "ContainersPaused": 0, "ContainersStopped": len(cs) - running,
@@ -85,7 +92,8 @@ def register(router: Router, daemon: Any) -> None:
             "DriverStatus": [["Root Dir", daemon.paths.storage]],
             "Plugins": {"Volume": ["local"], "Network": ["host", "none"], "Log": ["json-file"]},
             **_limits(daemon.delegation), "CPUSet": False, "IPv4Forwarding": False,
-            "Debug": False, "NFd": len(os.listdir("/proc/self/fd")), "NGoroutines": 0,
+            "Debug": config.log_level == "debug", "NFd": len(os.listdir("/proc/self/fd")),
+            "NGoroutines": 0,
             "SystemTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "LoggingDriver": "json-file",
             "CgroupDriver": "cgroupfs" if daemon.delegation else "none",
@@ -99,7 +107,12 @@ def register(router: Router, daemon: Any) -> None:
             "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": daemon.init_path or "",
             "SecurityOptions": ["name=seccomp,profile=default", "name=rootless"],
             "Warnings": daemon.warnings,
-            "IndexServerAddress": "https://index.docker.io/v1/", "RegistryConfig": {},
+            "IndexServerAddress": "https://index.docker.io/v1/", "RegistryConfig": {
+                "InsecureRegistryCIDRs": ["127.0.0.0/8", "::1/128", *(
+                    h for h in config.insecure_registries if "/" in h)],
+                "IndexConfigs": indexes, "Mirrors": list(mirrored.get("docker.io", ())),
+                "AllowNondistributableArtifactsCIDRs": None,
+                "AllowNondistributableArtifactsHostnames": None},
         })
 
     @router.route("GET", "/events")

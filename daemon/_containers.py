@@ -86,8 +86,11 @@ class Containers:
     def __init__(self, paths: DaemonPaths, store: Any, volumes: Volumes, events: Events,
                  runtime: OCIRuntime, driver: str, init_path: str | None = None,
                  zygote: Zygote | None = None, delegation: cgroups.Delegation | None = None,
-                 networks: Networks | None = None) -> None:
+                 networks: Networks | None = None, default_network: str | None = None) -> None:
         self.paths = paths
+        # The configured default network: written into the record of a create that names
+        # none, so that a later change of the setting leaves existing containers alone.
+        self.default_network = default_network
         self.store = store
         self.volumes = volumes
         self.events = events
@@ -146,6 +149,7 @@ class Containers:
                platform: str | None = None) -> tuple[Container, list[str]]:
         if not isinstance(body, dict):
             raise InvalidArgument("the request body must be a JSON object")
+        _network.resolve_default(body, self.default_network)
         image_ref = body.get("Image")
         if not image_ref or not isinstance(image_ref, str):
             raise InvalidArgument("Config.Image is required: which image should the container run?")

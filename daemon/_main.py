@@ -66,10 +66,10 @@ class Daemon:
         self.execs: dict[str, Any] = {}
         self.delegation = cgroups.find_delegation()
         self.warnings = _host_warnings(self.delegation)
-        self.containers = _Containers(paths, self.store, self.volumes, self.events, self.runtime,
-                                      self.driver, self.init_path,
-                                      Zygote(paths.zygote_socket, log.warning), self.delegation,
-                                      default_network=config.network)
+        self.containers = Containers(paths, self.store, self.volumes, self.events, self.runtime,
+                                     self.driver, self.init_path,
+                                     Zygote(paths.zygote_socket, log.warning), self.delegation,
+                                     default_network=config.network)
         self.health = HealthMonitor.for_daemon(self)  # hooks in before reconcile re-adopts
 
     def image_summary(self, image: dict[str, Any]) -> dict[str, Any]:
@@ -86,20 +86,6 @@ class Daemon:
                        _api_archive, _api_auth, _api_networks):
             module.register(router, self)
         return router
-
-
-class _Containers(Containers):
-    """Containers whose create writes the configured default network into a request that
-    names none, so that the record keeps it (see _network.resolve_default)."""
-
-    def __init__(self, *args: Any, default_network: str | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.default_network = default_network
-
-    def create(self, body: dict[str, Any], name: str | None,
-               platform: str | None = None) -> Any:
-        _network.resolve_default(body, self.default_network)
-        return super().create(body, name, platform)
 
 
 def _find_init() -> str | None:

@@ -51,6 +51,14 @@ def _inspect(daemon: Any, image: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _bar(done: int, total: int) -> str:
+    """Docker's progress text: a 50-column bar and the byte counts."""
+    width = 50
+    filled = int(width * done / total) if total else 0
+    bar = "[" + "=" * max(0, filled - 1) + (">" if filled else "") + " " * (width - filled) + "]"
+    return f"{bar} {_human(done)}/{_human(total)}"
+
+
 def _progress_writer(out: Any) -> Any:
     lock = threading.Lock()
     started: set[str] = set()
@@ -64,12 +72,26 @@ def _progress_writer(out: Any) -> Any:
             if total and done >= total:
                 out.json({"status": "Download complete", "progressDetail": {}, "id": short})
             else:
-                width = 50
-                filled = int(width * done / total) if total else 0
-                bar = "[" + "=" * max(0, filled - 1) + (">" if filled else "") + " " * (width - filled) + "]"
                 out.json({"status": "Downloading", "id": short,
                           "progressDetail": {"current": done, "total": total},
-                          "progress": f"{bar} {_human(done)}/{_human(total)}"})
+                          "progress": _bar(done, total)})
+    return progress
+
+
+def _push_progress_writer(out: Any) -> Any:
+    """Docker's push messages: Pushing with a bar, then Pushed or Layer already exists."""
+    last: dict[str, int] = {}
+
+    def progress(digest: str, done: int, total: int, skipped: bool) -> None:
+        short = digest.removeprefix("sha256:")[:12]
+        if done >= total:
+            out.json({"status": "Layer already exists" if skipped else "Pushed",
+                      "progressDetail": {}, "id": short})
+        elif done - last.get(short, 0) >= 256 * 1024 or short not in last:
+            last[short] = done  # a message per 256 KiB at most: the reads are 8 KiB blocks
+            out.json({"status": "Pushing", "id": short,
+                      "progressDetail": {"current": done, "total": total},
+                      "progress": _bar(done, total)})
     return progress
 
 
@@ -205,12 +227,9 @@ def register(router: Router, daemon: Any) -> None:
         try:
             find(ref)
             out.json({"status": f"The push refers to repository [{name}]"})
-            client = _client_with_auth(req)
+            client = _client_with_auth(req, store)
 
-            def progress(digest: str, done: int, total: int) -> None:
-                out.json({"status": "Pushed", "progressDetail": {}, "id": digest.removeprefix("sha256:")[:12]})
-
-            result = store.push(ref, client=client, progress=progress)
+            result = store.push(ref, client=client, progress=_push_progress_writer(out))
             digest = result.get("digest", "") if isinstance(result, dict) else ""
             out.json({"status": f"{tag or 'latest'}: digest: {digest}",
                       "aux": {"Tag": tag or "latest", "Digest": digest}})
@@ -279,10 +298,10 @@ def register(router: Router, daemon: Any) -> None:
                        "SpaceReclaimed": int(result.get("bytes", 0)) if isinstance(result, dict) else 0})
 
 
-def _client_with_auth(req: Request) -> Any:
-    from rctr.storage import AuthStore, RegistryClient
+def _client_with_auth(req: Request, store: Any) -> Any:
+    from rctr.storage import AuthStore
 
-    client = RegistryClient(auth=AuthStore())
+    client = store.registry_client(auth=AuthStore())  # rctr.toml's insecure registries
     header = req.header("X-Registry-Auth")
     if header:
         try:

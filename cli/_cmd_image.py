@@ -190,6 +190,21 @@ def load(env: Env, input_: str | None, quiet: bool) -> None:
             sys.stdout.write(resp.read().decode("utf-8", "replace"))
 
 
+def _copy_showing_progress(source: Any, target: Any, terminal: Any) -> None:
+    """Copy ``source`` to ``target``; on a ``terminal``, a byte count redrawn in place."""
+    from ._units import human_size
+
+    done = 0
+    while block := source.read(1 << 20):
+        target.write(block)
+        done += len(block)
+        if terminal is not None:
+            terminal.write(f"\rSaving: {human_size(done)}\x1b[K")
+            terminal.flush()
+    if terminal is not None:
+        terminal.write(f"\rSaved: {human_size(done)}\x1b[K\n")
+
+
 @click.command()
 @click.option("-o", "--output", help="Write to a file, instead of STDOUT")
 @click.argument("names", nargs=-1, required=True, shell_complete=_complete.images)
@@ -207,7 +222,7 @@ def save(env: Env, output: str | None, names: tuple[str, ...]) -> None:
         tmp = f"{output}.tmp-{os.getpid()}"
         try:
             with open(tmp, "wb") as f:
-                shutil.copyfileobj(resp, f)
+                _copy_showing_progress(resp, f, sys.stderr if sys.stderr.isatty() else None)
             os.rename(tmp, output)
         except BaseException:
             if os.path.exists(tmp):

@@ -89,6 +89,7 @@ _INFO_FIELDS = [
     ("Cgroup Version", "CgroupVersion"), ("Kernel Version", "KernelVersion"),
     ("Operating System", "OperatingSystem"), ("OSType", "OSType"),
     ("Architecture", "Architecture"), ("CPUs", "NCPU"), ("Name", "Name"), ("ID", "ID"),
+    ("Default Runtime", "DefaultRuntime"),
     ("Docker Root Dir", "DockerRootDir"), ("Debug Mode", "Debug"),
 ]
 
@@ -122,9 +123,23 @@ def info(env: Env, fmt: str | None) -> None:
     if data.get("SecurityOptions"):
         pairs.append(("Security Options", ", ".join(data["SecurityOptions"])))
     print("\n".join(_lines(pairs, " ")))
+    registries = data.get("RegistryConfig") or {}
+    for title, items in (("Insecure Registries", registries.get("InsecureRegistryCIDRs")),
+                         ("Registry Mirrors", _mirrors(registries.get("IndexConfigs")))):
+        if items:  # docker's layout: a title, then one item a line
+            print(f" {title}:")
+            print("\n".join(f"  {item}" for item in items))
     for warning in data.get("Warnings") or []:
         text = warning if warning.startswith("WARNING") else f"WARNING: {warning}"
         print(text, file=sys.stderr)
+
+
+def _mirrors(index_configs: Any) -> list[str]:
+    """``registry → mirror`` for every mirrored registry in /info's IndexConfigs."""
+    if not isinstance(index_configs, dict):
+        return []
+    return [f"{name} → {mirror}" for name, cfg in sorted(index_configs.items())
+            if isinstance(cfg, dict) for mirror in cfg.get("Mirrors") or []]
 
 
 def _rfc3339nano(nanos: int) -> str:

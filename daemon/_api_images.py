@@ -163,6 +163,9 @@ def register(router: Router, daemon: Any) -> None:
                       "id": tag or ref.rsplit(":", 1)[-1]})
             record = store.pull(ref, platform=req.arg("platform") or None,
                                 progress=_progress_writer(out))
+            store.extract(ref, daemon.driver, on_layer=lambda digest: out.json(
+                {"status": "Extracting", "progressDetail": {},
+                 "id": digest.removeprefix("sha256:")[:12]}))
             for layer in record.get("layers", []):
                 out.json({"status": "Pull complete", "progressDetail": {},
                           "id": layer["digest"].removeprefix("sha256:")[:12]})

@@ -9,7 +9,7 @@ Container RW layers come next (issue 3 is in progress).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from ._blobs import BlobStore, DigestMismatch
@@ -79,6 +79,13 @@ class Store:
         """Push the image ``local`` (as ``remote`` if given) to its registry."""
         return push(client or self.registry_client(), local, remote or local,
                     self.blobs, self.images, progress)
+
+    def extract(self, ref_or_id: str, driver: str,
+                on_layer: Callable[[str], None] | None = None) -> None:
+        """Extract the image's missing layers for ``driver`` now (a pull does, so that its
+        progress shows the work and the first container starts at once); ``on_layer``
+        hears each layer's digest before its extraction."""
+        self.rw.drivers[driver].prepare(self.images.get(ref_or_id), on_layer)
 
     def tag(self, source: str, target: str) -> None:
         """Give the image ``source`` names the additional name ``target``."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 
 from ._blobs import BlobStore
 from ._build import build_layer, warn_overflow
@@ -34,7 +35,8 @@ class OverlayDriver:
     def diff_path(self, chain_id: str) -> str:
         return os.path.join(self.layout.layer(self.layers_name, chain_id), "diff")
 
-    def prepare(self, image: dict) -> list[str]:  # type: ignore[type-arg]
+    def prepare(self, image: dict,  # type: ignore[type-arg]
+                on_layer: Callable[[str], None] | None = None) -> list[str]:
         """Extract every missing layer; return the diff directories, lowest first."""
         self.layout.ensure()
         os.makedirs(os.path.join(self.layout.layers, self.layers_name), mode=0o700, exist_ok=True)
@@ -42,6 +44,8 @@ class OverlayDriver:
         for layer, chain_id in zip(image["layers"], image["chain_ids"], strict=True):
             target = self.layout.layer(self.layers_name, chain_id)
             if not os.path.isdir(target):
+                if on_layer is not None:
+                    on_layer(layer["digest"])  # about to extract it (a pull's progress)
                 overflow += build_layer(self.blobs.path(layer["digest"]), target,
                                         self.layout.tmp, whiteouts="overlay", into="diff")
             diffs.append(self.diff_path(chain_id))

@@ -9,6 +9,7 @@ N-th subordinate id, and only there can the user remove it again.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from rctr.core.errors import InvalidArgument
 
@@ -29,7 +30,8 @@ class VfsDriver:
     def layer_path(self, chain_id: str) -> str:
         return self.layout.layer(self.name, chain_id)
 
-    def prepare(self, image: dict) -> str:  # type: ignore[type-arg]
+    def prepare(self, image: dict,  # type: ignore[type-arg]
+                on_layer: Callable[[str], None] | None = None) -> str:
         """Extract every layer of ``image`` that is missing; return the top layer's path."""
         self.layout.ensure()
         os.makedirs(os.path.join(self.layout.layers, self.name), mode=0o700, exist_ok=True)
@@ -38,6 +40,8 @@ class VfsDriver:
         for layer, chain_id in zip(image["layers"], image["chain_ids"], strict=True):
             target = self.layer_path(chain_id)
             if not os.path.isdir(target):
+                if on_layer is not None:
+                    on_layer(layer["digest"])  # about to extract it (a pull's progress)
                 overflow += build_layer(self.blobs.path(layer["digest"]), target,
                                         self.layout.tmp, whiteouts="delete", parent=parent)
             parent = target

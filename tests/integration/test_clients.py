@@ -178,6 +178,33 @@ def test_docker_cli_images_registry_volumes_networks_system(rc: RctrUser) -> Non
         assert wanted in events, events
 
 
+def test_a_pull_shows_its_extraction(rc: RctrUser) -> None:
+    """A pull extracts the layers for the storage driver, and says so (Docker's
+    "Extracting"), so the first container of the image starts at once."""
+    import io
+    import tarfile
+
+    from registry import Registry
+
+    rootfs = rc.shell.base / "one-layer.tar"
+    with tarfile.open(rootfs, "w") as tar:
+        payload = b"extracted at pull time\n"
+        info = tarfile.TarInfo("hello.txt")
+        info.size = len(payload)
+        tar.addfile(info, io.BytesIO(payload))
+    os.chown(rootfs, rc.shell.uid, rc.shell.gid)
+    with Registry() as reg:
+        remote = f"{reg.host}/extract/one:1"
+        ok(rc.rctr("import", str(rootfs), remote))
+        ok(rc.rctr("push", remote))
+        ok(rc.rctr("rmi", remote))
+        ok(rc.rctr("image", "prune", "-f"))  # its layer goes too
+        out = ok(rc.rctr("pull", remote)).stdout
+        assert ": Extracting" in out and ": Pull complete" in out, out
+        assert out.index("Extracting") < out.index("Pull complete")
+        ok(rc.rctr("rmi", remote))
+
+
 # -- the Docker SDK for Python ----------------------------------------------------------------
 
 def test_docker_sdk_for_python(rc: RctrUser) -> None:

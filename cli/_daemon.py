@@ -23,6 +23,8 @@ import sys
 import time
 from collections.abc import Callable
 
+from rctr.core.errors import EX_CONFIG
+
 # For the type checker only (start-up imports: see _fast).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -42,7 +44,6 @@ SOCKET_NAME = "rctr.sock"
 LOCK_NAME = "rctrd-start.lock"
 LOG_NAME = "rctrd.log"
 START_TIMEOUT = 15.0
-EX_CONFIG = 78  # rctrd's exit for a bad setting (rctr.daemon._main)
 # Connecting to a dead socket fails with one of these: start the daemon.
 _DOWN = {errno.ENOENT, errno.ECONNREFUSED}
 

@@ -23,8 +23,9 @@ from rctr.core import cgroups, linux
 from rctr.core.errors import Unavailable
 from rctr.core.idmap import find_helper
 from rctr.core.paths import data_dir, runtime_dir
-from rctr.core.subid import SUBGID_FILE, SUBUID_FILE, rootless_mappings, subid_ranges
-from rctr.core.userns import spawn_in_userns
+from rctr.core.subid import (SUBGID_FILE, SUBUID_FILE, all_ranges, rootless_mappings,
+                             subid_ranges)
+from rctr.core.userns import call_in_userns
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -309,39 +310,16 @@ def _helper(name: str) -> Check:
     return check_helper(name, path, st.st_mode, st.st_uid, file_caps(raw))
 
 
-def all_ranges(path: str) -> list[tuple[int, int]]:
-    """Every user's (start, count) in a subid file: what a new range must not overlap."""
-    out = []
-    for line in (_read(path) or "").splitlines():
-        parts = line.strip().split(":")
-        if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
-            out.append((int(parts[1]), int(parts[2])))
-    return out
-
-
 def _try_userns(maps: tuple[list[dict[str, int]], list[dict[str, int]]]) -> str | None:
     """None if a child could enter a new user namespace with ``maps`` and act as root there
     (sethostname in its own UTS namespace: AppArmor's restriction lets the unshare through
     but not the capability); else why not."""
-    def body(wfd: int) -> None:  # pragma: no cover - runs in the child
-        try:
-            linux.sethostname("rctr-doctor")
-            os.write(wfd, b"ok")
-        except OSError as exc:
-            os.write(wfd, str(exc).encode())
-
     try:
-        pid, rfd = spawn_in_userns(body, flags=linux.CLONE_NEWUTS, maps=maps)
+        call_in_userns(lambda: linux.sethostname("rctr-doctor"), flags=linux.CLONE_NEWUTS,
+                       maps=maps)
     except (Unavailable, OSError) as exc:
         return str(exc)
-    data = b""
-    try:
-        while chunk := os.read(rfd, 4096):
-            data += chunk
-    finally:
-        os.close(rfd)
-        os.waitpid(pid, 0)
-    return None if data == b"ok" else (data.decode(errors="replace") or "the child died")
+    return None
 
 
 def _device(name: str, path: str, why: str) -> Check:

@@ -16,7 +16,12 @@ __all__ = [
     "Conflict",
     "Unavailable",
     "Unsupported",
+    "EX_CONFIG",
 ]
+
+# The exit status of a process that refuses its configuration (sysexits.h): rctrd with a
+# bad setting, which the CLI's on-demand start then reports as that setting's error.
+EX_CONFIG = 78
 
 
 class RctrError(Exception):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import pwd
 
-__all__ = ["subid_ranges", "rootless_mappings", "SUBUID_FILE", "SUBGID_FILE"]
+__all__ = ["subid_ranges", "all_ranges", "rootless_mappings", "SUBUID_FILE", "SUBGID_FILE"]
 
 SUBUID_FILE = "/etc/subuid"
 SUBGID_FILE = "/etc/subgid"
@@ -23,23 +23,33 @@ def subid_ranges(path: str, uid: int | None = None) -> list[tuple[int, int]]:
     except KeyError:
         name = None
     keys = {str(uid), name}
-    ranges: list[tuple[int, int]] = []
+    return [(start, count) for owner, start, count in _entries(path) if owner in keys]
+
+
+def all_ranges(path: str) -> list[tuple[int, int]]:
+    """Every user's (start, count): what a range given to a new user must not overlap."""
+    return [(start, count) for _, start, count in _entries(path)]
+
+
+def _entries(path: str) -> list[tuple[str, int, int]]:
+    """The well-formed ``(owner, start, count)`` lines of ``path`` with ``count`` > 0."""
     try:
         with open(path) as f:
             lines = f.read().splitlines()
     except FileNotFoundError:
-        return ranges
+        return []
+    entries = []
     for line in lines:
         parts = line.strip().split(":")
-        if len(parts) != 3 or parts[0] not in keys:
+        if len(parts) != 3:
             continue
         try:
             start, count = int(parts[1]), int(parts[2])
         except ValueError:
             continue
         if count > 0:
-            ranges.append((start, count))
-    return ranges
+            entries.append((parts[0], start, count))
+    return entries
 
 
 def rootless_mappings(

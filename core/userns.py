@@ -20,7 +20,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable
 
-__all__ = ["default_id_maps", "in_child_userns", "run_in_userns", "spawn_in_userns"]
+__all__ = ["call_in_userns", "default_id_maps", "in_child_userns", "run_in_userns", "spawn_in_userns"]
 
 
 def _own_map(kind: str) -> list[dict[str, int]] | None:
@@ -111,8 +111,14 @@ def run_in_userns(fn: Callable[[], Any], *, mount_ns: bool = True,
     """
     if os.geteuid() == 0:
         return _as_root(fn, mount_ns)
-    pid, rfd = spawn_in_userns(lambda wfd: _report(fn, wfd),
-                               flags=linux.CLONE_NEWNS if mount_ns else 0, maps=maps)
+    return call_in_userns(fn, flags=linux.CLONE_NEWNS if mount_ns else 0, maps=maps)
+
+
+def call_in_userns(fn: Callable[[], Any], *, flags: int = 0,
+                   maps: tuple[list[dict[str, int]], list[dict[str, int]]] | None = None) -> Any:
+    """Call ``fn()`` in a forked child that is root of a new user namespace (and of the
+    namespaces ``flags`` add), whoever the caller is; its JSON-able result, or Unavailable."""
+    pid, rfd = spawn_in_userns(lambda wfd: _report(fn, wfd), flags=flags, maps=maps)
     return _reply(pid, rfd)
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from rctr.core import cgroups
 from rctr.core.config import LOG_LEVELS, RUNTIMES, Config, load_config
-from rctr.core.errors import RctrError, Unavailable
+from rctr.core.errors import EX_CONFIG, RctrError, Unavailable
 
 from . import _network
 from ._containers import Containers
@@ -33,9 +33,8 @@ from ._http import APIServer, Router
 from ._paths import DaemonPaths
 from ._volumes import Volumes
 
-__all__ = ["main", "Daemon", "Log", "activation_socket", "settings", "EX_CONFIG"]
+__all__ = ["main", "Daemon", "Log", "activation_socket", "settings"]
 
-EX_CONFIG = 78  # sysexits.h; the CLI's on-demand start reports such an exit as a bad setting
 SD_LISTEN_FDS_START = 3
 
 

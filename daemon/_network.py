@@ -22,8 +22,8 @@ from typing import Any, Callable
 from rctr import netstack
 from rctr.core.errors import Conflict, InvalidArgument, NotFound
 
-__all__ = ["check", "check_default", "resolve_default", "DEFAULT_MODES", "network_name", "plan", "write_files", "settings", "cleared", "NetPlan",
-           "empty_settings"]
+__all__ = ["check", "check_default", "resolve_default", "network_name", "plan", "write_files",
+           "settings", "cleared", "NetPlan", "empty_settings"]
 
 _LOCALHOST = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
               "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n"
@@ -32,7 +32,6 @@ PASTA_DNS = "169.254.1.1"  # answered by pasta (--dns-forward) when the host's r
 
 
 USER_NET_MTU = 65520  # veths and bridges: as slirp4netns's tap, fewer and larger packets
-DEFAULT_MODES = ("", "default", "bridge")  # what a request says when it names no network
 
 
 def check_default(value: str) -> str | None:
@@ -49,12 +48,12 @@ def check_default(value: str) -> str | None:
 
 def resolve_default(body: Any, default: str | None) -> None:
     """Write ``default`` into a create request that names no network (in place)."""
-    if not default or default in DEFAULT_MODES or not isinstance(body, dict):
+    if not default or default in netstack.DEFAULT_MODES or not isinstance(body, dict):
         return
     host = body.get("HostConfig")
     if host is None:
         host = body["HostConfig"] = {}
-    if isinstance(host, dict) and (host.get("NetworkMode") or "") in DEFAULT_MODES:
+    if isinstance(host, dict) and (host.get("NetworkMode") or "") in netstack.DEFAULT_MODES:
         host["NetworkMode"] = default
 
 

@@ -15,13 +15,13 @@ Only ``core`` is imported; the shim and the daemon share the data shapes
 
 from ._hostnet import default_route
 from ._links import LINK_FIELDS, attach_in_helper, detach_in_helper
-from ._mode import PORT_HANDLERS, SLIRP_DEFAULTS, parse_mode, slirp_addresses
+from ._mode import DEFAULT_MODES, PORT_HANDLERS, SLIRP_DEFAULTS, parse_mode, slirp_addresses
 from ._netns import is_netns, remove_netns
 from ._ports import check_unprivileged, docker_ports, mappings_of, unprivileged_port_start
 from ._sandbox import KINDS, NetworkSandbox
 
 __all__ = [
-    "parse_mode", "slirp_addresses", "SLIRP_DEFAULTS", "PORT_HANDLERS",
+    "parse_mode", "slirp_addresses", "DEFAULT_MODES", "SLIRP_DEFAULTS", "PORT_HANDLERS",
     "mappings_of", "check_unprivileged", "docker_ports", "unprivileged_port_start",
     "NetworkSandbox", "KINDS", "is_netns", "remove_netns", "default_route",
     "attach_in_helper", "detach_in_helper", "LINK_FIELDS",

@@ -19,7 +19,9 @@ import ipaddress
 
 from rctr.core.errors import InvalidArgument
 
-__all__ = ["parse_mode", "SLIRP_DEFAULTS", "PORT_HANDLERS", "slirp_addresses"]
+__all__ = ["parse_mode", "DEFAULT_MODES", "SLIRP_DEFAULTS", "PORT_HANDLERS", "slirp_addresses"]
+
+DEFAULT_MODES = ("default", "bridge", "")  # what a value says when it names no network
 
 SLIRP_DEFAULTS = {"allow_host_loopback": False, "cidr": "10.0.2.0/24", "mtu": 65520,
                   "enable_ipv6": False, "outbound_addr": "", "port_handler": "rctr"}
@@ -33,7 +35,7 @@ _BOOL_WORDS = {"true": True, "false": False, "1": True, "0": False, "yes": True,
 def parse_mode(value: str | None) -> dict[str, object]:
     """The mode a ``--network`` value names; raises InvalidArgument with what would do."""
     text = (value or "default").strip()
-    if text in ("default", "bridge", ""):
+    if text in DEFAULT_MODES:
         return {"kind": "slirp4netns", "options": dict(SLIRP_DEFAULTS), "default": True}
     if text in ("none", "host"):
         return {"kind": text}

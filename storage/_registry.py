@@ -62,12 +62,16 @@ def registry_endpoint(registry: str) -> str:
     return "registry-1.docker.io" if registry == _DOCKER_HUB else registry
 
 
+def _host_name(host: str) -> str:
+    """``host`` without its port: ``name:port``, ``[v6]:port``, or a bare name or address."""
+    if host.startswith("["):
+        return host[1:host.find("]")] if "]" in host else host[1:]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
 def is_loopback(host: str) -> bool:
     """``localhost``, ``127.*`` or ``[::1]``, with or without a port: spoken to in plain HTTP."""
-    if host.startswith("["):
-        name = host[1:host.find("]")] if "]" in host else host[1:]
-    else:
-        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    name = _host_name(host)
     return name in ("localhost", "::1") or name.startswith("127.")
 
 
@@ -91,10 +95,8 @@ def _in_networks(host: str, nets: list[ipaddress.IPv4Network | ipaddress.IPv6Net
     """``host`` (host:port, [v6]:port) is an address inside one of ``nets``."""
     if not nets:
         return False
-    name = host[1:host.find("]")] if host.startswith("[") else host.rsplit(":", 1)[0] \
-        if host.count(":") == 1 else host
     try:
-        addr = ipaddress.ip_address(name)
+        addr = ipaddress.ip_address(_host_name(host))
     except ValueError:
         return False
     return any(addr in net for net in nets)

@@ -5,8 +5,10 @@ registry client's mirrors."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -218,39 +220,41 @@ def test_activation_takes_fd_3(tmp_path: Path) -> None:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen()
-    saved = os.dup(3) if _fd_open(3) else None
     try:
-        os.dup2(listener.fileno(), 3)
-        env = {"LISTEN_PID": str(os.getpid()), "LISTEN_FDS": "1"}
-        sock = activation_socket(env)
-        assert sock is not None and env == {}
-        assert sock.getsockname() == path
-        assert not os.get_inheritable(3)
-        sock.detach()
+        with _at_fd_3(listener):
+            env = {"LISTEN_PID": str(os.getpid()), "LISTEN_FDS": "1"}
+            sock = activation_socket(env)
+            assert sock is not None and env == {}
+            assert sock.getsockname() == path
+            assert not os.get_inheritable(3)
+            sock.detach()
     finally:
-        if saved is not None:
-            os.dup2(saved, 3)
-            os.close(saved)
-        else:
-            os.close(3)
         listener.close()
 
 
 def test_activation_refuses_a_socket_that_does_not_listen() -> None:
     a, b = socket.socketpair()
+    try:
+        with _at_fd_3(a), pytest.raises(Unavailable, match="not a listening unix stream"):
+            activation_socket({"LISTEN_PID": str(os.getpid()), "LISTEN_FDS": "1"})
+    finally:
+        a.close()
+        b.close()
+
+
+@contextlib.contextmanager
+def _at_fd_3(sock: socket.socket) -> Iterator[None]:
+    """``sock`` at fd 3, where systemd puts the first socket; fd 3 as it was afterwards."""
     saved = os.dup(3) if _fd_open(3) else None
     try:
-        os.dup2(a.fileno(), 3)
-        with pytest.raises(Unavailable, match="not a listening unix stream"):
-            activation_socket({"LISTEN_PID": str(os.getpid()), "LISTEN_FDS": "1"})
+        os.dup2(sock.fileno(), 3)
+        yield
     finally:
         if saved is not None:
             os.dup2(saved, 3)
             os.close(saved)
         else:
             os.close(3)
-        a.close()
-        b.close()
 
 
 def _fd_open(fd: int) -> bool:

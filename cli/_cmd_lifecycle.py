@@ -7,33 +7,16 @@ its own line and the rest still run; the exit status says whether any failed.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from typing import Any
 
 import click
 
 from . import _complete
-from ._client import APIError, q
+from ._client import q
 from ._context import CLIError, Env
-from ._errors import EXIT_ERROR, report
+from ._errors import each
 
 __all__ = ["kill", "rename", "restart", "rm", "start", "stop", "wait"]
-
-
-def _each(names: tuple[str, ...], action: Callable[[str], Any], echo: bool = True) -> None:
-    """``action`` on every name; print the name (or the result), exit 125 if any failed."""
-    failed = False
-    for name in names:
-        try:
-            result = action(name)
-        except APIError as exc:
-            report(exc)
-            failed = True
-            continue
-        if echo:
-            print(name if result is None else result, flush=True)
-    if failed:
-        sys.exit(EXIT_ERROR)
 
 
 @click.command()
@@ -48,7 +31,7 @@ def start(env: Env, attach: bool, interactive: bool, detach_keys: str | None,
     """Start one or more stopped containers."""
     client = env.client
     if not (attach or interactive):
-        _each(containers, lambda c: client.post(f"/containers/{q(c)}/start"))
+        each(containers, lambda c: client.post(f"/containers/{q(c)}/start"))
         return
     if len(containers) > 1:
         raise CLIError("you cannot start and attach multiple containers at once")
@@ -77,7 +60,7 @@ def _timeout(seconds: int | None) -> dict[str, Any]:
 def stop(env: Env, seconds: int | None, sig: str | None, containers: tuple[str, ...]) -> None:
     """Stop one or more running containers."""
     params = dict(_timeout(seconds), signal=sig)
-    _each(containers, lambda c: env.client.post(f"/containers/{q(c)}/stop", params=params))
+    each(containers, lambda c: env.client.post(f"/containers/{q(c)}/stop", params=params))
 
 
 @click.command()
@@ -87,7 +70,7 @@ def stop(env: Env, seconds: int | None, sig: str | None, containers: tuple[str, 
 def restart(env: Env, seconds: int | None, containers: tuple[str, ...]) -> None:
     """Restart one or more containers."""
     params = _timeout(seconds)
-    _each(containers, lambda c: env.client.post(f"/containers/{q(c)}/restart", params=params))
+    each(containers, lambda c: env.client.post(f"/containers/{q(c)}/restart", params=params))
 
 
 @click.command()
@@ -99,7 +82,7 @@ def restart(env: Env, seconds: int | None, containers: tuple[str, ...]) -> None:
 def kill(env: Env, sig: str, containers: tuple[str, ...]) -> None:
     """Kill one or more running containers."""
     params = {"signal": sig}
-    _each(containers, lambda c: env.client.post(f"/containers/{q(c)}/kill", params=params))
+    each(containers, lambda c: env.client.post(f"/containers/{q(c)}/kill", params=params))
 
 
 @click.command()
@@ -113,7 +96,7 @@ def rm(env: Env, force: bool, volumes: bool, link: bool, containers: tuple[str, 
     if link:
         raise CLIError("--link is not supported: rctr has no container links")
     params = {"force": force, "v": volumes}
-    _each(containers, lambda c: env.client.delete(f"/containers/{q(c)}", params=params))
+    each(containers, lambda c: env.client.delete(f"/containers/{q(c)}", params=params))
 
 
 @click.command()
@@ -127,7 +110,7 @@ def wait(env: Env, condition: str, containers: tuple[str, ...]) -> None:
         result = env.client.post(f"/containers/{q(c)}/wait", params={"condition": condition})
         return int(result.get("StatusCode", -1))
 
-    _each(containers, one)
+    each(containers, one)
 
 
 @click.command()
@@ -164,4 +147,4 @@ def update(env: Env, containers: tuple[str, ...], **options: Any) -> None:
         for warning in reply.get("Warnings") or []:
             print(f"WARNING: {warning}", file=sys.stderr)
 
-    _each(containers, one)
+    each(containers, one)

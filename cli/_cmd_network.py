@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
 from . import _complete
-from ._client import APIError, q
+from ._client import q
 from ._context import Env, confirm
-from ._errors import EXIT_ERROR, report
+from ._errors import each
 from ._format import render_rows
 
 __all__ = ["network"]
@@ -84,26 +82,12 @@ def inspect(env: Env, fmt: str | None, names: tuple[str, ...]) -> None:
     inspect_objects(env, names, fmt, "network")
 
 
-def _each(env: Env, names: tuple[str, ...], call) -> None:  # type: ignore[no-untyped-def]
-    failed = False
-    for name in names:
-        try:
-            call(name)
-        except APIError as exc:
-            report(exc)
-            failed = True
-            continue
-        print(name)
-    if failed:
-        sys.exit(EXIT_ERROR)
-
-
 @network.command()
 @click.argument("names", nargs=-1, required=True, shell_complete=_complete.networks)
 @click.pass_obj
 def rm(env: Env, names: tuple[str, ...]) -> None:
     """Remove one or more networks."""
-    _each(env, names, lambda name: env.client.delete(f"/networks/{q(name)}"))
+    each(names, lambda name: env.client.delete(f"/networks/{q(name)}"))
 
 
 network.add_command(rm, "remove")

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
 from . import _complete
-from ._client import APIError, q
+from ._client import q
 from ._context import Env, confirm
-from ._errors import EXIT_ERROR, report
+from ._errors import each
 from ._format import render_rows
 from ._units import human_size
 
@@ -84,17 +82,8 @@ def inspect(env: Env, fmt: str | None, names: tuple[str, ...]) -> None:
 @click.pass_obj
 def rm(env: Env, force: bool, names: tuple[str, ...]) -> None:
     """Remove one or more volumes."""
-    failed = False
-    for name in names:
-        try:
-            env.client.delete(f"/volumes/{q(name)}", params={"force": force or None})
-        except APIError as exc:
-            report(exc)
-            failed = True
-            continue
-        print(name)
-    if failed:
-        sys.exit(EXIT_ERROR)
+    each(names, lambda name: env.client.delete(f"/volumes/{q(name)}",
+                                               params={"force": force or None}))
 
 
 volume.add_command(rm, "remove")

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-__all__ = ["EXIT_ERROR", "report", "run_guarded", "start_exit_code"]
+__all__ = ["EXIT_ERROR", "each", "report", "run_guarded", "start_exit_code"]
 
 EXIT_ERROR = 125
 EXIT_CANNOT_INVOKE = 126
@@ -33,6 +33,26 @@ def start_exit_code(message: str) -> int:
     if "permission denied" in text or "is a directory" in text:
         return EXIT_CANNOT_INVOKE
     return EXIT_ERROR
+
+
+def each(names: tuple[str, ...], action: Callable[[str], Any], echo: bool = True) -> None:
+    """``action`` on every name, as docker's commands on several objects: a failure is
+    reported and the rest go on; print the name (or the action's result); exit 125 if any
+    failed."""
+    from ._client import APIError
+
+    failed = False
+    for name in names:
+        try:
+            result = action(name)
+        except APIError as exc:
+            report(exc)
+            failed = True
+            continue
+        if echo:
+            print(name if result is None else result, flush=True)
+    if failed:
+        sys.exit(EXIT_ERROR)
 
 
 def report(exc: BaseException) -> int | None:

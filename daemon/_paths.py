@@ -72,7 +72,12 @@ class DaemonPaths:
         return os.path.join(self.containers, container_id)
 
     def ensure(self) -> None:
-        for path in (self.rundir, self.shims, self.runtime_root):
-            os.makedirs(path, mode=0o700, exist_ok=True)
-        for path in (self.datadir, self.containers, self.volumes):
+        for top in (self.rundir, self.datadir):
+            os.makedirs(top, mode=0o700, exist_ok=True)
+            # makedirs leaves an existing directory's mode alone, and whatever made it
+            # first (the store's makedirs of a subdirectory, an older rctr) used the
+            # umask's 0755: other users must not even list the containers' ids.
+            if os.stat(top).st_mode & 0o077:
+                os.chmod(top, 0o700)
+        for path in (self.shims, self.runtime_root, self.containers, self.volumes):
             os.makedirs(path, mode=0o700, exist_ok=True)

@@ -47,10 +47,19 @@ _SECCOMP_DENY = ["acct", "add_key", "bpf", "clock_adjtime", "clock_settime", "cr
                  "open_by_handle_at", "perf_event_open", "process_vm_readv",
                  "process_vm_writev", "query_module", "quotactl", "reboot", "request_key",
                  "set_mempolicy", "settimeofday", "swapon", "swapoff", "sysfs", "uselib",
-                 "userfaultfd", "ustat", "vm86", "vm86old", "fanotify_init", "name_to_handle_at"]
+                 "userfaultfd", "ustat", "vm86", "vm86old", "fanotify_init", "name_to_handle_at",
+                 # Docker 25 took io_uring out of its profile (moby#46762); syslog needs
+                 # CAP_SYSLOG there.
+                 "io_uring_setup", "io_uring_enter", "io_uring_register", "syslog"]
 _SECCOMP_DENY_WITHOUT_SYS_ADMIN = ["mount", "umount2", "unshare", "setns", "pivot_root",
-                                   "fsopen", "fsmount", "fsconfig", "move_mount", "open_tree",
-                                   ]
+                                   "fsopen", "fsmount", "fsconfig", "fspick", "move_mount",
+                                   "open_tree", "mount_setattr"]
+# clone's namespace flags (NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET): Docker
+# allows clone only without them unless CAP_SYS_ADMIN, as unshare.  clone3 passes its flags
+# in memory seccomp cannot read, so Docker answers ENOSYS, which makes libc fall back to clone.
+_CLONE_NS_FLAGS = [0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000,
+                   0x40000000]
+_ENOSYS = 38
 
 
 def _caps_all() -> list[str]:
@@ -87,11 +96,20 @@ def capabilities(host_config: dict[str, Any]) -> list[str]:
 
 
 def seccomp_profile(caps: list[str]) -> dict[str, Any]:
-    deny = list(_SECCOMP_DENY)
-    if "CAP_SYS_ADMIN" not in caps:
-        deny += _SECCOMP_DENY_WITHOUT_SYS_ADMIN
-    return {"defaultAction": "SCMP_ACT_ALLOW",
-            "syscalls": [{"names": deny, "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}
+    if "CAP_SYS_ADMIN" in caps:
+        return {"defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [{"names": list(_SECCOMP_DENY), "action": "SCMP_ACT_ERRNO",
+                              "errnoRet": 1}]}
+    flags = 1 if go_arch() == "s390x" else 0  # s390's clone takes the stack first
+    return {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": _SECCOMP_DENY + _SECCOMP_DENY_WITHOUT_SYS_ADMIN, "action": "SCMP_ACT_ERRNO",
+         "errnoRet": 1},
+        # Conditions on one argument are ORed (core.seccomp): any namespace flag refuses.
+        {"names": ["clone"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1,
+         "args": [{"index": flags, "value": bit, "valueTwo": bit, "op": "SCMP_CMP_MASKED_EQ"}
+                  for bit in _CLONE_NS_FLAGS]},
+        {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": _ENOSYS},
+    ]}
 
 
 def env_of(config: dict[str, Any], hostname: str, home: str) -> list[str]:

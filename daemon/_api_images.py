@@ -161,11 +161,12 @@ def register(router: Router, daemon: Any) -> None:
         try:
             out.json({"status": f"Pulling from {familiar(ref).rsplit(':', 1)[0]}",
                       "id": tag or ref.rsplit(":", 1)[-1]})
+            # Extracted before it is indexed: a layer the extractor refuses leaves no image.
             record = store.pull(ref, platform=req.arg("platform") or None,
-                                progress=_progress_writer(out))
-            store.extract(ref, daemon.driver, on_layer=lambda digest: out.json(
-                {"status": "Extracting", "progressDetail": {},
-                 "id": digest.removeprefix("sha256:")[:12]}))
+                                progress=_progress_writer(out),
+                                prepare=_extractor(daemon, lambda digest: out.json(
+                                    {"status": "Extracting", "progressDetail": {},
+                                     "id": digest.removeprefix("sha256:")[:12]})))
             for layer in record.get("layers", []):
                 out.json({"status": "Pull complete", "progressDetail": {},
                           "id": layer["digest"].removeprefix("sha256:")[:12]})
@@ -247,7 +248,7 @@ def register(router: Router, daemon: Any) -> None:
         with req.spooled_body(store.layout.tmp, "load-") as path:
             out = req.stream()
             try:
-                records = store.load(path)
+                records = store.load(path, prepare=_extractor(daemon))
                 for record in records:
                     names = [familiar(n) for n in record.get("names", [])]
                     for n in names or [record["id"]]:
@@ -299,6 +300,14 @@ def register(router: Router, daemon: Any) -> None:
         result = store.prune()
         req.send_json({"ImagesDeleted": deleted or None,
                        "SpaceReclaimed": int(result.get("bytes", 0)) if isinstance(result, dict) else 0})
+
+
+def _extractor(daemon: Any, on_layer: Any = None) -> Any:
+    """What a pull or a load calls before it indexes an image: its layers extracted for
+    the daemon's driver, so that a hostile layer is refused there, not at the first run."""
+    def prepare(record: dict[str, Any]) -> None:
+        daemon.store.rw.drivers[daemon.driver].prepare(record, on_layer)
+    return prepare
 
 
 def _client_with_auth(req: Request, store: Any) -> Any:

@@ -18,7 +18,8 @@ from ._extract import LayerStats, apply_layer
 from ._gc import collect_tmp, prune
 from ._images import ImageIndex, chain_ids
 from ._layout import StoreLayout
-from ._load import import_rootfs, load_docker_archive, load_oci_layout
+from ._load import (Prepare, import_rootfs, is_oci_archive, load_docker_archive, load_oci_archive,
+                    load_oci_layout)
 from ._overlay import FuseOverlayDriver, FusepyDriver, OverlayDriver, perform_mount
 from ._push import push
 from ._reference import Reference, familiar, parse_reference
@@ -68,11 +69,14 @@ class Store:
                               **options)
 
     def pull(self, ref: str, *, platform: str | None = None,
-             client: RegistryClient | None = None, progress=None) -> dict:  # type: ignore[no-untyped-def, type-arg]
+             client: RegistryClient | None = None, progress=None,  # type: ignore[no-untyped-def]
+             prepare: Prepare | None = None) -> dict:  # type: ignore[type-arg]
         """Pull ``ref`` from its registry (its mirrors first); blobs already here are not
-        fetched again."""
+        fetched again.  ``prepare(record)`` runs before the image is indexed: what it
+        raises leaves no image."""
         return pull(client or self.registry_client(), parse_reference(ref),
-                    self.blobs, self.images, platform=platform, progress=progress)
+                    self.blobs, self.images, platform=platform, progress=progress,
+                    prepare=prepare)
 
     def push(self, local: str, remote: str | None = None, *,
              client: RegistryClient | None = None, progress=None) -> dict:  # type: ignore[no-untyped-def, type-arg]
@@ -111,53 +115,22 @@ class Store:
         """Save images as an OCI layout: a directory, or an oci-archive if ``out`` ends in .tar."""
         save_oci(refs, self.blobs, self.images, out)
 
-    def load(self, path: str, name: str | None = None) -> list[dict]:  # type: ignore[type-arg]
-        """Load an OCI layout directory, an oci-archive or a docker-archive tarball."""
+    def load(self, path: str, name: str | None = None,
+             prepare: Prepare | None = None) -> list[dict]:  # type: ignore[type-arg]
+        """Load an OCI layout directory, an oci-archive or a docker-archive tarball; each
+        image is checked whole (and seen by ``prepare``) before any is indexed."""
         if not os.access(path, os.R_OK):
             from rctr.core.errors import NotFound
 
             raise NotFound(f"cannot read {path}: no such file, or not readable by you")
         if os.path.isdir(path):
-            return load_oci_layout(path, self.blobs, self.images, name=name)
-        if _is_oci_archive(path):
-            import tempfile
-
-            with tempfile.TemporaryDirectory(dir=self._tmp()) as unpacked:
-                _unpack_oci_archive(path, unpacked)
-                return load_oci_layout(unpacked, self.blobs, self.images, name=name)
-        return load_docker_archive(path, self.blobs, self.images)
+            return load_oci_layout(path, self.blobs, self.images, name=name, prepare=prepare)
+        if is_oci_archive(path):
+            return load_oci_archive(path, self._tmp(), self.blobs, self.images, name=name,
+                                    prepare=prepare)
+        return load_docker_archive(path, self.blobs, self.images, prepare=prepare)
 
     def _tmp(self) -> str:
         self.layout.ensure()
         return self.layout.tmp
 
-
-def _unpack_oci_archive(path: str, dest: str) -> None:
-    """Take only the layout's own files out of the tar: no other name is trusted."""
-    import re
-    import shutil
-    import tarfile
-
-    allowed = re.compile(r"^(oci-layout|index\.json|blobs/sha256/[0-9a-f]{64})$")
-    os.makedirs(os.path.join(dest, "blobs", "sha256"), exist_ok=True)
-    with tarfile.open(path) as tar:
-        for member in tar:
-            name = member.name.removeprefix("./")
-            if not member.isfile() or not allowed.match(name):
-                continue
-            src = tar.extractfile(member)
-            if src is None:
-                continue
-            with src, open(os.path.join(dest, name), "wb") as out:
-                shutil.copyfileobj(src, out)
-
-
-def _is_oci_archive(path: str) -> bool:
-    import tarfile
-
-    try:
-        with tarfile.open(path) as tar:
-            # `tar -C layout -cf x.tar .` names it ./oci-layout
-            return any(n.removeprefix("./") == "oci-layout" for n in tar.getnames())
-    except tarfile.TarError:
-        return False

@@ -10,7 +10,7 @@ import hashlib
 import os
 
 from rctr.core.atomic import fsync_dir
-from rctr.core.errors import InvalidArgument, NotFound
+from rctr.core.errors import InvalidArgument, NotFound, Unavailable
 
 from ._layout import StoreLayout, check_digest
 
@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 __all__ = ["BlobStore", "DigestMismatch"]
 
 _CHUNK = 1 << 20
+# Left free when a blob announces its size: a pull must not fill the disk to the last byte.
+_RESERVE = 256 << 20
 
 
 class DigestMismatch(InvalidArgument):
@@ -53,8 +55,20 @@ class BlobStore:
         check_digest(digest)
         target = self.layout.blob(digest)
         if not os.path.exists(target):
+            if size is not None:
+                self.check_space(digest, size)
             self._store(source, digest, size, on_progress)
         return target
+
+    def check_space(self, digest: str, size: int) -> None:
+        """Refuse, before a byte is written, a blob the store's filesystem cannot hold."""
+        self.layout.ensure()
+        st = os.statvfs(self.layout.tmp)
+        free = st.f_bavail * st.f_frsize
+        if size > free - _RESERVE:
+            raise Unavailable(f"blob {digest} is {size} bytes and the store has "
+                              f"{max(0, free)} bytes free", hint="free some space (rctr image "
+                              "prune), or the manifest lies about the size")
 
     def add(self, source: BinaryIO) -> tuple[str, int]:
         """Store a stream whose digest is not known yet (a local file), hashing it on

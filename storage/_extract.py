@@ -50,7 +50,7 @@ from typing import IO
 
 from rctr.core.errors import InvalidArgument, Unsupported
 
-__all__ = ["WHITEOUT_STYLES", "LayerStats", "apply_layer"]
+__all__ = ["WHITEOUT_STYLES", "LayerStats", "apply_layer", "diff_digest", "layer_limit"]
 
 WHITEOUT_STYLES = ("overlay", "delete")
 
@@ -62,6 +62,11 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _CHUNK = 1 << 20
 _PROGRESS_STEP = 1 << 20
+# How far a layer may inflate: gzip's deflate tops out near 1032:1 and zstd's RLE blocks go
+# far beyond, while real layers stay under ~20:1.  A layer of mostly zeros (the classic
+# sparse /var/log/lastlog) passes up to the floor.
+_MAX_RATIO = 200
+_MIN_LIMIT = 1 << 30
 
 _PATH_DIR = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _LIST_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -165,6 +170,23 @@ def _too_large(max_bytes: int) -> InvalidArgument:
     return InvalidArgument(f"layer larger than {max_bytes} bytes",
                            hint="refusing a possible decompression bomb; raise the size limit "
                                 "if the image is genuine")
+
+
+def layer_limit(compressed_size: int) -> int:
+    """The most a layer blob of ``compressed_size`` bytes may decompress to."""
+    return max(_MIN_LIMIT, compressed_size * _MAX_RATIO)
+
+
+def diff_digest(fileobj: IO[bytes], max_bytes: int | None) -> str:
+    """The sha256 of the tar inside a layer blob (its diff id), reading no more than
+    ``max_bytes`` of it: a decompression bomb is refused without a byte written."""
+    import hashlib
+
+    stream = _Limited(_decompressed(_Input(fileobj, None)), max_bytes)
+    hasher = hashlib.sha256()
+    while chunk := stream.read(_CHUNK):
+        hasher.update(chunk)
+    return "sha256:" + hasher.hexdigest()
 
 
 def _decompressed(raw: _Input) -> Callable[[int], bytes]:

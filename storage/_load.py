@@ -6,19 +6,29 @@ way in; the index entry is written last.
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import hashlib
 import json
 import os
 import tarfile
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from typing import IO
 
 from rctr.core.arch import go_arch
-from rctr.core.errors import InvalidArgument
+from rctr.core.errors import InvalidArgument, RctrError, Unsupported
 
-from ._blobs import BlobStore
+from ._blobs import BlobStore, DigestMismatch
+from ._extract import diff_digest, layer_limit
 from ._images import ImageIndex, chain_ids
-from ._layout import check_digest
+from ._layout import _DIGEST_RE
+from ._reference import parse_reference
 
-__all__ = ["load_oci_layout", "load_docker_archive", "import_rootfs", "host_platform", "MEDIA_TYPES"]
+__all__ = ["load_oci_layout", "load_oci_archive", "is_oci_archive", "load_docker_archive",
+           "import_rootfs", "host_platform", "MEDIA_TYPES", "LAYER_TYPES", "MAX_JSON",
+           "descriptor", "parse_manifest", "parse_index", "parse_config", "choose_manifest",
+           "verify_layers"]
 
 MEDIA_TYPES = {
     "oci_index": "application/vnd.oci.image.index.v1+json",
@@ -29,6 +39,20 @@ MEDIA_TYPES = {
     "oci_layer_tar": "application/vnd.oci.image.layer.v1.tar",
 }
 _INDEX_TYPES = (MEDIA_TYPES["oci_index"], MEDIA_TYPES["docker_list"])
+_MANIFEST_TYPES = (MEDIA_TYPES["oci_manifest"], MEDIA_TYPES["docker_manifest"])
+# The layer forms rctr can extract: OCI's (and their non-distributable twins) and Docker's.
+LAYER_TYPES = frozenset(
+    [f"application/vnd.oci.image.layer.{kind}.tar{comp}"
+     for kind in ("v1", "nondistributable.v1") for comp in ("", "+gzip", "+zstd")]
+    + ["application/vnd.docker.image.rootfs.diff.tar.gzip",
+       "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"])
+# Manifests, indexes and configs are read whole into memory: distribution refuses
+# manifests over 4 MiB, and no real config comes near it.
+MAX_JSON = 4 << 20
+
+Prepare = Callable[[dict], None]  # type: ignore[type-arg]
+
+
 def host_platform() -> str:
     return f"linux/{go_arch()}"
 
@@ -36,11 +60,122 @@ def host_platform() -> str:
 def _json(data: bytes, what: str) -> dict:  # type: ignore[type-arg]
     try:
         obj = json.loads(data)
-    except ValueError as exc:
-        raise InvalidArgument(f"{what} is not valid JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:
+        detail = exc if isinstance(exc, ValueError) else "nested too deeply"
+        raise InvalidArgument(f"{what} is not valid JSON: {detail}") from None
     if not isinstance(obj, dict):
         raise InvalidArgument(f"{what} must be a JSON object")
     return obj
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def descriptor(desc: object, what: str, types: Iterable[str] | None = None) -> tuple[str, int]:
+    """(digest, size) of an OCI descriptor, both checked; ``types``, if given, are the
+    media types it may announce."""
+    if not isinstance(desc, dict):
+        raise InvalidArgument(f"{what}: descriptor is not a JSON object")
+    digest = desc.get("digest")
+    if not isinstance(digest, str) or not _DIGEST_RE.match(digest):
+        raise InvalidArgument(f"{what}: invalid digest {digest!r}: expected sha256:<64 hex digits>")
+    size = desc.get("size")
+    if not _is_int(size) or size < 0:  # type: ignore[operator]
+        raise InvalidArgument(f"{what}: bad or missing size {size!r}")
+    media_type = desc.get("mediaType")
+    if media_type is not None and not isinstance(media_type, str):
+        raise InvalidArgument(f"{what}: mediaType is not a string")
+    if types is not None and media_type is not None and media_type not in types:
+        raise Unsupported(f"{what}: unsupported media type {media_type!r}")
+    return digest, size  # type: ignore[return-value]
+
+
+def _check_document(obj: dict, what: str, kinds: tuple[str, ...], other: tuple[str, ...],  # type: ignore[type-arg]
+                    other_name: str) -> None:
+    version = obj.get("schemaVersion")
+    if version != 2 or not _is_int(version):
+        raise InvalidArgument(f"{what}: schemaVersion is {version!r}, not 2")
+    media_type = obj.get("mediaType")
+    if media_type is None or media_type in kinds:
+        return
+    if media_type in other:
+        raise InvalidArgument(f"{what} is {other_name} (mediaType {media_type!r})")
+    raise Unsupported(f"{what}: unsupported media type {media_type!r}")
+
+
+def parse_manifest(raw: bytes, what: str) -> dict:  # type: ignore[type-arg]
+    """An image manifest, its config and layer descriptors checked."""
+    manifest = _json(raw, what)
+    _check_document(manifest, what, _MANIFEST_TYPES, _INDEX_TYPES, "an image index, not a manifest")
+    _, config_size = descriptor(manifest.get("config"), f"{what} config")
+    if config_size > MAX_JSON:
+        raise InvalidArgument(f"{what}: its config would be {config_size} bytes, "
+                              f"more than the {MAX_JSON} rctr reads")
+    layers = manifest.get("layers")
+    if not isinstance(layers, list):
+        raise InvalidArgument(f"{what}: layers is missing or not a list")
+    for i, layer in enumerate(layers):
+        descriptor(layer, f"{what} layer {i}", LAYER_TYPES)
+    return manifest
+
+
+def parse_index(raw: bytes, what: str) -> dict:  # type: ignore[type-arg]
+    """An image index (or Docker manifest list), its descriptors checked."""
+    index = _json(raw, what)
+    _check_document(index, what, _INDEX_TYPES, _MANIFEST_TYPES, "a manifest, not an image index")
+    manifests = index.get("manifests")
+    if not isinstance(manifests, list):
+        raise InvalidArgument(f"{what}: manifests is missing or not a list")
+    for i, desc in enumerate(manifests):
+        descriptor(desc, f"{what} manifest {i}")
+        platform = desc.get("platform")
+        if platform is not None and (not isinstance(platform, dict) or not all(
+                isinstance(platform.get(k, ""), str) for k in ("os", "architecture", "variant"))):
+            raise InvalidArgument(f"{what} manifest {i}: bad platform {platform!r}")
+    return index
+
+
+_CONFIG_TYPES = {"Env": list, "Cmd": list, "Entrypoint": list, "Labels": dict, "User": str,
+                 "WorkingDir": str, "StopSignal": str, "ExposedPorts": dict, "Volumes": dict,
+                 "Shell": list, "OnBuild": list}
+
+
+def parse_config(raw: bytes, what: str, layers: int) -> dict:  # type: ignore[type-arg]
+    """An image config whose diff ids fit ``layers`` layers, and whose fields the daemon
+    reads have the types it expects (one bad image must not break ``images``)."""
+    config = _json(raw, what)
+    rootfs = config.get("rootfs")
+    diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+    if not isinstance(diff_ids, list):
+        raise InvalidArgument(f"{what}: rootfs.diff_ids is missing or not a list")
+    for diff_id in diff_ids:
+        if not isinstance(diff_id, str) or not _DIGEST_RE.match(diff_id):
+            raise InvalidArgument(f"{what}: invalid diff id {diff_id!r}")
+    if len(diff_ids) != layers:
+        raise InvalidArgument(f"{what} lists {len(diff_ids)} diff ids for {layers} layers")
+    for key in ("os", "architecture", "variant", "created", "author", "comment"):
+        if not isinstance(config.get(key, ""), str):
+            raise InvalidArgument(f"{what}: {key} is not a string")
+    if not isinstance(config.get("history", []), list) or not all(
+            isinstance(h, dict) for h in config.get("history", [])):
+        raise InvalidArgument(f"{what}: history is not a list of objects")
+    run = config.get("config")
+    if run is None:
+        return config
+    if not isinstance(run, dict):
+        raise InvalidArgument(f"{what}: config is not a JSON object")
+    for key, kind in _CONFIG_TYPES.items():
+        value = run.get(key)
+        if value is not None and not isinstance(value, kind):
+            raise InvalidArgument(f"{what}: config.{key} is not a {kind.__name__}")
+        if kind is list and value is not None and key != "OnBuild" and \
+                not all(isinstance(v, str) for v in value):
+            raise InvalidArgument(f"{what}: config.{key} is not a list of strings")
+    labels = run.get("Labels") or {}
+    if not all(isinstance(v, str) for v in labels.values()):
+        raise InvalidArgument(f"{what}: config.Labels values are not all strings")
+    return config
 
 
 def choose_manifest(index: dict, platform: str | None) -> dict:  # type: ignore[type-arg]
@@ -48,7 +183,7 @@ def choose_manifest(index: dict, platform: str | None) -> dict:  # type: ignore[
     want = platform or host_platform()
     want_os, _, want_arch = want.partition("/")
     want_arch, _, want_variant = want_arch.partition("/")
-    candidates = index.get("manifests") or []
+    candidates = [d for d in index.get("manifests") or [] if isinstance(d, dict)]
     for desc in candidates:
         p = desc.get("platform") or {}
         if p.get("os") == want_os and p.get("architecture") == want_arch and \
@@ -60,17 +195,50 @@ def choose_manifest(index: dict, platform: str | None) -> dict:  # type: ignore[
                           hint="pick one with --platform")
 
 
+def verify_layers(blobs: BlobStore, layers: list[dict], diff_ids: list[str]) -> None:  # type: ignore[type-arg]
+    """Each layer must decompress to the diff id its config lists, within a bound.
+
+    Layers are shared by chain id, which is made of diff ids: an image lying about them
+    would put its content under another image's name.  The check reads the layer as a
+    stream, so a decompression bomb is refused before anything is written.
+    """
+    for layer, diff_id in zip(layers, diff_ids, strict=True):
+        digest = layer["digest"]
+        with blobs.open(digest) as f:
+            size = os.fstat(f.fileno()).st_size
+            if digest == diff_id and f.read(4)[:2] not in (b"\x1f\x8b", b"\x28\xb5"):
+                continue  # an uncompressed layer is its own diff, and its digest was checked
+            f.seek(0)
+            try:
+                actual = diff_digest(f, layer_limit(size))
+            except RctrError as exc:
+                raise type(exc)(f"layer {digest}: {exc.message}", hint=exc.hint) from None
+        if actual != diff_id:
+            raise DigestMismatch(f"layer {digest} decompresses to {actual}, not the diff id "
+                                 f"{diff_id} its image config lists")
+
+
 def _register(blobs: BlobStore, index: ImageIndex, manifest_digest: str, manifest: dict,  # type: ignore[type-arg]
-              names: list[str]) -> dict:  # type: ignore[type-arg]
-    config_digest = manifest.get("config", {}).get("digest")
-    if not config_digest:
-        raise InvalidArgument(f"manifest {manifest_digest} has no config")
-    config = _json(blobs.read(config_digest), f"image config {config_digest}")
-    diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
+              names: list[str], prepare: Prepare | None = None) -> dict:  # type: ignore[type-arg]
+    """Check the image whole, let ``prepare`` see it (the daemon extracts its layers),
+    and only then index it: an image that fails anywhere never appears."""
+    return _add_all(index, [_checked(blobs, manifest_digest, manifest, names, prepare)])[0]
+
+
+def _add_all(index: ImageIndex, checked: list[tuple[dict, list[str]]]) -> list[dict]:  # type: ignore[type-arg]
+    for record, names in checked:
+        index.add(record, names)
+    return [record for record, _ in checked]
+
+
+def _checked(blobs: BlobStore, manifest_digest: str, manifest: dict, names: list[str],  # type: ignore[type-arg]
+             prepare: Prepare | None) -> tuple[dict, list[str]]:  # type: ignore[type-arg]
+    """The image's record and names once everything about it checks out."""
+    config_digest, _ = descriptor(manifest.get("config"), f"manifest {manifest_digest} config")
     layers = manifest.get("layers") or []
-    if len(diff_ids) != len(layers):
-        raise InvalidArgument(f"image config {config_digest} lists {len(diff_ids)} diff ids "
-                              f"for {len(layers)} layers")
+    config = parse_config(blobs.read(config_digest), f"image config {config_digest}", len(layers))
+    diff_ids = config["rootfs"]["diff_ids"]
+    verify_layers(blobs, layers, diff_ids)
     record = {
         "id": config_digest, "manifest": manifest_digest, "config": config_digest,
         "layers": [{"digest": d["digest"], "mediaType": d.get("mediaType", ""),
@@ -79,57 +247,172 @@ def _register(blobs: BlobStore, index: ImageIndex, manifest_digest: str, manifes
         "platform": f"{config.get('os', 'linux')}/{config.get('architecture', '')}",
         "created": config.get("created", ""),
     }
-    index.add(record, names)
-    return record
+    names = [str(parse_reference(n)) for n in names]
+    if prepare is not None:
+        prepare(dict(record, names=names))
+    return record, names
+
+
+def _read_json_file(path: str, what: str) -> dict:  # type: ignore[type-arg]
+    with open(path, "rb") as f:
+        raw = f.read(MAX_JSON + 1)
+    if len(raw) > MAX_JSON:
+        raise InvalidArgument(f"{what} is larger than {MAX_JSON} bytes")
+    return _json(raw, what)
 
 
 def load_oci_layout(path: str, blobs: BlobStore, index: ImageIndex, *,
-                    name: str | None = None, platform: str | None = None) -> list[dict]:  # type: ignore[type-arg]
-    """Load every image an OCI image layout directory names (or the one, as ``name``)."""
-    def copy(desc: dict) -> bytes:  # type: ignore[type-arg]
-        digest = check_digest(desc.get("digest", ""))
+                    name: str | None = None, platform: str | None = None,
+                    prepare: Prepare | None = None) -> list[dict]:  # type: ignore[type-arg]
+    """Load every image an OCI image layout directory names (or the one, as ``name``).
+
+    Everything is checked before the first image is indexed, so a bad layout adds none.
+    """
+    def copy(desc: dict, what: str, document: bool = False) -> bytes:  # type: ignore[type-arg]
+        digest, size = descriptor(desc, what)
+        if document and size > MAX_JSON:
+            raise InvalidArgument(f"{what} {digest} is {size} bytes, more than the "
+                                  f"{MAX_JSON} rctr reads")
         source = os.path.join(path, "blobs", *digest.split(":", 1))
-        with open(source, "rb") as f:
-            blobs.put(f, digest, desc.get("size"))
-        return blobs.read(digest) if desc.get("mediaType", "").endswith("json") else b""
+        try:
+            with open(source, "rb") as f:
+                blobs.put(f, digest, size)
+        except (FileNotFoundError, IsADirectoryError):
+            raise InvalidArgument(f"{what}: blob {digest} is missing from the layout") from None
+        return blobs.read(digest) if document else b""
 
     try:
-        with open(os.path.join(path, "index.json"), "rb") as f:
-            top = _json(f.read(), "index.json")
+        top = _read_json_file(os.path.join(path, "index.json"), "index.json")
     except FileNotFoundError:
         raise InvalidArgument(f"{path} is not an OCI image layout (no index.json)") from None
-    loaded = []
-    for desc in top.get("manifests") or []:
-        ref = (desc.get("annotations") or {}).get("org.opencontainers.image.ref.name", "")
+    manifests = top.get("manifests")
+    if not isinstance(manifests, list) or not manifests:
+        raise InvalidArgument("index.json lists no manifests")
+    found = []
+    for i, desc in enumerate(manifests):
+        descriptor(desc, f"index.json manifest {i}", _INDEX_TYPES + _MANIFEST_TYPES)
+        ref = (desc.get("annotations") or {}).get("org.opencontainers.image.ref.name", "") \
+            if isinstance(desc.get("annotations"), dict) else ""
         if desc.get("mediaType") in _INDEX_TYPES:
-            desc = choose_manifest(_json(copy(desc), "image index"), platform)
-        manifest = _json(copy(desc), f"manifest {desc['digest']}")
-        for item in [manifest["config"], *(manifest.get("layers") or [])]:
-            copy(item)
-        names = [name] if name else ([ref] if ref and (":" in ref or "/" in ref) else [])
-        loaded.append(_register(blobs, index, desc["digest"], manifest, names))
-    return loaded
+            nested = parse_index(copy(desc, "image index", True), f"image index {desc['digest']}")
+            desc = choose_manifest(nested, platform)
+            if desc.get("mediaType") in _INDEX_TYPES:
+                raise Unsupported(f"image index {desc['digest']} points to another index")
+        manifest = parse_manifest(copy(desc, "manifest", True), f"manifest {desc['digest']}")
+        copy(manifest["config"], f"manifest {desc['digest']} config")
+        for j, layer in enumerate(manifest["layers"]):
+            copy(layer, f"manifest {desc['digest']} layer {j}")
+        names = [name] if name else ([ref] if isinstance(ref, str) and (":" in ref or "/" in ref)
+                                     else [])
+        found.append((desc["digest"], manifest, names))
+    return _add_all(index, [_checked(blobs, d, m, n, prepare) for d, m, n in found])
 
 
-def load_docker_archive(tar_path: str, blobs: BlobStore, index: ImageIndex) -> list[dict]:  # type: ignore[type-arg]
-    """Load a ``docker save`` tarball: its layers are stored as uncompressed tar blobs."""
-    from ._reference import parse_reference
+def load_oci_archive(tar_path: str, tmp: str, blobs: BlobStore, index: ImageIndex, *,
+                     name: str | None = None, prepare: Prepare | None = None) -> list[dict]:  # type: ignore[type-arg]
+    """Load an oci-archive: its layout's own files unpacked under ``tmp``, then loaded."""
+    import tempfile
 
-    with tarfile.open(tar_path) as tar:
-        def member(name: str):  # type: ignore[no-untyped-def]
-            f = tar.extractfile(name)
+    with tempfile.TemporaryDirectory(dir=tmp, prefix=f"load-{os.getpid()}-") as unpacked:
+        _unpack_oci_archive(tar_path, unpacked, layer_limit(os.path.getsize(tar_path)))
+        return load_oci_layout(unpacked, blobs, index, name=name, prepare=prepare)
+
+
+def _unpack_oci_archive(path: str, dest: str, max_bytes: int) -> None:
+    """Take only the layout's own files out of the tar: no other name is trusted, and no
+    more than ``max_bytes`` in all (a compressed archive could inflate without end)."""
+    import re
+    import shutil
+
+    allowed = re.compile(r"^(oci-layout|index\.json|blobs/sha256/[0-9a-f]{64})$")
+    os.makedirs(os.path.join(dest, "blobs", "sha256"), exist_ok=True)
+    total = 0
+    with _open_tar(path) as tar:
+        for member in tar:
+            name = member.name.removeprefix("./")
+            if not member.isfile() or not allowed.match(name):
+                continue
+            total += member.size
+            if total > max_bytes:
+                raise InvalidArgument(f"{path}: the archive unpacks to more than {max_bytes} "
+                                      "bytes", hint="refusing a possible decompression bomb")
+            src = tar.extractfile(member)
+            if src is None:
+                continue
+            with src, open(os.path.join(dest, name), "wb") as out:
+                shutil.copyfileobj(src, out)
+
+
+@contextlib.contextmanager
+def _open_tar(path: str) -> Iterator[tarfile.TarFile]:
+    """``tarfile.open``, its errors (a cut or corrupt archive) as one clear one."""
+    try:
+        with tarfile.open(path) as tar:
+            yield tar
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        if isinstance(exc, OSError) and not isinstance(exc, gzip.BadGzipFile):
+            raise
+        detail = (str(exc).splitlines() or [""])[0].rstrip(":")  # tarfile lists every codec it tried
+        raise InvalidArgument(f"{path} is not a readable tar archive: {detail}") from None
+
+
+def is_oci_archive(path: str) -> bool:
+    try:
+        with _open_tar(path) as tar:
+            # `tar -C layout -cf x.tar .` names it ./oci-layout
+            return any(n.removeprefix("./") == "oci-layout" for n in tar.getnames())
+    except InvalidArgument:
+        return False
+
+
+def load_docker_archive(tar_path: str, blobs: BlobStore, index: ImageIndex, *,
+                        prepare: Prepare | None = None) -> list[dict]:  # type: ignore[type-arg]
+    """Load a ``docker save`` tarball: its layers are stored as the tar blobs they are.
+
+    Everything is checked before the first image is indexed, so a bad archive adds none.
+    """
+    with _open_tar(tar_path) as tar:
+        def member(name: object, what: str) -> IO[bytes]:
+            if not isinstance(name, str):
+                raise InvalidArgument(f"{tar_path}: manifest.json names {what} {name!r}, "
+                                      "not a file name")
+            try:
+                info = tar.getmember(name)
+                f = tar.extractfile(info)
+            except (KeyError, tarfile.TarError):
+                f = None
             if f is None:
-                raise InvalidArgument(f"{tar_path}: {name} is missing or not a file")
+                raise InvalidArgument(f"{tar_path}: {what} {name!r} is missing or not a file")
             return f
 
-        manifest_list = json.loads(member("manifest.json").read())
-        loaded = []
+        def document(name: object, what: str) -> bytes:
+            with member(name, what) as f:
+                raw = f.read(MAX_JSON + 1)
+            if len(raw) > MAX_JSON:
+                raise InvalidArgument(f"{tar_path}: {what} is larger than {MAX_JSON} bytes")
+            return raw
+
+        try:
+            manifest_list = json.loads(document("manifest.json", "manifest.json"))
+        except (ValueError, RecursionError):
+            raise InvalidArgument(f"{tar_path}: manifest.json is not valid JSON") from None
+        if not isinstance(manifest_list, list) or not manifest_list or \
+                not all(isinstance(e, dict) for e in manifest_list):
+            raise InvalidArgument(f"{tar_path}: manifest.json is not a list of images")
+        found = []
         for entry in manifest_list:
-            config_raw = member(entry["Config"]).read()
+            tags, layer_names = entry.get("RepoTags") or [], entry.get("Layers")
+            if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+                raise InvalidArgument(f"{tar_path}: manifest.json RepoTags is not a list of names")
+            if not isinstance(layer_names, list):
+                raise InvalidArgument(f"{tar_path}: manifest.json Layers is not a list")
+            config_raw = document(entry.get("Config"), "config")
+            parse_config(config_raw, f"{tar_path}: config {entry.get('Config')}", len(layer_names))
             config_digest = blobs.put_bytes(config_raw)
             layers = []
-            for layer_name in entry["Layers"]:
-                digest, size = blobs.add(member(layer_name))
+            for layer_name in layer_names:
+                with member(layer_name, "layer") as f:
+                    digest, size = blobs.add(f)
                 layers.append({"mediaType": MEDIA_TYPES["oci_layer_tar"], "digest": digest,
                                "size": size})
             manifest = {"schemaVersion": 2, "mediaType": MEDIA_TYPES["oci_manifest"],
@@ -137,9 +420,8 @@ def load_docker_archive(tar_path: str, blobs: BlobStore, index: ImageIndex) -> l
                                    "digest": config_digest, "size": len(config_raw)},
                         "layers": layers}
             manifest_digest = blobs.put_bytes(json.dumps(manifest, separators=(",", ":")).encode())
-            names = [str(parse_reference(t)) for t in entry.get("RepoTags") or []]
-            loaded.append(_register(blobs, index, manifest_digest, manifest, names))
-        return loaded
+            found.append((manifest_digest, manifest, tags))
+        return _add_all(index, [_checked(blobs, d, m, n, prepare) for d, m, n in found])
 
 
 def import_rootfs(tar_path: str, blobs: BlobStore, index: ImageIndex, name: str | None = None,

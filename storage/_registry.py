@@ -35,7 +35,8 @@ from rctr.core.errors import InvalidArgument, NotFound, RctrError, Unavailable, 
 from ._blobs import BlobStore, DigestMismatch
 from ._images import ImageIndex
 from ._layout import check_digest
-from ._load import MEDIA_TYPES, _json, _register, choose_manifest
+from ._load import (MAX_JSON, MEDIA_TYPES, Prepare, _json, _register, choose_manifest,
+                    descriptor, parse_index, parse_manifest)
 from ._reference import Reference
 
 TYPE_CHECKING = False
@@ -49,7 +50,7 @@ INDEX_TYPES = (MEDIA_TYPES["oci_index"], MEDIA_TYPES["docker_list"])
 MANIFEST_TYPES = (MEDIA_TYPES["oci_manifest"], MEDIA_TYPES["docker_manifest"])
 _SCHEMA1 = ("application/vnd.docker.distribution.manifest.v1+json",
             "application/vnd.docker.distribution.manifest.v1+prettyjws")
-_MAX_MANIFEST = 4 << 20  # distribution refuses larger manifests too
+_MAX_MANIFEST = MAX_JSON  # distribution refuses larger manifests too
 _MAX_REDIRECTS = 5
 _CHUNK = 1 << 20
 _DOCKER_HUB = "docker.io"
@@ -506,7 +507,11 @@ class RegistryClient:
         accept = list(MANIFEST_TYPES) + (list(INDEX_TYPES) if accept_index else [])
         path = f"/v2/{ref.repository}/manifests/{reference}"
         with self.request(ref, "GET", path, headers={"Accept": ", ".join(accept)}) as resp:
-            raw = resp.read_limited(_MAX_MANIFEST, f"manifest {ref}")
+            try:
+                raw = resp.read_limited(_MAX_MANIFEST, f"manifest {ref}")
+            except (OSError, http.client.HTTPException) as exc:
+                raise Unavailable(f"reading manifest {ref} from {ref.registry} failed: "
+                                  f"{type(exc).__name__}: {exc}", hint="retry the pull") from None
             announced = resp.header("Docker-Content-Digest")
             media_type = _media_type(resp.header("Content-Type"))
         with self._lock:
@@ -520,7 +525,7 @@ class RegistryClient:
         if media_type not in INDEX_TYPES + MANIFEST_TYPES:
             try:
                 media_type = json.loads(raw).get("mediaType") or media_type
-            except (ValueError, AttributeError):
+            except (ValueError, AttributeError, RecursionError):
                 pass
         if media_type in _SCHEMA1:
             raise Unsupported(f"{ref} is a Docker schema 1 manifest, which rctr does not pull")
@@ -617,15 +622,6 @@ class RegistryClient:
 # --------------------------------------------------------------------------
 
 
-def _descriptor(desc: object, what: str) -> tuple[str, int | None]:
-    if not isinstance(desc, dict):
-        raise InvalidArgument(f"{what}: descriptor is not an object")
-    size = desc.get("size")
-    if size is not None and (not isinstance(size, int) or size < 0):
-        raise InvalidArgument(f"{what}: bad size {size!r}")
-    return check_digest(desc.get("digest", "")), size
-
-
 def _fetch_layers(client: RegistryClient, ref: Reference, blobs: BlobStore,
                   layers: list[tuple[str, int | None]], workers: int,
                   progress: Callable[[str, int, int], None] | None) -> None:
@@ -654,7 +650,7 @@ def _fetch_layers(client: RegistryClient, ref: Reference, blobs: BlobStore,
 
 def pull(client: RegistryClient, ref: Reference, blobs: BlobStore, index: ImageIndex, *,
          platform: str | None = None, progress: Callable[[str, int, int], None] | None = None,
-         workers: int = 3) -> dict:  # type: ignore[type-arg]
+         workers: int = 3, prepare: Prepare | None = None) -> dict:  # type: ignore[type-arg]
     """Pull ``ref`` into the store and return its image record.
 
     An index picks ``platform`` (default: this host's).  Manifest, config and
@@ -664,6 +660,7 @@ def pull(client: RegistryClient, ref: Reference, blobs: BlobStore, index: ImageI
 
     A registry with mirrors is pulled from the first mirror that serves the
     whole image; blobs a failed mirror delivered are kept (they are verified).
+    ``prepare(record)`` runs before the image is indexed (the daemon extracts it there).
     """
     sources = client.sources(ref)
     failures = []
@@ -681,7 +678,7 @@ def pull(client: RegistryClient, ref: Reference, blobs: BlobStore, index: ImageI
                 raise type(exc)(exc.message + tried, hint=exc.hint) from exc
             raise Unavailable(f"pulling {ref}: {exc}{tried}") from exc
         names = [f"{ref.name}:{ref.tag}"] if ref.tag else []
-        return _register(blobs, index, digest, manifest, names)
+        return _register(blobs, index, digest, manifest, names, prepare)
     raise AssertionError("unreachable: the registry itself is the last source")
 
 
@@ -691,20 +688,19 @@ def _pull_manifests(client: RegistryClient, ref: Reference, blobs: BlobStore,
     """Fetch ``ref``'s manifest, config and layers from ``ref.registry``; (manifest, digest)."""
     raw, media_type, digest = client.get_manifest(ref)
     if media_type in INDEX_TYPES:
-        top = _json(raw, f"image index {ref}")
+        top = parse_index(raw, f"image index {ref}")
         desc = choose_manifest(top, platform)
-        child_digest, _ = _descriptor(desc, f"image index {ref}")
+        child_digest, _ = descriptor(desc, f"image index {ref}")
+        if desc.get("mediaType") in INDEX_TYPES:
+            raise Unsupported(f"{ref}: the index for {platform or 'this host'} points to another index")
         blobs.put_bytes(raw, digest)
         child = Reference(ref.registry, ref.repository, None, child_digest)
         raw, media_type, digest = client.get_manifest(child, accept_index=False)
         if media_type in INDEX_TYPES:
             raise Unsupported(f"{ref}: the index for {platform or 'this host'} points to another index")
-    manifest = _json(raw, f"manifest {digest}")
-    config_digest, config_size = _descriptor(manifest.get("config"), f"manifest {digest} config")
-    raw_layers = manifest.get("layers") or []
-    if not isinstance(raw_layers, list):
-        raise InvalidArgument(f"manifest {digest}: layers is not a list")
-    layers = [_descriptor(d, f"manifest {digest} layer {i}") for i, d in enumerate(raw_layers)]
+    manifest = parse_manifest(raw, f"manifest {digest}")
+    config_digest, config_size = descriptor(manifest["config"], f"manifest {digest} config")
+    layers = [descriptor(d, f"manifest {digest} layer {i}") for i, d in enumerate(manifest["layers"])]
     blobs.put_bytes(raw, digest)
     client.fetch_blob(ref, config_digest, config_size, blobs)
     _fetch_layers(client, ref, blobs, layers, workers, progress)

@@ -891,6 +891,16 @@ class Containers:
 
     def _collect(self, container_id: str, volumes: list[str] | None) -> None:
         """Remove what a container owned, once its record is gone."""
+        shim = Shim(self.paths.shim_dir(container_id))
+        proc = shim.process()
+        if proc is not None:  # a remove cut short, with its container still being killed
+            _end_shim(shim, proc)
+        merged = os.path.join(self.store.rw.path(container_id), "merged")
+        while os.path.ismount(merged):
+            try:
+                linux.umount(merged, linux.MNT_DETACH)
+            except OSError:
+                break
         try:
             self.store.rw.remove(container_id)
         except Exception:  # noqa: BLE001
@@ -962,8 +972,29 @@ class Containers:
             c.private["manually_stopped"] = False
             self._after_exit(c, int(c.state.get("ExitCode") or 0))
 
+    def _end_cut_start(self, c: Container) -> bool:
+        """Undo a start that a dying daemon cut short; True if there was one to undo.
+
+        The record of a stopped container is saved as running only once the start has
+        done everything, so a shim, a mounted root or a network namespace beside a
+        stopped record is the remains of a start whose caller never got an answer.  It
+        ends, and the container stays stopped with an error that says why.
+        """
+        shim = Shim(self.paths.shim_dir(c.id))
+        proc = shim.process()
+        mounted = os.path.ismount(c.private.get("rw_mount", {}).get("destination", "/nonexistent"))
+        if proc is None and not mounted and not netstack.is_netns(shim.path("netns")):
+            return False
+        if proc is not None:
+            _end_shim(shim, proc)
+        self._cleanup_after_exit(c)
+        if shim.exit_status() is not None or proc is not None:
+            c.state["Error"] = "rctrd stopped while it was starting the container; start it again"
+            self._save(c)
+        return True
+
     def reconcile(self) -> dict[str, int]:
-        counts = {"running": 0, "exited_meanwhile": 0, "collected": 0}
+        counts = {"running": 0, "exited_meanwhile": 0, "collected": 0, "cut_starts": 0}
         os.makedirs(self.paths.containers, mode=0o700, exist_ok=True)
         for cid in sorted(os.listdir(self.paths.containers)):
             path = os.path.join(self.paths.containers, cid, "config.json")
@@ -977,6 +1008,8 @@ class Containers:
             c = Container(record)
             self.by_id[cid] = c
             if not c.running():
+                if self._end_cut_start(c):
+                    counts["cut_starts"] += 1
                 self._restart_at_daemon_start(c)
                 continue
             shim = Shim(self.paths.shim_dir(cid))
@@ -999,7 +1032,11 @@ class Containers:
         if os.path.isdir(self.paths.shims):
             for short in os.listdir(self.paths.shims):
                 if short not in known:
-                    _drop_shim_dir(os.path.join(self.paths.shims, short))
+                    shim = Shim(os.path.join(self.paths.shims, short))
+                    proc = shim.process()
+                    if proc is not None:
+                        _end_shim(shim, proc)
+                    _drop_shim_dir(shim.dir)
                     counts["collected"] += 1
         return counts
 
@@ -1057,6 +1094,29 @@ def _wanted_endpoint(net: dict[str, Any], endpoint: dict[str, Any]) -> dict[str,
     """What a container asks of its endpoint on ``net`` (Docker's EndpointSettings)."""
     return {"NetworkID": net["Id"], "Aliases": [str(a) for a in endpoint.get("Aliases") or []],
             "IPv4Address": (endpoint.get("IPAMConfig") or {}).get("IPv4Address") or ""}
+
+
+def _end_shim(shim: Shim, proc: Any) -> None:
+    """End a shim and everything under it: its container (the init first, which takes
+    the pid namespace with it), then, if it does not exit by itself, the shim."""
+    init = shim.init()
+    if init is not None:
+        init.signal(signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while proc.alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if proc.alive():
+        import psutil
+
+        try:
+            tree = psutil.Process(proc.pid).children(recursive=True)
+        except psutil.Error:
+            tree = []
+        for p in [psutil.Process(proc.pid), *tree]:
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
 
 
 def _drop_netns(shim_dir: str) -> None:

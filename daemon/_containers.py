@@ -13,6 +13,7 @@ policy or ``--rm``.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
@@ -689,9 +690,21 @@ class Containers:
         c.monitor_stop = threading.Event()
 
         def watch() -> None:
-            status = shim.wait_exit(c.monitor_stop)
+            reason = None
+            while True:
+                status = shim.wait_exit(c.monitor_stop, None if reason else lambda: _root_gone(c))
+                if "broken" not in status:
+                    break
+                # The container cannot go on without its root: stop it, and say why.
+                reason = status["broken"]
+                try:
+                    self.runtime.kill(c.id, signal.SIGKILL, all_processes=True)
+                except RctrError:
+                    pass
             if status.get("interrupted"):
                 return
+            if reason and not status.get("error"):
+                status["error"] = reason
             self._on_exit(c, status)
 
         threading.Thread(target=watch, name=f"monitor-{c.id[:12]}", daemon=True).start()
@@ -1094,6 +1107,24 @@ def _wanted_endpoint(net: dict[str, Any], endpoint: dict[str, Any]) -> dict[str,
     """What a container asks of its endpoint on ``net`` (Docker's EndpointSettings)."""
     return {"NetworkID": net["Id"], "Aliases": [str(a) for a in endpoint.get("Aliases") or []],
             "IPv4Address": (endpoint.get("IPAMConfig") or {}).get("IPv4Address") or ""}
+
+
+def _root_gone(c: Container) -> str | None:
+    """Why the running container's root filesystem is unusable, if it is.
+
+    A FUSE driver's root lives as long as its process: once that dies, every access
+    fails with ENOTCONN, and the container with it.  A kernel mount cannot go so.
+    """
+    mount = c.private.get("rw_mount") or {}
+    if mount.get("type") not in ("fuse-overlayfs", "fusepy"):
+        return None
+    try:
+        os.statvfs(mount["destination"])  # a stat may be answered from cached attributes
+    except OSError as exc:
+        if exc.errno == errno.ENOTCONN:
+            return (f"the container's root filesystem is gone: its {mount['type']} process "
+                    "died, so the container was stopped")
+    return None
 
 
 def _end_shim(shim: Shim, proc: Any) -> None:

@@ -111,8 +111,12 @@ class Shim:
         except (OSError, ValueError):
             return None
 
-    def wait_exit(self, stop: Any = None) -> dict[str, Any]:
-        """Block until the container exits; its exit record (synthesised if the shim died)."""
+    def wait_exit(self, stop: Any = None, check: Callable[[], str | None] | None = None) -> dict[str, Any]:
+        """Block until the container exits; its exit record (synthesised if the shim died).
+
+        ``check`` is asked about once a second while the container runs; a reason it gives
+        back ends the wait early with ``{"broken": reason}``.
+        """
         status = self.exit_status()
         if status is not None:
             return status
@@ -145,6 +149,9 @@ class Shim:
                             "finished_at": format_time(), "error": "the shim died"}
                 if stop is not None and stop.is_set():
                     return {"exit_code": -1, "interrupted": True}
+                reason = check() if check is not None else None
+                if reason:
+                    return {"broken": reason}
         finally:
             if fd >= 0:
                 os.close(fd)

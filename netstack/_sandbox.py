@@ -96,6 +96,20 @@ class NetworkSandbox:
                 "pids": [p for p in (self.forwarder, self.slirp and self.slirp.pid,
                                      self.pasta and self.pasta.pid) if p]}
 
+    def helpers(self) -> dict[int, str]:
+        """The helper processes the container's network depends on: pid -> name."""
+        named = {self.forwarder: "rctr's port forwarder", (self.slirp and self.slirp.pid): "slirp4netns",
+                 (self.pasta and self.pasta.pid): "pasta"}
+        return {pid: name for pid, name in named.items() if pid}
+
+    def forget(self, pid: int) -> None:
+        """A helper was reaped by someone else: never signal or wait for its pid again."""
+        if self.forwarder == pid:
+            self.forwarder = 0
+        for helper in (self.slirp, self.pasta):
+            if helper is not None and helper.pid == pid:
+                helper.pid = 0
+
     def close(self) -> None:
         """Stop every helper and drop the namespace; safe to call more than once."""
         if self.forwarder:

@@ -29,15 +29,22 @@ def open_fifo(path: str) -> int:
     return os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
 
 
-def exit_record(status: int, finished_ns: int | None = None) -> dict[str, object]:
-    """A wait status as Docker reports it: 128 + signal for a killed process."""
+def exit_record(status: int, finished_ns: int | None = None,
+                error: str | None = None) -> dict[str, object]:
+    """A wait status as Docker reports it: 128 + signal for a killed process; ``error``
+    says why the shim stopped the container, when it did."""
     if os.WIFSIGNALED(status):
         signum = os.WTERMSIG(status)
         code, sig = 128 + signum, signum
     else:
         code, sig = os.WEXITSTATUS(status), None
-    return {"exit_code": code, "signal": sig, "finished_at": rfc3339_nano(finished_ns)}
+    record: dict[str, object] = {"exit_code": code, "signal": sig,
+                                 "finished_at": rfc3339_nano(finished_ns)}
+    if error:
+        record["error"] = error
+    return record
 
 
-def write_exit(path: str, status: int, finished_ns: int | None = None) -> None:
-    write_json_atomic(path, exit_record(status, finished_ns), 0o644)
+def write_exit(path: str, status: int, finished_ns: int | None = None,
+               error: str | None = None) -> None:
+    write_json_atomic(path, exit_record(status, finished_ns, error), 0o644)

@@ -116,11 +116,14 @@ class _Shim:
             write_json_atomic(self.path(L.NET_JSON), network, 0o644)
         self._ready(ready)
         server = Server(self.stdio, self.init_pid, log, self.attach, control_fd, self.log,
-                        stdin=cfg.stdin, stdin_once=cfg.stdin_once)
+                        stdin=cfg.stdin, stdin_once=cfg.stdin_once,
+                        helpers=self.net.helpers() if self.net is not None else None)
         status = server.run()
         if self.net is not None:
+            for pid in set(self.net.helpers()) - set(server.helpers):
+                self.net.forget(pid)  # reaped by the loop: its pid may be someone else's now
             self.net.close()  # before exit.json: once the daemon sees the exit, all is gone
-        write_exit(self.path(L.EXIT_JSON), status, server.finished_ns)
+        write_exit(self.path(L.EXIT_JSON), status, server.finished_ns, server.lost)
         os.close(exit_fd)  # the daemon's POLLHUP: exit.json is in place
         server.close_clients()
         log.close()

@@ -36,9 +36,14 @@ _VEOF = b"\x04"  # what "close stdin" means on a terminal: ^D (ICANON's default 
 
 class Server:
     def __init__(self, stdio: Stdio, init_pid: int, log: JsonFileLog, attach: AttachServer,
-                 control_fd: int, shimlog: ShimLog, *, stdin: bool, stdin_once: bool) -> None:
+                 control_fd: int, shimlog: ShimLog, *, stdin: bool, stdin_once: bool,
+                 helpers: dict[int, str] | None = None) -> None:
         self.stdio = stdio
         self.init_pid = init_pid
+        # Children the container depends on (its network's helpers), pid -> name: if one
+        # dies first, the container is stopped and ``lost`` says why.
+        self.helpers = dict(helpers or {})
+        self.lost: str | None = None
         self.log = log
         self.attach = attach
         self.control_fd = control_fd
@@ -188,6 +193,23 @@ class Server:
                 self.finished_ns = time.time_ns()
                 self._exited_at = time.monotonic()
                 self._deadline = self._exited_at + DRAIN_SECONDS
+            elif pid in self.helpers:
+                self._helper_died(pid, status)
+
+    def _helper_died(self, pid: int, status: int) -> None:
+        """A helper the container needs is gone: stop the container rather than leave
+        it running cut off, and say so in its exit (the daemon shows it as the error)."""
+        name = self.helpers.pop(pid)
+        if self.status is not None or self.lost is not None:
+            return
+        how = (f"was killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
+               else f"exited with status {os.WEXITSTATUS(status)}")
+        self.lost = f"{name} (pid {pid}) {how}: the container lost its network, so it was stopped"
+        self.shimlog.error(self.lost)
+        try:
+            os.kill(self.init_pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
     def _on_output(self, fd: int) -> None:
         try:

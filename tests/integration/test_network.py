@@ -22,43 +22,17 @@ from collections.abc import Iterator
 import psutil
 import pytest
 from daemonenv import IMAGE, RctrUser, detached, ok
+from nettools import HELPERS, SERVE_PAGE, fetch, free_port, listening
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.requires("root", "user", "userns", "subuid", "newuidmap"),
               pytest.mark.timeout(120)]
 
-HELPERS = ("slirp4netns", "passt", "passt.avx2", "pasta", "rctr-ports")
 # The host's Python inside the busybox image, for a UDP echo server (busybox's nc has no UDP).
 PYTHON_MOUNTS = ("-e", "PYTHONHOME=/", "-v", "/usr/lib:/lib:ro", "-v", "/usr/lib64:/lib64:ro",
                  "-v", "/usr/bin/python3.11:/bin/python3:ro")
 UDP_ECHO = ("import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
             "s.bind(('', 81))\nwhile True:\n    d, a = s.recvfrom(9999)\n    s.sendto(d, a)\n")
-SERVE_PAGE = "echo page-from-{0} > /www/index.html && exec httpd -f -p 80 -h /www"
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def fetch(port: int, host: str = "127.0.0.1", timeout: float = 10) -> str:
-    """GET / over a plain socket, retried while the server inside starts."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection((host, port), timeout=5) as s:
-                s.sendall(b"GET / HTTP/1.0\r\n\r\n")
-                data = b""
-                while chunk := s.recv(65536):
-                    data += chunk
-            if data:
-                return data.decode(errors="replace")
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"nothing answered on {host}:{port}")
-        time.sleep(0.1)
 
 
 def helpers_of(rc: RctrUser) -> list[str]:
@@ -71,11 +45,6 @@ def helpers_of(rc: RctrUser) -> list[str]:
                     and p.info["status"] != psutil.STATUS_ZOMBIE:
                 found.append(f"{p.pid} {p.info['name']}")
     return found
-
-
-def listening(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def netns_mounts(rc: RctrUser) -> list[str]:

@@ -122,6 +122,9 @@ def test_exit_record_is_dockers() -> None:
                                       "finished_at": "1970-01-01T00:00:00.000000000Z"}
     killed = exit_record(signal.SIGKILL)
     assert (killed["exit_code"], killed["signal"]) == (137, 9)
+    assert "error" not in killed
+    # Why the shim stopped the container, when it did (a helper it needed died).
+    assert exit_record(signal.SIGKILL, 0, "slirp4netns died")["error"] == "slirp4netns died"
 
 
 def test_write_exit_is_atomic_json(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import socket
 import stat
 import sys
@@ -29,7 +30,7 @@ from pathlib import Path
 
 import pytest
 from daemonenv import IMAGE, RctrUser, detached, ok
-from harness import UserShell
+from harness import RCTR, UserShell
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.requires("root", "user", "userns", "subuid", "newuidmap"),
@@ -202,6 +203,37 @@ def test_other_user_cannot_read_the_store_records_logs_or_runtime_dir(
         assert stat.S_IMODE(os.stat(rc.socket).st_mode) & 0o077 == 0
         assert os.stat(log).st_uid == rc.shell.uid
     rc.rctr("volume", "rm", "-f", "privvol")
+
+
+@pytest.mark.requires("nosub-user")
+def test_a_run_dir_taken_first_by_another_user_is_refused(rc: RctrUser,
+                                                          nosub_user: UserShell) -> None:
+    """Without $XDG_RUNTIME_DIR the run dir is /tmp/rctr-UID: another user may make it first,
+    as an open directory, or as a symlink of theirs to a directory of the user's (which
+    they can later point elsewhere)."""
+    taken = Path(f"/tmp/rctr-{rc.shell.uid}")
+    assert not os.path.lexists(taken), f"{taken} exists: left over from something else"
+    data = rc.shell.base / "data-tmp-rundir"
+    data.mkdir(mode=0o700)
+    users = rc.shell.base / "users-own-dir"
+    users.mkdir(mode=0o700)
+    for d in (data, users):
+        os.chown(d, rc.shell.uid, rc.shell.gid)
+    env = rc.shell.env(XDG_DATA_HOME=str(data))
+    del env["XDG_RUNTIME_DIR"]
+    for take in (["mkdir", "-m", "777", str(taken)], ["ln", "-s", str(users), str(taken)]):
+        ok(nosub_user.run(take))
+        try:
+            r = rc.shell.run([RCTR, "version"], env=env, timeout=60)
+            assert r.returncode != 0, (take, r.stdout)
+            for d in (taken, users):
+                assert not (d / "rctr.sock").exists() and not (d / "pause.json").exists(), take
+        finally:
+            rc.shell.kill_all()  # a daemon that did start, in the broken case
+            if taken.is_symlink():
+                taken.unlink()
+            shutil.rmtree(taken, ignore_errors=True)
+    rc.rctr("version")  # the module's daemon, killed above, comes back on demand
 
 
 # ==============================================================================================

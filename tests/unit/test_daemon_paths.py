@@ -6,6 +6,8 @@ import os
 import stat
 from pathlib import Path
 
+import pytest
+
 from rctr.daemon._paths import DaemonPaths
 
 
@@ -30,3 +32,25 @@ def test_existing_open_trees_are_closed(tmp_path: Path) -> None:
     paths.ensure()
     assert _mode(paths.rundir) == _mode(paths.datadir) == 0o700
     assert _mode(os.path.join(paths.datadir, "storage")) == 0o755  # the store's own business
+
+
+def test_a_tree_of_someone_else_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # /tmp/rctr-UID taken first by another user (here: the files' owner is not "us").
+    paths = DaemonPaths(str(tmp_path / "run"), str(tmp_path / "share"))
+    os.makedirs(paths.rundir)
+    monkeypatch.setattr(os, "getuid", lambda: os.stat(paths.rundir).st_uid + 1)
+    with pytest.raises(PermissionError) as err:
+        paths.ensure()
+    assert err.value.filename == paths.rundir and "belongs to uid" in err.value.strerror
+
+
+def test_a_symlink_of_someone_else_is_refused(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to make a symlink owned by another uid")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    link = tmp_path / "run"
+    link.symlink_to(mine)
+    os.lchown(link, 65534, 65534)
+    with pytest.raises(PermissionError):
+        DaemonPaths(str(link), str(tmp_path / "share")).ensure()

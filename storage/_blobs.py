@@ -58,7 +58,17 @@ class BlobStore:
             if size is not None:
                 self.check_space(digest, size)
             self._store(source, digest, size, on_progress)
+        elif size is not None:
+            self.check_held(digest, size)
         return target
+
+    def check_held(self, digest: str, size: int | None) -> None:
+        """A blob we hold must have the size a descriptor gives it: a manifest that
+        lies about it is refused even when nothing is downloaded."""
+        held = os.path.getsize(self.path(digest))
+        if size is not None and held != size:
+            raise DigestMismatch(f"blob {digest} is {held} bytes, not the {size} its "
+                                 "descriptor says")
 
     def check_space(self, digest: str, size: int) -> None:
         """Refuse, before a byte is written, a blob the store's filesystem cannot hold."""

@@ -701,6 +701,9 @@ def _pull_manifests(client: RegistryClient, ref: Reference, blobs: BlobStore,
     manifest = parse_manifest(raw, f"manifest {digest}")
     config_digest, config_size = descriptor(manifest["config"], f"manifest {digest} config")
     layers = [descriptor(d, f"manifest {digest} layer {i}") for i, d in enumerate(manifest["layers"])]
+    for held, size in [(config_digest, config_size), *layers]:
+        if blobs.has(held):
+            blobs.check_held(held, size)
     blobs.put_bytes(raw, digest)
     client.fetch_blob(ref, config_digest, config_size, blobs)
     _fetch_layers(client, ref, blobs, layers, workers, progress)

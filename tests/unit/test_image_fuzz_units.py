@@ -427,3 +427,10 @@ def test_a_manifest_cut_short_is_a_clear_error(work: str, fake: hostile.FakeRegi
         pull(RegistryClient(retries=0, timeout=5), parse_reference(f"{fake.host}/fuzz/cut:t"),
              store.blobs, store.index)
     assert store.index.list() == []
+
+
+def test_a_descriptor_lying_about_a_held_blob_is_refused(work: str) -> None:
+    store = Store(os.path.join(work, "held"))
+    digest = store.blobs.put_bytes(b"held")
+    with pytest.raises(DigestMismatch, match="is 4 bytes, not the 1152921504606846976"):
+        store.blobs.put(io.BytesIO(b""), digest, 1 << 60)

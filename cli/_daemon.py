@@ -142,15 +142,40 @@ def ensure_running(rundir: str, *, ping: Callable[[], bool],
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         started = not socket_alive(path)  # else another CLI won the race
+        log_start = _log_size(rundir)
         proc = spawn(rundir) if started else None
         if not _wait_ready(ping, proc, timeout):
             if proc is not None and proc.poll() == EX_CONFIG:
                 raise _settings_error(rundir)
             raise DaemonStartFailed(
                 f"rctrd did not answer on {path} within {timeout:g} s", log_tail(rundir))
+        if started:
+            for line in start_warnings(rundir, log_start):
+                sys.stderr.write(f"{line}\n")
         return started
     finally:
         os.close(fd)  # releases the lock
+
+
+def _log_size(rundir: str) -> int:
+    try:
+        return os.path.getsize(os.path.join(rundir, LOG_NAME))
+    except OSError:
+        return 0
+
+
+def start_warnings(rundir: str, offset: int) -> list[str]:
+    """The warnings a daemon logged while it started (from ``offset`` of its log): the
+    CLI that started it repeats them, or nobody would see them (say, lost containers)."""
+    try:
+        with open(os.path.join(rundir, LOG_NAME), "rb") as f:
+            f.seek(offset)
+            text = f.read(1 << 16).decode(errors="replace")
+    except OSError:
+        return []
+    prefix = "rctrd: warning: "
+    return ["rctr: " + line.removeprefix("rctrd: ") for line in text.splitlines()
+            if line.startswith(prefix)]
 
 
 def _settings_error(rundir: str) -> Exception:

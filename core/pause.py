@@ -25,7 +25,7 @@ from rctr.core.errors import Unavailable
 from rctr.core.proc import Process, close_fds_except
 from rctr.core.userns import spawn_in_userns
 
-__all__ = ["ensure_pause", "find_pause", "join", "join_and_exec", "PAUSE_FILE"]
+__all__ = ["ensure_pause", "replace_pause", "find_pause", "join", "join_and_exec", "PAUSE_FILE"]
 
 PAUSE_FILE = "pause.json"
 
@@ -62,15 +62,104 @@ def ensure_pause(rundir: str) -> tuple[Process, bool]:
         proc = find_pause(rundir)
         if proc is not None:
             return proc, False
-        proc = _start_pause()
-        write_json_atomic(os.path.join(rundir, PAUSE_FILE),
-                          {"pid": proc.pid, "start_time": proc.start_time}, 0o600)
+        survivor = _survivor(rundir)
+        proc = _start_pause() if survivor is None else _rejoin(survivor)
+        _record(rundir, proc)
         return proc, True
+
+
+def replace_pause(rundir: str) -> Process | None:
+    """From inside the namespaces (rctrd): a new pause process in them, if the recorded
+    one is gone; the new one, or None when there was nothing to do.
+
+    The namespaces outlive a killed pause process as long as any process is in them
+    (rctrd, the zygote, a shim); a new pause process started from inside keeps them
+    joinable, so nothing is lost.  Safe beside threads: the child execs at once.
+    """
+    import subprocess
+
+    with open(os.path.join(rundir, "pause.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if find_pause(rundir) is not None:
+            return None
+        _reap_recorded(rundir)
+        child = subprocess.Popen(["rctr-pause", "-I", "-S", "-c", _PAUSE_CODE],
+                                 executable=sys.executable, stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                 cwd="/", start_new_session=True, close_fds=True)
+        proc = Process.of(child.pid)
+        if proc is None:
+            raise Unavailable("the new pause process exited at once")
+        _record(rundir, proc)
+        return proc
+
+
+def _reap_recorded(rundir: str) -> None:
+    """Reap the recorded pause process if it was the caller's child (it is a zombie)."""
+    try:
+        with open(os.path.join(rundir, PAUSE_FILE)) as f:
+            os.waitpid(int(json.load(f)["pid"]), os.WNOHANG)
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+
+
+def _record(rundir: str, proc: Process) -> None:
+    write_json_atomic(os.path.join(rundir, PAUSE_FILE),
+                      {"pid": proc.pid, "start_time": proc.start_time}, 0o600)
+
+
+def _survivor(rundir: str) -> Process | None:
+    """A live process of the user's rctr still in the namespaces of a pause process that
+    is gone (rctrd, or a container's shim), or None when the namespaces are gone too."""
+    candidates = []
+    try:
+        with open(os.path.join(rundir, "rctrd.pid")) as f:
+            candidates.append(Process.of(int(f.read().strip())))
+    except (OSError, ValueError):
+        pass
+    shims = os.path.join(rundir, "s")
+    for name in sorted(os.listdir(shims)) if os.path.isdir(shims) else []:
+        try:
+            with open(os.path.join(shims, name, "shim.pid")) as f:
+                record = json.load(f)
+            candidates.append(Process(int(record["pid"]), int(record["start_time"])))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    own = os.stat("/proc/self/ns/user").st_ino
+    for proc in candidates:
+        if proc is None or not proc.alive():
+            continue
+        try:
+            if os.stat(f"/proc/{proc.pid}/ns/user").st_ino != own:
+                return proc
+        except OSError:  # not ours to look at, or gone
+            continue
+    return None
+
+
+def _rejoin(survivor: Process) -> Process:
+    """A new pause process in ``survivor``'s user and mount namespaces."""
+    rfd, wfd = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        try:
+            os.close(rfd)
+            join(survivor)
+            _become_pause(wfd)
+        finally:
+            os._exit(1)
+    os.close(wfd)
+    return _started(pid, rfd)
 
 
 def _start_pause() -> Process:
     pid, rfd = spawn_in_userns(_become_pause, flags=linux.CLONE_NEWNS,
                                what="the user namespace for the pause process")
+    return _started(pid, rfd)
+
+
+def _started(pid: int, rfd: int) -> Process:
+    """The pause process ``pid``, once it has exec'd (``rfd`` is its close-on-exec pipe)."""
     try:
         # The write end is close-on-exec: EOF means the exec happened, or the child died.
         rest = os.read(rfd, 4096)

@@ -107,6 +107,8 @@ class Containers:
         # Called after a start and after an exit is recorded (healthchecks plug in here).
         self.start_hooks: list[Callable[[Container], None]] = []
         self.exit_hooks: list[Callable[[Container], None]] = []
+        # Names of the containers that reconcile found running with no shim left.
+        self.lost_at_start: list[str] = []
 
     # -- lookup ------------------------------------------------------------------------------
 
@@ -1032,8 +1034,13 @@ class Containers:
                 self._run_hooks(self.start_hooks, c)
             else:
                 counts["exited_meanwhile"] += 1
-                status = shim.exit_status() or {"exit_code": 255, "error": "the container was lost "
-                                                "(its shim is gone)", "finished_at": format_time()}
+                status = shim.exit_status()
+                if status is None:
+                    self.lost_at_start.append(c.name)
+                    status = {"exit_code": 255, "finished_at": format_time(),
+                              "error": "the container was lost: its shim is gone, killed or "
+                                       "ended with the user namespace it ran in (the pause "
+                                       "process was killed, or the machine restarted)"}
                 self._on_exit(c, status)
         # RW layers and shim dirs whose container has no record: a create or rm cut short.
         if os.path.isdir(self.store.rw.root):

@@ -17,8 +17,9 @@ import secrets
 import shutil
 import signal
 import sys
-import threading
 import socket
+import threading
+import time
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
@@ -124,7 +125,7 @@ class Log:
         self._write("info", message)
 
     def warning(self, message: str) -> None:
-        self._write("warning", message)
+        self._write("warning", f"warning: {message}")  # the CLI that started rctrd repeats these
 
     def error(self, message: str) -> None:
         self._write("error", message)
@@ -194,6 +195,23 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _keep_pause(rundir: str, log: Log) -> None:
+    """Replace a killed pause process from inside its namespaces, which rctrd keeps alive:
+    commands that join it (``rctr unshare``, the next rctrd) find the same namespaces."""
+    from rctr.core.pause import replace_pause
+
+    while True:
+        time.sleep(1)
+        try:
+            proc = replace_pause(rundir)
+        except (RctrError, OSError) as exc:
+            log.error(f"cannot replace the pause process: {exc}")
+            continue
+        if proc is not None:
+            log.warning(f"the pause process was gone; pid {proc.pid} holds the same namespaces "
+                        "now, and nothing was lost")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     log = Log()
@@ -235,6 +253,14 @@ def main(argv: list[str] | None = None) -> int:
              f"re-adopted {counts['running']} running container(s), "
              f"{counts['exited_meanwhile']} exited meanwhile, {counts['collected']} leftover(s) "
              "collected")
+    lost = daemon.containers.lost_at_start
+    if lost:
+        # "warning: " lines of a start are what the CLI that started rctrd repeats.
+        log.warning(f"{len(lost)} running container(s) were lost, their shims gone with the "
+                    f"user namespace (pause process killed, or a reboot): {', '.join(lost)}; "
+                    "`rctr start` runs them again")
+    threading.Thread(target=_keep_pause, args=(paths.rundir, log), name="pause-keeper",
+                     daemon=True).start()
     server = APIServer(paths.socket, daemon.router(), verbose=config.log_level == "debug",
                        listening=listening)
     with open(os.path.join(paths.rundir, "rctrd.pid"), "w") as f:

@@ -14,7 +14,7 @@ import pytest
 
 from rctr.cli._client import Client
 from rctr.cli._context import Env
-from rctr.cli._daemon import DaemonStartFailed, ensure_running
+from rctr.cli._daemon import DaemonStartFailed, ensure_running, start_warnings
 
 SERVER = textwrap.dedent("""
     import socketserver, sys, time
@@ -141,3 +141,14 @@ def test_default_socket_is_in_the_runtime_dir(tmp_path: Path, monkeypatch: Any) 
     monkeypatch.delenv("RCTR_HOST", raising=False)
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
     assert Env.from_options(None).socket_path == f"{tmp_path}/rctr/rctr.sock"
+
+
+def test_the_starting_cli_repeats_the_warnings_of_the_start(tmp_path: Path) -> None:
+    log = tmp_path / "rctrd.log"
+    log.write_text("rctrd: warning: from an earlier start\n")
+    offset = log.stat().st_size
+    with open(log, "a") as f:
+        f.write("rctrd: listening on x\nrctrd: warning: 1 running container(s) were lost: web\n")
+    assert start_warnings(str(tmp_path), offset) == [
+        "rctr: warning: 1 running container(s) were lost: web"]
+    assert start_warnings(str(tmp_path / "none"), 0) == []

@@ -14,6 +14,7 @@ from typing import Any
 
 from ._blobs import BlobStore, DigestMismatch
 from ._choose import choose_driver
+from ._commit import commit_image, merge_config, overlay_changes, parse_changes, vfs_changes
 from ._extract import LayerStats, apply_layer
 from ._gc import collect_tmp, prune
 from ._images import ImageIndex, chain_ids
@@ -29,7 +30,8 @@ from ._save import save_oci
 from ._vfs import VfsDriver
 
 __all__ = ["Store", "DigestMismatch", "Reference", "familiar", "parse_reference", "chain_ids", "perform_mount",
-           "AuthStore", "RegistryClient", "apply_layer", "LayerStats", "DRIVERS"]
+           "AuthStore", "RegistryClient", "apply_layer", "LayerStats", "DRIVERS", "merge_config",
+           "parse_changes"]
 
 
 class Store:
@@ -110,6 +112,33 @@ class Store:
                       cmd: list[str] | None = None) -> dict:  # type: ignore[type-arg]
         """``rctr import``: an image of one layer from a rootfs tarball."""
         return import_rootfs(tar_path, self.blobs, self.images, name, cmd=cmd)
+
+    def commit(self, container_id: str, image: str, driver: str, *, config: dict,  # type: ignore[type-arg]
+               created_by: str, name: str | None = None, comment: str = "", author: str = "",
+               prepare: Prepare | None = None) -> dict:  # type: ignore[type-arg]
+        """``docker commit``: a new image of ``image`` plus the changes in the container's
+        RW layer, run config ``config``; see ``_commit``.  Runs where the files' ids are the
+        container's (the daemon, in the user namespace; else a helper there)."""
+        record = self.images.get(image)
+        base = self.rw.path(container_id)
+        where = os.path.dirname(self.layout.root)
+
+        def run() -> dict:  # type: ignore[type-arg]
+            if driver == "vfs":
+                changes = vfs_changes(os.path.join(base, "rootfs"),
+                                      self.vfs.layer_path(record["chain_ids"][-1]))
+            else:
+                changes = overlay_changes(os.path.join(base, "upper"))
+            return commit_image(self.blobs, self.images, record, changes,
+                                container_id=container_id, created_by=created_by,
+                                config=config, name=name, comment=comment, author=author,
+                                prepare=prepare, where=where)
+
+        if os.geteuid() == 0:
+            return run()
+        from rctr.core.userns import run_in_userns
+
+        return run_in_userns(run, mount_ns=False)  # type: ignore[no-any-return]
 
     def save(self, refs: list[str], out: str) -> None:
         """Save images as an OCI layout: a directory, or an oci-archive if ``out`` ends in .tar."""

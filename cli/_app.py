@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "port": ("_cmd_query", "port", "List port mappings of a container"),
     "stats": ("_cmd_stats", "stats", "Display a live stream of container resource usage"),
     "cp": ("_cmd_cp", "cp", "Copy files between a container and the local filesystem"),
+    "commit": ("_cmd_commit", "commit", "Create a new image from a container's changes"),
     "container": ("_cmd_container", "container", "Manage containers"),
     "images": ("_cmd_image", "images", "List images"),
     "image": ("_cmd_image", "image", "Manage images"),

@@ -19,6 +19,7 @@ _VERBS = {
     "inspect": ("_cmd_query", "inspect"), "logs": ("_cmd_query", "logs"),
     "top": ("_cmd_query", "top"), "port": ("_cmd_query", "port"),
     "stats": ("_cmd_stats", "stats"), "cp": ("_cmd_cp", "cp"),
+    "commit": ("_cmd_commit", "commit"),
     "prune": ("_cmd_system", "container_prune"),
 }
 

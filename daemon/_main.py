@@ -78,12 +78,12 @@ class Daemon:
         return image_summary(self, image)
 
     def router(self) -> Router:
-        from . import (_api_archive, _api_auth, _api_containers, _api_exec, _api_images,
-                       _api_networks, _api_system, _api_volumes)
+        from . import (_api_archive, _api_auth, _api_commit, _api_containers, _api_exec,
+                       _api_images, _api_networks, _api_system, _api_volumes)
 
         router = Router()
         for module in (_api_system, _api_containers, _api_exec, _api_images, _api_volumes,
-                       _api_archive, _api_auth, _api_networks):
+                       _api_archive, _api_auth, _api_networks, _api_commit):
             module.register(router, self)
         return router
 

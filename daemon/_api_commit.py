@@ -1,0 +1,66 @@
+"""``POST /commit``: a new image from a container's changes (``docker commit``)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rctr.core.errors import Conflict, InvalidArgument, NotFound
+from rctr.storage import merge_config, parse_changes, parse_reference
+
+from ._api_images import _extractor
+from ._http import HTTPError, Request, Router
+
+__all__ = ["register"]
+
+
+def _name(repo: str | None, tag: str | None) -> str | None:
+    if not repo:
+        if tag:
+            raise InvalidArgument(f"invalid reference: tag {tag!r} without a repository")
+        return None
+    name = f"{repo}:{tag or 'latest'}"
+    if "@" in name or repo.rsplit("/", 1)[-1].count(":"):
+        raise InvalidArgument(f"invalid reference format: {repo!r}: give the tag in tag=")
+    parse_reference(name)  # InvalidArgument: 400, with what is wrong
+    return name
+
+
+def register(router: Router, daemon: Any) -> None:
+    @router.route("POST", "/commit")
+    def commit(req: Request) -> None:
+        ref = req.arg("container")
+        if not ref:
+            raise HTTPError(400, "container is required")
+        c = daemon.containers.get(ref)
+        name = _name(req.arg("repo"), req.arg("tag"))
+        body = req.json(default={})
+        if body is None:
+            body = {}  # the docker CLI sends null when there is nothing to override
+        if not isinstance(body, dict):
+            raise InvalidArgument("the commit body must be a JSON object (a container Config)")
+        # Docker joins every `changes` value into one Dockerfile (daemon/commit.go).
+        config = parse_changes(req.query.get("changes") or [], body)
+        # `pause` (default true) is accepted and ignored: rctr cannot pause yet, so a running
+        # container is copied as it is, as `docker commit --pause=false` does.
+        with c.lock:
+            if c.removed or c.private.get("placeholder"):
+                raise Conflict(f"container {ref} is being created or removed")
+            record = c.record
+            merged = merge_config(config, record.get("Config") or {})
+            created_by = " ".join([record.get("Path") or "", *(record.get("Args") or [])]).strip()
+            try:
+                image = daemon.store.commit(
+                    c.id, record["Image"], record.get("Driver") or daemon.driver,
+                    config=merged, created_by=created_by, name=name,
+                    comment=req.arg("comment") or "", author=req.arg("author") or "",
+                    prepare=_extractor(daemon))
+            except NotFound as exc:
+                raise NotFound(f"cannot commit container {c.id[:12]}: {exc.message}",
+                               hint=exc.hint) from exc
+        daemon.events.emit("container", "commit", c.id,
+                           {"comment": req.arg("comment") or "", "imageID": image["id"],
+                            "imageRef": name or "", "name": c.name})
+        if name:
+            daemon.events.emit("image", "tag", image["id"], {"name": name})
+        req.send(201, json.dumps({"Id": image["id"]}).encode() + b"\n")

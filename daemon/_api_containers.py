@@ -256,7 +256,8 @@ def register(router: Router, daemon: Any) -> None:
                                   since=parse_time(req.arg("since")) if req.arg("since") not in (None, "0") else None,
                                   until=parse_time(req.arg("until")),
                                   follow=req.flag("follow"),
-                                  running=lambda: c.running() or c.starting):
+                                  running=lambda: (c.running() or c.starting)
+                                  and not req.client_gone()):
                 data = entry.get("log", "")
                 if timestamps:
                     data = f"{entry.get('time', '')} {data}"

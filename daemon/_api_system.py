@@ -132,6 +132,8 @@ def register(router: Router, daemon: Any) -> None:
                 try:
                     event = q.get(timeout=1.0 if until is None else max(0.01, min(1.0, until - time.time())))
                 except queue.Empty:
+                    if req.client_gone():
+                        return
                     continue
                 if _event_matches(event, filters):
                     out.json(event)

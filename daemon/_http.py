@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import re
+import select
 import socket
 import socketserver
 import struct
@@ -23,7 +24,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any, Callable, Iterator
 from urllib.parse import parse_qs, urlsplit
 
-from rctr.core.errors import (AlreadyExists, Conflict, FailedPrecondition, InvalidArgument,
+from rctr.core.errors import (AlreadyExists, no_space, Conflict, FailedPrecondition, InvalidArgument,
                               NotFound, RctrError, Unsupported)
 
 __all__ = ["APIServer", "Request", "Router", "HTTPError", "NotModified", "API_VERSION",
@@ -63,6 +64,9 @@ def status_for(exc: BaseException) -> int:
 
 
 def message_for(exc: BaseException) -> str:
+    """The message of an error (its hint apart); a full disk says what to do."""
+    if isinstance(exc, OSError) and (full := no_space(exc)) is not None:
+        return str(full)
     if isinstance(exc, RctrError):
         return exc.message  # the hint is added once, by the caller
     return str(exc) or type(exc).__name__
@@ -109,7 +113,7 @@ class Request:
             return default
         try:
             return json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nesting deeper than the stack
             raise HTTPError(400, f"invalid JSON in the {name!r} parameter") from None
 
     def filters(self) -> dict[str, list[str]]:
@@ -117,8 +121,29 @@ class Request:
         raw = self.json_arg("filters", {}) or {}
         if not isinstance(raw, dict):
             raise HTTPError(400, "filters must be a JSON object")
-        return {key: [value] if isinstance(value, str) else [str(v) for v in value]
-                for key, value in raw.items()}
+        out = {}
+        for key, value in raw.items():
+            if isinstance(value, str):
+                value = [value]
+            if not isinstance(value, (list, dict)) or \
+                    not all(isinstance(v, (str, int, float)) for v in value):
+                raise HTTPError(400, f"invalid filter {key!r}: give a list of strings or a "
+                                     "{value: true} map")
+            out[key] = [str(v) for v in value]  # a map's keys, as Docker's filters.Args.Get
+        return out
+
+    def client_gone(self) -> bool:
+        """True once the client has closed the connection (or its sending side).
+
+        A long wait that writes only now and then (events with a filter, logs -f of a quiet
+        container) asks this between waits and ends, as Go's server cancels a request's context
+        when its connection reads EOF; otherwise its thread stays until the next write fails."""
+        sock = self.handler.connection
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+            return bool(readable) and sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except (OSError, ValueError):
+            return True
 
     def header(self, name: str, default: str | None = None) -> str | None:
         return self.handler.headers.get(name, default)
@@ -185,7 +210,7 @@ class Request:
             raise HTTPError(400, "a JSON body is required")
         try:
             return json.loads(data)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than the stack
             raise HTTPError(400, f"invalid JSON body: {exc}") from None
 
     # -- answering -------------------------------------------------------------------------
@@ -266,11 +291,17 @@ class Router:
 
     def __init__(self) -> None:
         self.routes: list[tuple[str, re.Pattern[str], Handler]] = []
+        self.patterns: list[tuple[str, str]] = []
 
     def add(self, method: str, pattern: str, handler: Handler) -> None:
         regex = re.sub(r"\{(\w+):path\}", r"(?P<\1>.+)", pattern)
         regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", regex)
         self.routes.append((method, re.compile(f"^{regex}/?$"), handler))
+        self.patterns.append((method, pattern))
+
+    def table(self) -> list[tuple[str, str]]:
+        """(method, pattern) of every route, in the order added (the API fuzz tests read it)."""
+        return list(self.patterns)
 
     def route(self, method: str, pattern: str) -> Callable[[Handler], Handler]:
         def register(fn: Handler) -> Handler:
@@ -296,6 +327,46 @@ class _Handler(BaseHTTPRequestHandler):
     server: APIServer
     server_version = "rctrd"
     sys_version = ""
+    # The stdlib starts from HTTP/0.9, whose answers have no status line: an error about a
+    # request line it could not read went out as a bare HTML page.
+    default_request_version = "HTTP/1.0"
+
+    def parse_request(self) -> bool:
+        if len(self.raw_requestline.split()) == 2:  # "GET /path": HTTP/0.9, which Go refuses too
+            self.command, self.close_connection = None, True
+            self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+            self.request_version = self.default_request_version
+            self.send_error(400, "malformed HTTP request: no HTTP version")
+            return False
+        if not super().parse_request():
+            return False
+        if self.request_version.startswith("HTTP/0."):  # the stdlib would answer without a head
+            self.request_version = self.default_request_version
+            self.send_error(505, "unsupported protocol version")  # Go's net/http: 505 too
+            return False
+        return True
+
+    def __getattr__(self, name: str) -> Any:
+        # Any other method goes to the router too (404 or 405), not the stdlib's 501.
+        if name.startswith("do_"):
+            return self._dispatch
+        raise AttributeError(name)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """A request the stdlib could not parse: Docker's JSON error, not an HTML page."""
+        self.log_error("code %d, message %s", code, message)
+        body = json.dumps({"message": message or self.responses.get(code, ("error",))[0]}).encode()
+        self.close_connection = True
+        try:
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body) + 1))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body + b"\n")
+        except OSError:
+            pass  # the client is gone already
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
         if self.server.verbose:
@@ -335,8 +406,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
         if not request.responded:
             request.no_content()
-        # Drain an unread body so that keep-alive stays in step.
-        if request._body is None and self.command in ("POST", "PUT") and not self.close_connection:
+        # Drain an unread body, whatever the method (a GET may have one), so that keep-alive
+        # stays in step.
+        if request._body is None and not self.close_connection:
             try:
                 for _ in request.body_stream():
                     pass

@@ -60,6 +60,11 @@ LAYER_TYPE = MEDIA_TYPES["oci_layer_tar"] + "+gzip"
 IMAGE_FIELDS = ("User", "ExposedPorts", "Env", "Cmd", "Healthcheck", "ArgsEscaped", "Volumes",
                 "WorkingDir", "Entrypoint", "OnBuild", "Labels", "StopSignal", "Shell")
 
+# The files rctrd bind-mounts over a container's own: the runtime makes empty ones as
+# mount targets when the image has none.  Docker keeps them in its init layer, under the
+# RW layer, so its commits never carry them; neither do ours.
+MOUNT_TARGETS = frozenset(["etc/hosts", "etc/hostname", "etc/resolv.conf", ".dockerenv"])
+
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
@@ -261,6 +266,8 @@ def overlay_changes(upper: str) -> Iterator[Change]:
 
 def _upper(dfd: int, prefix: str) -> Iterator[Change]:
     for leaf in _listdir(dfd):
+        if prefix + leaf in MOUNT_TARGETS:
+            continue
         st = _lstat(leaf, dfd)
         if st is None:
             continue
@@ -318,6 +325,8 @@ def _diff(new: int, old: int | None, prefix: str) -> Iterator[Change]:
         for leaf in sorted(set(_listdir(old)) - set(names)):
             yield Change(f"{prefix}{WHITEOUT_PREFIX}{leaf}")
     for leaf in names:
+        if prefix + leaf in MOUNT_TARGETS:
+            continue
         st = _lstat(leaf, new)
         if st is None:
             continue
@@ -484,8 +493,9 @@ def disk_full(exc: BaseException) -> bool:
     while exc is not None:
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
             return True
-        if isinstance(exc, RctrError) and ("No space left on device" in exc.message
-                                           or "Disk quota exceeded" in exc.message):
+        if isinstance(exc, RctrError) and any(
+                words in exc.message.lower() for words in ("no space left on device",
+                                                           "disk quota exceeded")):
             return True
         exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
     return False

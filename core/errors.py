@@ -69,3 +69,22 @@ class Unavailable(RctrError):
 
 class Unsupported(RctrError):
     """rctr does not do this (yet), on this host or at all."""
+
+
+class NoSpace(Unavailable):
+    """The filesystem holding rctr's data is full (ENOSPC), or the user's quota is (EDQUOT)."""
+
+
+NO_SPACE_HINT = ("the disk that holds rctr's data is full: remove containers and images you no "
+                 "longer need (rctr rm, rctr image prune, rctr system prune), or give it more room")
+
+
+def no_space(exc: OSError) -> NoSpace | None:
+    """``exc`` as a ``NoSpace`` error that says what to do, if it is a full disk."""
+    import errno
+
+    if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return None
+    where = f" writing {exc.filename}" if exc.filename else ""
+    return NoSpace(f"no space left on device{where}", hint=NO_SPACE_HINT)
+

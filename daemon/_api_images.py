@@ -12,7 +12,7 @@ from typing import Any
 from rctr.core.errors import Conflict, NotFound
 from rctr.storage import familiar
 
-from ._http import HTTPError, Request, Router
+from ._http import HTTPError, Request, Router, message_for
 from ._logs import parse_time
 
 __all__ = ["register", "image_summary"]
@@ -104,7 +104,7 @@ def _human(n: int) -> str:
 
 
 def _error(out: Any, exc: BaseException) -> None:
-    message = str(exc) or type(exc).__name__
+    message = message_for(exc)
     hint = getattr(exc, "hint", None)
     if hint:
         message += f" (hint: {hint})"

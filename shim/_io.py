@@ -13,6 +13,7 @@ file and ``docker attach`` from the socket without converting anything:
 from __future__ import annotations
 
 import codecs
+import errno
 import json
 import os
 import time
@@ -81,6 +82,12 @@ class JsonFileLog:
         self.max_file = max(1, max_file)
         self._fd = self._open(0)
         self.size = os.fstat(self._fd).st_size
+        # Lines lost to a full disk since the last write that went through, and why; the
+        # next write that goes through says so in the log (the container is not stopped
+        # for it, as under Docker).
+        self.dropped = 0
+        self.dropped_why = ""
+        self._torn = False  # a write cut short left half a line in the file
 
     def _open(self, extra: int) -> int:
         return os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | extra,
@@ -89,22 +96,42 @@ class JsonFileLog:
     def write(self, lines: list[bytes]) -> None:
         """Append log lines, rotating between two lines whenever the file is full.
 
-        The lines between two rotations go out in one write."""
-        batch = bytearray()
-        for line in lines:
-            if self.max_size > 0 and self.size + len(batch) >= self.max_size:
-                self._append(batch)
-                self.rotate()
-            batch += line
-        self._append(batch)
+        The lines between two rotations go out in one write.  On a full disk (or
+        quota) the lines are dropped and counted, never raised: the container's
+        output keeps flowing to attached clients, and the log says what it lost
+        once there is room again."""
+        if self.dropped:
+            lost = (f"rctr: {self.dropped} line(s) of output were not logged: "
+                    f"{self.dropped_why}\n")
+            lines = [*log_lines("stderr", lost, rfc3339_nano()), *lines]
+        try:
+            batch = bytearray(b"\n" if self._torn else b"")
+            for line in lines:
+                if self.max_size > 0 and self.size + len(batch) >= self.max_size:
+                    self._append(batch)
+                    self.rotate()
+                batch += line
+            self._append(batch)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            self.dropped += len(lines) - (1 if self.dropped else 0)
+            self.dropped_why = f"{exc.strerror} for {self.path}"
+            return
+        self.dropped = 0
 
     def _append(self, data: bytearray) -> None:
         view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view):]
-        self.size += len(data)
-        del view
-        data.clear()
+        try:
+            while view:
+                written = os.write(self._fd, view)
+                self.size += written
+                self._torn = True
+                view = view[written:]
+            self._torn = False
+        finally:
+            del view
+            data.clear()
 
     def rotate(self) -> None:
         os.close(self._fd)

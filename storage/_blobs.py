@@ -10,7 +10,7 @@ import hashlib
 import os
 
 from rctr.core.atomic import fsync_dir
-from rctr.core.errors import InvalidArgument, NotFound, Unavailable
+from rctr.core.errors import NO_SPACE_HINT, InvalidArgument, NoSpace, NotFound
 
 from ._layout import StoreLayout, check_digest
 
@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 __all__ = ["BlobStore", "DigestMismatch"]
 
 _CHUNK = 1 << 20
-# Left free when a blob announces its size: a pull must not fill the disk to the last byte.
+# Left free when a blob announces its size: a pull must not fill the disk to the last
+# byte.  At most this much, and at most 5% of the filesystem (a small one stays usable).
 _RESERVE = 256 << 20
 
 
@@ -75,10 +76,10 @@ class BlobStore:
         self.layout.ensure()
         st = os.statvfs(self.layout.tmp)
         free = st.f_bavail * st.f_frsize
-        if size > free - _RESERVE:
-            raise Unavailable(f"blob {digest} is {size} bytes and the store has "
-                              f"{max(0, free)} bytes free", hint="free some space (rctr image "
-                              "prune), or the manifest lies about the size")
+        if size > free - min(_RESERVE, st.f_blocks * st.f_frsize // 20):
+            raise NoSpace(f"no space left on device for blob {digest} ({size} bytes): the "
+                          f"store's filesystem has {max(0, free)} bytes free",
+                          hint=f"{NO_SPACE_HINT}; or the manifest lies about the size")
 
     def add(self, source: BinaryIO) -> tuple[str, int]:
         """Store a stream whose digest is not known yet (a local file), hashing it on

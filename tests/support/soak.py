@@ -12,11 +12,13 @@ memory (PSS), open fds and threads before and after, and what was left
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
 from typing import Any
 
+import psutil
 from daemonenv import IMAGE
 from leftovers import pause_mounts, quiet_problems, user_processes
 
@@ -93,8 +95,11 @@ def soak(rc: Any, clients: int = 4, seconds: float = 60) -> dict[str, Any]:
     left = quiet_problems(rc)
     time.sleep(1)
     after = daemon_figures(pid)
-    extra = [p.name() for p in user_processes(rc)
-             if p.pid != pid and p.name() not in ("rctr-zygote",) and not _is_pause(rc, p.pid)]
+    extra = []
+    for p in user_processes(rc):
+        with contextlib.suppress(psutil.Error):
+            if p.pid != pid and p.name() != "rctr-zygote" and not _is_pause(rc, p.pid):
+                extra.append(f"{p.pid} {p.name()}")
     return {
         "clients": clients, "seconds": round(elapsed, 1), "containers": sum(handled),
         "containers_per_minute": round(sum(handled) * 60 / elapsed, 1),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 import re
 import signal
 import socket
@@ -265,3 +266,40 @@ def test_a_client_past_the_hard_limit_is_dropped_at_once(tmp_path: Path) -> None
     finally:
         server.close()
         peers[0].close()
+
+
+def test_a_full_disk_drops_log_lines_and_says_so_later(tmp_path: Path, monkeypatch: Any) -> None:
+    import errno
+
+    from rctr.shim import _io
+
+    log = JsonFileLog(str(tmp_path / "c.log"))
+    log.write(_io.log_lines("stdout", "one\n", "t"))
+    real_write = os.write
+    full = {"on": True, "budget": 10}
+
+    def write(fd: int, data: Any) -> int:
+        if full["on"] and fd == log._fd:
+            if full["budget"]:  # half a line gets in, then the disk is full
+                n, full["budget"] = full["budget"], 0
+                return real_write(fd, bytes(data[:n]))
+            del data  # the traceback keeps this frame: it must not pin the buffer
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(_io.os, "write", write)
+    log.write(_io.log_lines("stdout", "two\nthree\n", "t"))  # never raises
+    log.write(_io.log_lines("stdout", "four\n", "t"))
+    assert log.dropped == 3
+    full["on"] = False
+    log.write(_io.log_lines("stdout", "five\n", "t"))
+    entries = []
+    for line in (tmp_path / "c.log").read_text().splitlines():
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            entries.append(None)  # the torn half line: readers skip it
+    logged = [e["log"] for e in entries if e]
+    assert logged[0] == "one\n" and logged[-1] == "five\n"
+    assert "3 line(s) of output were not logged: No space left on device" in logged[-2]
+    assert entries.count(None) == 1 and log.dropped == 0

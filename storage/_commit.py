@@ -274,18 +274,24 @@ def _upper(dfd: int, prefix: str) -> Iterator[Change]:
         if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
             yield Change(f"{prefix}{WHITEOUT_PREFIX}{leaf}", st=st)
             continue
-        yield Change(prefix + leaf, dfd, leaf, st)
-        if stat.S_ISDIR(st.st_mode):
-            sub = _open_dir(leaf, dfd)
-            if sub is None:
-                continue
-            try:
-                names = _listdir(sub)
-                if _is_opaque(sub) and OPAQUE_MARKER not in names:
-                    yield Change(f"{prefix}{leaf}/{OPAQUE_MARKER}", st=st)
-                yield from _upper(sub, f"{prefix}{leaf}/")
-            finally:
-                os.close(sub)
+        if not stat.S_ISDIR(st.st_mode):
+            yield Change(prefix + leaf, dfd, leaf, st)
+            continue
+        sub = _open_dir(leaf, dfd)
+        if sub is None:
+            continue
+        try:
+            names = _listdir(sub)
+            opaque = _is_opaque(sub)
+            if not opaque and names and all(f"{prefix}{leaf}/{n}" in MOUNT_TARGETS
+                                            for n in names):
+                continue  # /etc copied up only to hold mount targets: no change of the user's
+            yield Change(prefix + leaf, dfd, leaf, st)
+            if opaque and OPAQUE_MARKER not in names:
+                yield Change(f"{prefix}{leaf}/{OPAQUE_MARKER}", st=st)
+            yield from _upper(sub, f"{prefix}{leaf}/")
+        finally:
+            os.close(sub)
 
 
 def vfs_changes(rootfs: str, lower: str) -> Iterator[Change]:

@@ -126,6 +126,11 @@ def test_overlay_upper_whiteouts_and_opaque_dirs(tmp_path: Path) -> None:
     (upper / "etc" / "hosts").write_text("")  # a mount target the runtime made: left out
     store = Store(str(tmp_path / "store"))
     members, _ = _layer(store, overlay_changes(str(upper)))
+    only = tmp_path / "only"
+    (only / "etc").mkdir(parents=True)
+    for name in ("hosts", "hostname", "resolv.conf"):
+        (only / "etc" / name).write_text("")
+    assert list(overlay_changes(str(only))) == [], "an /etc copied up for mount targets only"
     assert set(members) == {"etc", "etc/new", "etc/.wh..wh..opq", "var", "var/.wh..wh..opq",
                             ".wh.gone", "bin", "bin/.wh.rm", "bin/.wh.ls", "hello", "link"}
     assert members["hello"].uid == 1000 and members["hello"].gid == 1001

@@ -9,12 +9,10 @@ daemon of the user may run beside this one.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 
 import pytest
-from daemonenv import IMAGE, RctrUser, ok
-from harness import UserShell
+from daemonenv import IMAGE, RctrUser, ok, own_user
 from leftovers import quiet_problems, user_processes
 
 pytestmark = [pytest.mark.integration,
@@ -22,22 +20,10 @@ pytestmark = [pytest.mark.integration,
               pytest.mark.timeout(120)]
 
 
-class FuseUser(RctrUser):
-    """The pipeline with the fuse-overlayfs driver: its mounts are processes."""
-
-    def env(self, **extra: str) -> dict[str, str]:
-        return super().env(RCTR_STORAGE_DRIVER="fuse-overlayfs", **extra)
-
-
 @pytest.fixture
 def fuse_rc(test_image: str) -> Iterator[RctrUser]:
-    shell = UserShell.create(os.environ.get("RCTR_TEST_USER", "rctr-test"))
-    try:
-        user = FuseUser(shell)
-        user.load_image(test_image)
+    with own_user(test_image, RCTR_STORAGE_DRIVER="fuse-overlayfs") as user:
         yield user
-    finally:
-        shell.cleanup()
 
 
 def test_killed_fuse_overlayfs_stops_the_container(fuse_rc: RctrUser) -> None:

@@ -6,12 +6,10 @@ the CMD and ENV given as changes; under the default driver and under vfs."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 
 import pytest
-from daemonenv import IMAGE, RctrUser, detached, ok
-from harness import UserShell
+from daemonenv import IMAGE, RctrUser, detached, ok, own_user
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.requires("root", "user", "userns", "subuid", "newuidmap")]
@@ -23,13 +21,6 @@ _CHANGES = ("echo hello > /hello && chown 1000:1001 /hello && rm /etc/motd"
             " && echo changed > /www/index.html")
 _CHECK = ("cat /hello; stat -c %u:%g /hello; ls /etc/motd 2>&1; ls /home; cat /home/new;"
           " cat /www/index.html; echo A=$A")
-
-
-class VfsUser(RctrUser):
-    """The pipeline over a data dir whose store uses vfs."""
-
-    def env(self, **extra: str) -> dict[str, str]:
-        return super().env(RCTR_STORAGE_DRIVER="vfs", **extra)
 
 
 def _commit_and_check(rc: RctrUser, tag: str) -> str:
@@ -57,13 +48,8 @@ def _commit_and_check(rc: RctrUser, tag: str) -> str:
 
 @pytest.fixture
 def vfs_rc(test_image: str) -> Iterator[RctrUser]:
-    shell = UserShell.create(os.environ.get("RCTR_TEST_USER", "rctr-test"))
-    try:
-        user = VfsUser(shell)
-        user.load_image(test_image)
+    with own_user(test_image, RCTR_STORAGE_DRIVER="vfs") as user:
         yield user
-    finally:
-        shell.cleanup()
 
 
 # First in the file: its clean-up ends every process of the test user, and the

@@ -19,7 +19,7 @@ from typing import Any
 
 from harness import RCTR, UserShell
 
-__all__ = ["RctrUser", "IMAGE", "ok", "detached"]
+__all__ = ["RctrUser", "IMAGE", "ok", "detached", "own_user"]
 
 IMAGE = "rctr-test/busybox:latest"
 PYTHON = sys.executable
@@ -41,8 +41,9 @@ print(json.dumps({"status": r.status, "body": r.read().decode(errors="replace")}
 
 
 class RctrUser:
-    def __init__(self, shell: UserShell) -> None:
+    def __init__(self, shell: UserShell, **settings: str) -> None:
         self.shell = shell
+        self.settings = settings  # RCTR_* variables for everything it runs (rctrd too)
         self.data = shell.base / "data"
         self.data.mkdir(mode=0o700)
         os.chown(self.data, shell.uid, shell.gid)
@@ -52,7 +53,7 @@ class RctrUser:
     def env(self, **extra: str) -> dict[str, str]:
         return self.shell.env(XDG_DATA_HOME=str(self.data),
                               DOCKER_HOST=f"unix://{self.socket}", DOCKER_CONFIG=str(self.shell.base / "docker"),
-                              **extra)
+                              **{**self.settings, **extra})
 
     def load_image(self, layout: str, name: str = IMAGE) -> None:
         code = (f"from rctr.storage import Store; Store.default().load({layout!r}, name={name!r})")
@@ -92,6 +93,19 @@ class RctrUser:
                 return
             time.sleep(0.1)
         raise AssertionError(f"timed out waiting for {what}")
+
+
+@contextlib.contextmanager
+def own_user(test_image: str, **settings: str) -> Iterator[RctrUser]:
+    """The pipeline for one test, with ``settings`` (``RCTR_STORAGE_DRIVER="vfs"``, …) in
+    its environment.  Its clean-up ends every process of the test user."""
+    shell = UserShell.create(os.environ.get("RCTR_TEST_USER", "rctr-test"))
+    try:
+        user = RctrUser(shell, **settings)
+        user.load_image(test_image)
+        yield user
+    finally:
+        shell.cleanup()
 
 
 def ok(r: subprocess.CompletedProcess) -> subprocess.CompletedProcess:

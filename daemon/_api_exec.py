@@ -221,7 +221,8 @@ def _run_tty(req: Request, daemon: Any, c: Any, inst: ExecInstance, process_file
              detach: bool) -> None:
     from rctr.rootless._console import receive_master
 
-    sock_path = os.path.join(daemon.paths.shim_dir(c.id), f"exec-{inst.id[:16]}.sock")
+    # Short: the shim dir's path takes most of a socket path's 108 bytes already.
+    sock_path = os.path.join(daemon.paths.shim_dir(c.id), f"x{inst.id[:8]}.sock")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     listener.bind(sock_path)
     listener.listen(1)

@@ -209,11 +209,20 @@ def register(router: Router, daemon: Any) -> None:
         image = find(name)
         users = [c for c in daemon.containers.all() if c.record.get("Image") == image["id"]]
         by_id = name.startswith("sha256:") or image["id"].removeprefix("sha256:").startswith(name)
-        if users and (by_id or len(image.get("names", [])) <= 1) and not req.flag("force"):
+        # Docker: one name among several is only untagged, -f or not; and no -f deletes the
+        # image of a running container.
+        untag_only = not by_id and len(image.get("names", [])) > 1
+        running = [c for c in users if c.running()]
+        if running and not untag_only:
+            raise Conflict(f"conflict: unable to delete {image['id'].removeprefix('sha256:')[:12]} "
+                           f"(cannot be forced) - image is being used by running container "
+                           f"{running[0].id[:12]}")
+        if users and not untag_only and not req.flag("force"):
             raise Conflict(f"conflict: unable to remove repository reference \"{name}\" (must force) - "
                            f"container {users[0].id[:12]} is using its referenced image "
                            f"{image['id'].removeprefix('sha256:')[:12]}")
-        done = store.remove_image(image["id"] if by_id else name, force=req.flag("force") or by_id)
+        done = store.remove_image(image["id"] if by_id else name,
+                                  force=not untag_only and (req.flag("force") or by_id))
         result = []
         for line in done:
             kind, _, what = line.partition(": ")

@@ -42,7 +42,6 @@ class UserShell:
         pw = pwd.getpwnam(name)
         base = Path(tempfile.mkdtemp(prefix=f"rctr-test-{name}-"))
         shell = cls(name, pw.pw_uid, pw.pw_gid, pw.pw_dir, base)
-        shell.kill_all()  # whatever the user ran before is not this test's (say, setup's demo)
         for d in (base, shell.runtime_dir):
             d.mkdir(mode=0o700, exist_ok=True)
             os.chown(d, pw.pw_uid, pw.pw_gid)

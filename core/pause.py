@@ -14,10 +14,12 @@ directory names it by pid and start time, so a reused pid is never joined.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import sys
+from collections.abc import Iterator
 
 from rctr.core import linux
 from rctr.core.atomic import write_json_atomic
@@ -57,8 +59,7 @@ def ensure_pause(rundir: str) -> tuple[Process, bool]:
     Must be called before the caller starts any thread (it forks).
     """
     os.makedirs(rundir, mode=0o700, exist_ok=True)
-    with open(os.path.join(rundir, "pause.lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with _locked(rundir):
         proc = find_pause(rundir)
         if proc is not None:
             return proc, False
@@ -78,8 +79,9 @@ def replace_pause(rundir: str) -> Process | None:
     """
     import subprocess
 
-    with open(os.path.join(rundir, "pause.lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    if find_pause(rundir) is not None:  # the usual answer: no lock taken for it
+        return None
+    with _locked(rundir):
         if find_pause(rundir) is not None:
             return None
         _reap_recorded(rundir)
@@ -92,6 +94,14 @@ def replace_pause(rundir: str) -> Process | None:
             raise Unavailable("the new pause process exited at once")
         _record(rundir, proc)
         return proc
+
+
+@contextlib.contextmanager
+def _locked(rundir: str) -> Iterator[None]:
+    """The user's pause lock: one caller at a time decides about the pause process."""
+    with open(os.path.join(rundir, "pause.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def _reap_recorded(rundir: str) -> None:

@@ -906,10 +906,7 @@ class Containers:
 
     def _collect(self, container_id: str, volumes: list[str] | None) -> None:
         """Remove what a container owned, once its record is gone."""
-        shim = Shim(self.paths.shim_dir(container_id))
-        proc = shim.process()
-        if proc is not None:  # a remove cut short, with its container still being killed
-            _end_shim(shim, proc)
+        _end_shim(Shim(self.paths.shim_dir(container_id)))  # a remove cut short, mid-kill
         merged = os.path.join(self.store.rw.path(container_id), "merged")
         while os.path.ismount(merged):
             try:
@@ -987,8 +984,8 @@ class Containers:
             c.private["manually_stopped"] = False
             self._after_exit(c, int(c.state.get("ExitCode") or 0))
 
-    def _end_cut_start(self, c: Container) -> bool:
-        """Undo a start that a dying daemon cut short; True if there was one to undo.
+    def _end_cut_start(self, c: Container) -> None:
+        """Undo a start that a dying daemon cut short, if there was one.
 
         The record of a stopped container is saved as running only once the start has
         done everything, so a shim, a mounted root or a network namespace beside a
@@ -996,20 +993,17 @@ class Containers:
         ends, and the container stays stopped with an error that says why.
         """
         shim = Shim(self.paths.shim_dir(c.id))
-        proc = shim.process()
+        ended = _end_shim(shim)
         mounted = os.path.ismount(c.private.get("rw_mount", {}).get("destination", "/nonexistent"))
-        if proc is None and not mounted and not netstack.is_netns(shim.path("netns")):
-            return False
-        if proc is not None:
-            _end_shim(shim, proc)
+        if not ended and not mounted and not netstack.is_netns(shim.path("netns")):
+            return
         self._cleanup_after_exit(c)
-        if shim.exit_status() is not None or proc is not None:
+        if ended or shim.exit_status() is not None:
             c.state["Error"] = "rctrd stopped while it was starting the container; start it again"
             self._save(c)
-        return True
 
     def reconcile(self) -> dict[str, int]:
-        counts = {"running": 0, "exited_meanwhile": 0, "collected": 0, "cut_starts": 0}
+        counts = {"running": 0, "exited_meanwhile": 0, "collected": 0}
         os.makedirs(self.paths.containers, mode=0o700, exist_ok=True)
         for cid in sorted(os.listdir(self.paths.containers)):
             path = os.path.join(self.paths.containers, cid, "config.json")
@@ -1023,8 +1017,7 @@ class Containers:
             c = Container(record)
             self.by_id[cid] = c
             if not c.running():
-                if self._end_cut_start(c):
-                    counts["cut_starts"] += 1
+                self._end_cut_start(c)
                 self._restart_at_daemon_start(c)
                 continue
             shim = Shim(self.paths.shim_dir(cid))
@@ -1053,9 +1046,7 @@ class Containers:
             for short in os.listdir(self.paths.shims):
                 if short not in known:
                     shim = Shim(os.path.join(self.paths.shims, short))
-                    proc = shim.process()
-                    if proc is not None:
-                        _end_shim(shim, proc)
+                    _end_shim(shim)
                     _drop_shim_dir(shim.dir)
                     counts["collected"] += 1
         return counts
@@ -1134,9 +1125,13 @@ def _root_gone(c: Container) -> str | None:
     return None
 
 
-def _end_shim(shim: Shim, proc: Any) -> None:
-    """End a shim and everything under it: its container (the init first, which takes
-    the pid namespace with it), then, if it does not exit by itself, the shim."""
+def _end_shim(shim: Shim) -> bool:
+    """End a live shim and everything under it: its container (the init first, which
+    takes the pid namespace with it), then, if it does not exit by itself, the shim.
+    False if no shim ran."""
+    proc = shim.process()
+    if proc is None:
+        return False
     init = shim.init()
     if init is not None:
         init.signal(signal.SIGKILL)
@@ -1155,6 +1150,7 @@ def _end_shim(shim: Shim, proc: Any) -> None:
                 p.kill()
             except psutil.Error:
                 pass
+    return True
 
 
 def _drop_netns(shim_dir: str) -> None:

@@ -161,9 +161,9 @@ def test_daemon_killed_at_random_points(rc: RctrUser, registry: Registry, big_ar
             found = quiet_problems(rc)
             assert not found, f"after killing rctrd during {s.name} (seed {SEED}):\n" + \
                 "\n".join(found)
-            state = json.loads(ok(rc.rctr("inspect", quitter)).stdout)[0]["State"]
+            state = rc.state(quitter)
             assert (state["Status"], state["ExitCode"]) == ("exited", 7), state
-            assert json.loads(ok(rc.rctr("inspect", "keeper")).stdout)[0]["State"]["Running"]
+            assert rc.state("keeper")["Running"]
             works(rc)
             ok(rc.rctr("rm", "-f", quitter))
             rc.rctr("rm", "-f", "-v", f"f{n}")  # a create cut short leaves no container

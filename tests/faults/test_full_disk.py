@@ -9,7 +9,6 @@ the logging container is removed everything works again.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import time
@@ -90,7 +89,7 @@ def test_full_disk(small: RctrUser, big_image: str) -> None:
         assert rc.daemon_pid() == daemon
         # The flooding container was not killed by its full log; the others run on.
         for name in ("flood", "keeper"):
-            state = json.loads(ok(rc.rctr("inspect", name)).stdout)[0]["State"]
+            state = rc.state(name)
             assert state["Running"], (name, state)
         assert ok(rc.rctr("exec", "keeper", "echo", "alive")).stdout == "alive\n"
 

@@ -8,7 +8,6 @@ daemon of the user may run beside this one.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
 import pytest
@@ -33,7 +32,9 @@ def test_killed_fuse_overlayfs_stops_the_container(fuse_rc: RctrUser) -> None:
         assert rc.api("GET", "/info")[1]["Driver"] == "fuse-overlayfs"
         [mounter] = [p for p in user_processes(rc) if p.name() == "fuse-overlayfs"]
         mounter.kill()
-        st = stopped(rc, "nofuse")
+        rc.wait_for(lambda: not rc.state("nofuse")["Running"], timeout=20,
+                    what="nofuse to be reported stopped")
+        st = rc.state("nofuse")
         assert "fuse-overlayfs process died" in st["Error"], st
         assert st["ExitCode"] == 137, st
         assert not quiet_problems(rc)
@@ -43,10 +44,3 @@ def test_killed_fuse_overlayfs_stops_the_container(fuse_rc: RctrUser) -> None:
         ok(rc.rctr("rm", "-f", "nofuse"))
     assert not quiet_problems(rc)
 
-
-def stopped(rc: RctrUser, name: str) -> dict:
-    def state() -> dict:
-        return json.loads(ok(rc.rctr("inspect", name)).stdout)[0]["State"]
-
-    rc.wait_for(lambda: not state()["Running"], timeout=20, what=f"{name} to be reported stopped")
-    return state()

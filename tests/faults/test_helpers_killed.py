@@ -23,10 +23,6 @@ pytestmark = [pytest.mark.integration,
               pytest.mark.timeout(120)]
 
 
-def state(rc: RctrUser, name: str) -> dict:
-    return json.loads(ok(rc.rctr("inspect", name)).stdout)[0]["State"]
-
-
 def shim_pid(rc: RctrUser, cid: str) -> int:
     return int(json.loads((rc.rundir / "s" / cid[:32] / "shim.pid").read_text())["pid"])
 
@@ -41,9 +37,9 @@ def helper_of(rc: RctrUser, cid: str, name: str) -> psutil.Process:
 
 
 def stopped_with(rc: RctrUser, name: str, words: str) -> dict:
-    rc.wait_for(lambda: not state(rc, name)["Running"], timeout=20,
+    rc.wait_for(lambda: not rc.state(name)["Running"], timeout=20,
                 what=f"{name} to be reported stopped")
-    st = state(rc, name)
+    st = rc.state(name)
     assert st["Status"] == "exited" and words in st["Error"], st
     return st
 
@@ -65,7 +61,7 @@ def removed_cleanly(rc: RctrUser, *names: str) -> None:
 def test_killed_shim(rc: RctrUser) -> None:
     cid, port = serve(rc, "noshim")
     try:
-        init = state(rc, "noshim")["Pid"]
+        init = rc.state("noshim")["Pid"]
         os.kill(shim_pid(rc, cid), signal.SIGKILL)
         stopped_with(rc, "noshim", "shim died")
         assert not listening(port)
@@ -97,7 +93,7 @@ def test_a_restart_policy_brings_a_cut_off_container_back(rc: RctrUser) -> None:
     cid, port = serve(rc, "comeback", "--restart", "on-failure:3")
     try:
         helper_of(rc, cid, "slirp4netns").kill()
-        rc.wait_for(lambda: state(rc, "comeback")["Running"]
+        rc.wait_for(lambda: rc.state("comeback")["Running"]
                     and ok(rc.rctr("inspect", "--format", "{{.RestartCount}}", "comeback"))
                     .stdout.strip() == "1", timeout=30, what="the restart")
         assert "page-from-comeback" in fetch(port)

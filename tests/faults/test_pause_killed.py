@@ -8,26 +8,22 @@ were lost; they can be started again.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 
 import psutil
 import pytest
 from daemonenv import IMAGE, RctrUser, ok
-from leftovers import quiet_problems
+from leftovers import pause_pid, quiet_problems
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.requires("root", "user", "userns", "subuid", "newuidmap"),
               pytest.mark.timeout(120)]
 
 
-def pause_pid(rc: RctrUser) -> int:
-    return int(json.loads((rc.rundir / "pause.json").read_text())["pid"])
-
-
 def kill_pause(rc: RctrUser) -> int:
     pid = pause_pid(rc)
+    assert pid is not None
     os.kill(pid, signal.SIGKILL)
     return pid
 
@@ -38,18 +34,11 @@ def namespaces(pid: int) -> tuple[int, int]:
 
 def new_pause(rc: RctrUser, old: int) -> int:
     def replaced() -> bool:
-        try:
-            pid = pause_pid(rc)
-        except (OSError, ValueError):
-            return False
-        return pid != old and psutil.pid_exists(pid)
+        pid = pause_pid(rc)
+        return pid not in (None, old) and psutil.pid_exists(pid)
 
     rc.wait_for(replaced, timeout=10, what="a new pause process")
-    return pause_pid(rc)
-
-
-def running(rc: RctrUser, name: str) -> bool:
-    return json.loads(ok(rc.rctr("inspect", name)).stdout)[0]["State"]["Running"]  # type: ignore[no-any-return]
+    return pause_pid(rc)  # type: ignore[return-value]
 
 
 def test_the_daemon_replaces_a_killed_pause_process(rc: RctrUser) -> None:
@@ -62,7 +51,7 @@ def test_the_daemon_replaces_a_killed_pause_process(rc: RctrUser) -> None:
         pid = new_pause(rc, old)
         assert namespaces(pid) == held == namespaces(daemon)
         assert "pause process was gone" in (rc.rundir / "rctrd.log").read_text()
-        assert running(rc, "p1")
+        assert rc.state("p1")["Running"]
         assert ok(rc.rctr("exec", "p1", "echo", "still")).stdout == "still\n"
         # rctr unshare joins the same namespaces: the container's root is mounted there.
         cid = ok(rc.rctr("inspect", "--format", "{{.Id}}", "p1")).stdout.strip()
@@ -84,7 +73,7 @@ def test_pause_and_daemon_killed_the_shims_hold_the_namespaces(rc: RctrUser) -> 
         r = ok(rc.rctr("ps"))  # a new daemon, joining through the container's shim
         assert "p2" in r.stdout and "lost" not in r.stderr
         assert namespaces(pause_pid(rc)) == held
-        assert running(rc, "p2")
+        assert rc.state("p2")["Running"]
         assert ok(rc.rctr("exec", "p2", "echo", "still")).stdout == "still\n"
         assert not quiet_problems(rc)
     finally:
@@ -97,7 +86,7 @@ def test_when_nothing_holds_the_namespaces_the_lost_containers_are_named(rc: Rct
         rc.shell.kill_all()  # the pause process, rctrd, the zygote, the shim, the container
         r = ok(rc.rctr("ps", "-a"))
         assert "1 running container(s) were lost" in r.stderr and "p3" in r.stderr, r.stderr
-        state = json.loads(ok(rc.rctr("inspect", "p3")).stdout)[0]["State"]
+        state = rc.state("p3")
         assert (state["Running"], state["ExitCode"]) == (False, 255)
         assert "pause process was killed" in state["Error"]
         assert not quiet_problems(rc)

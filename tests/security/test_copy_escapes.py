@@ -27,13 +27,11 @@ was read into an archive, written, or added to.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -77,16 +75,6 @@ class Canary:
     def rel(self) -> str:
         """The canary directory's host path without its leading ``/``."""
         return str(self.dir).lstrip("/")
-
-
-def _tar(*entries: tuple[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, data in entries:
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(data), 0o644
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 # ==============================================================================================

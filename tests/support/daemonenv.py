@@ -79,6 +79,10 @@ class RctrUser:
         except ValueError:
             return reply["status"], reply["body"]
 
+    def state(self, name: str) -> dict[str, Any]:
+        """The container's ``State``, as inspect gives it."""
+        return json.loads(ok(self.rctr("inspect", name)).stdout)[0]["State"]  # type: ignore[no-any-return]
+
     def daemon_pid(self) -> int | None:
         try:
             pid = int((self.rundir / "rctrd.pid").read_text())

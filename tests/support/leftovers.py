@@ -24,7 +24,7 @@ from typing import Any
 
 import psutil
 
-__all__ = ["problems", "user_processes", "pause_mounts", "quiet_problems"]
+__all__ = ["problems", "user_processes", "pause_mounts", "pause_pid", "quiet_problems"]
 
 FUSE_MOUNTERS = ("fuse-overlayfs",)
 
@@ -41,7 +41,8 @@ def user_processes(rc: Any) -> list[psutil.Process]:
     return found
 
 
-def _pause_pid(rc: Any) -> int | None:
+def pause_pid(rc: Any) -> int | None:
+    """The pid the user's pause.json names, or None."""
     try:
         return int(json.loads((rc.rundir / "pause.json").read_text())["pid"])
     except (OSError, ValueError, KeyError):
@@ -50,7 +51,7 @@ def _pause_pid(rc: Any) -> int | None:
 
 def pause_mounts(rc: Any) -> list[str]:
     """Mount points in the user's mount namespace that rctr makes per container."""
-    pid = _pause_pid(rc)
+    pid = pause_pid(rc)
     if pid is None:
         return []
     try:
@@ -107,7 +108,7 @@ def problems(rc: Any, *, quiescent: bool = True) -> list[str]:
 
     shim_of = _shim_pids(rc)
     running_short = {cid[:32] for cid in running}
-    allowed = {rc.daemon_pid(), _pause_pid(rc)}
+    allowed = {rc.daemon_pid(), pause_pid(rc)}
     for p in user_processes(rc):
         with contextlib.suppress(psutil.Error):
             name = p.name()

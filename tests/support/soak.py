@@ -20,7 +20,7 @@ from typing import Any
 
 import psutil
 from daemonenv import IMAGE
-from leftovers import pause_mounts, quiet_problems, user_processes
+from leftovers import pause_mounts, pause_pid, quiet_problems, user_processes
 
 __all__ = ["soak", "daemon_figures"]
 
@@ -96,9 +96,10 @@ def soak(rc: Any, clients: int = 4, seconds: float = 60) -> dict[str, Any]:
     time.sleep(1)
     after = daemon_figures(pid)
     extra = []
+    pause = pause_pid(rc)
     for p in user_processes(rc):
         with contextlib.suppress(psutil.Error):
-            if p.pid != pid and p.name() != "rctr-zygote" and not _is_pause(rc, p.pid):
+            if p.pid not in (pid, pause) and p.name() != "rctr-zygote":
                 extra.append(f"{p.pid} {p.name()}")
     return {
         "clients": clients, "seconds": round(elapsed, 1), "containers": sum(handled),
@@ -110,11 +111,3 @@ def soak(rc: Any, clients: int = 4, seconds: float = 60) -> dict[str, Any]:
         "leftover_mounts": pause_mounts(rc),
     }
 
-
-def _is_pause(rc: Any, pid: int) -> bool:
-    import json
-
-    try:
-        return int(json.loads((rc.rundir / "pause.json").read_text())["pid"]) == pid
-    except (OSError, ValueError, KeyError):
-        return False

@@ -71,11 +71,9 @@ class Server:
         signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
         signal.signal(signal.SIGCHLD, _ignore)
         try:
-            # The daemon connects its attach before it starts the container, and may have
-            # done so (and the container run and exited) before this loop began: those
-            # clients are taken first, or the reap below would end the accepting.
-            self._accept_all()
-            self._reap()  # the init may have died before the handler was there
+            # The init may have died before the handler was there; the reap takes the
+            # clients that connected before, as every reap of the init does.
+            self._reap()
             while not self._done():
                 self._update_masks()
                 ready = self._poll.poll(self._timeout_ms())
@@ -189,6 +187,12 @@ class Server:
             if pid == 0:
                 return
             if pid == self.init_pid and self.status is None:
+                # Every attach that connected before the init died is waiting in the
+                # listen queue: take them now, for they are owed all of its output, and
+                # from here on the loop accepts no one.  (The daemon connects before it
+                # starts the container; a slow shim may see that connection only after
+                # another child's SIGCHLD has woken it, and reap the init with it.)
+                self._accept_all()
                 self.status = status
                 self.finished_ns = time.time_ns()
                 self._exited_at = time.monotonic()

@@ -57,8 +57,9 @@ def _round(rc: Any, name: str) -> int:
             time.sleep(0.1)
         if ok("exec", name, "sh", "-c", "echo $((6 * 7))") != "42\n":
             raise RuntimeError(f"exec in {name} gave the wrong answer")
-        if ok("run", "--rm", IMAGE, "echo", name) != f"{name}\n":
-            raise RuntimeError("run --rm lost its output")
+        out = ok("run", "--rm", IMAGE, "echo", name)
+        if out != f"{name}\n":
+            raise RuntimeError(f"run --rm printed {out!r}, not {name!r}")
     finally:
         ok("rm", "-f", name)
     return 2

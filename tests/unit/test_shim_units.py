@@ -303,3 +303,43 @@ def test_a_full_disk_drops_log_lines_and_says_so_later(tmp_path: Path, monkeypat
     assert logged[0] == "one\n" and logged[-1] == "five\n"
     assert "3 line(s) of output were not logged: No space left on device" in logged[-2]
     assert entries.count(None) == 1 and log.dropped == 0
+
+
+def test_reaping_the_init_serves_the_attach_that_connected_before(tmp_path: Path) -> None:
+    """A loaded machine's race: the daemon's attach connects, the container prints and
+    exits, and the shim, woken by another child's SIGCHLD, reaps the init before its loop
+    has accepted the attach.  The attach still gets the output (it did not: a soak lost
+    one ``run --rm`` output in about 1,500)."""
+    from rctr.shim._serve import Server
+    from rctr.shim._shimlog import ShimLog
+    from rctr.shim._stdio import Stdio
+
+    stdio = Stdio(tty=False, stdin=False)
+    attach = AttachServer(str(tmp_path / "attach.sock"))
+    control_r, control_w = os.pipe()
+    peer = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    peer.connect(str(tmp_path / "attach.sock"))  # the daemon connects before the start
+    pid = os.fork()
+    if pid == 0:
+        os.write(stdio.child[1], b"hello\n")
+        os._exit(0)
+    stdio.close_child_ends()
+    os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)  # dead, not yet reaped
+    server = Server(stdio, pid, JsonFileLog(str(tmp_path / "c.log")), attach, control_r,
+                    ShimLog(str(tmp_path / "shim.log")), stdin=False, stdin_once=False)
+    try:
+        server._reap()  # what the loop does when the wakeup fd fires
+        assert len(attach.clients) == 1
+        assert os.WEXITSTATUS(server.run()) == 0
+        server.close_clients()
+        peer.settimeout(10)
+        received = b""
+        while chunk := peer.recv(4096):
+            received += chunk
+        assert received == frame(1, b"hello\n")
+    finally:
+        peer.close()
+        attach.close()
+        stdio.close_all()
+        os.close(control_r)
+        os.close(control_w)

@@ -76,8 +76,6 @@ def exec_process(daemon: Any, c: Any, config: dict[str, Any]) -> dict[str, Any]:
 
 
 def register(router: Router, daemon: Any) -> None:
-    execs: dict[str, ExecInstance] = daemon.execs
-
     @router.route("POST", "/containers/{id}/exec")
     def create(req: Request) -> None:
         c = daemon.containers.get(req.params["id"])
@@ -90,14 +88,14 @@ def register(router: Router, daemon: Any) -> None:
         if not c.running():
             raise Conflict(f"Container {c.id} is not running")
         exec_id = secrets.token_hex(32)
-        execs[exec_id] = ExecInstance(exec_id, c.id, body)
         with c.lock:
+            c.execs[exec_id] = ExecInstance(exec_id, c.id, body)
             c.record["ExecIDs"] = [*(c.record.get("ExecIDs") or []), exec_id]
         daemon.containers._event(c, "exec_create: " + " ".join(map(str, cmd)), execID=exec_id)
         req.send_json({"Id": exec_id}, 201)
 
     def find(exec_id: str) -> ExecInstance:
-        inst = execs.get(exec_id)
+        inst = daemon.containers.exec_instance(exec_id)
         if inst is None:
             raise NotFound(f"No such exec instance: {exec_id}")
         return inst

@@ -62,6 +62,9 @@ class Container:
         self.pending_attaches: list[dict[str, threading.Event]] = []
         self.monitor_stop = threading.Event()
         self.starting = False
+        # Its exec instances, by id.  Kept in memory only and dropped when the container
+        # stops, as Docker does: a long-lived daemon must not hold every exec ever made.
+        self.execs: dict[str, Any] = {}
 
     @property
     def id(self) -> str:
@@ -131,6 +134,15 @@ class Containers:
     def all(self) -> list[Container]:
         with self.lock:
             return list(self.by_id.values())
+
+    def exec_instance(self, exec_id: str) -> Any:
+        """The exec instance ``exec_id`` of whichever container holds it, or None."""
+        with self.lock:
+            for c in self.by_id.values():
+                inst = c.execs.get(exec_id)
+                if inst is not None:
+                    return inst
+        return None
 
     def names(self) -> set[str]:
         with self.lock:
@@ -728,6 +740,8 @@ class Containers:
         self._after_exit(c, code)
 
     def _cleanup_after_exit(self, c: Container) -> None:
+        c.execs.clear()
+        c.record["ExecIDs"] = None
         self.runtime.delete(c.id)
         self._unmount_rootfs(c)
         # The shim takes its network down; a shim that died leaves the namespace mounted.
@@ -1014,6 +1028,7 @@ class Containers:
                 self._collect(cid, [])
                 counts["collected"] += 1
                 continue
+            record["ExecIDs"] = None  # exec instances lived in the daemon that stopped
             c = Container(record)
             self.by_id[cid] = c
             if not c.running():

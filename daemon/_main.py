@@ -63,7 +63,6 @@ class Daemon:
         self.volumes = Volumes(paths.volumes, self.events)
         self.runtime = OCIRuntime(config.runtime, paths.runtime_root)
         self.init_path = _find_init()
-        self.execs: dict[str, Any] = {}
         self.delegation = cgroups.find_delegation()
         self.warnings = _host_warnings(self.delegation)
         self.containers = Containers(paths, self.store, self.volumes, self.events, self.runtime,

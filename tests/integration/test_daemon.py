@@ -87,6 +87,10 @@ def test_detached_ps_logs_exec_stop_rm(rc: RctrUser) -> None:
         r = ok(rc.rctr("exec", "web", "sh", "-c", "echo in-$HOSTNAME; exit 0"))
         assert r.stdout == f"in-{cid[:12]}\n"
         assert rc.rctr("exec", "web", "sh", "-c", "exit 5").returncode == 5
+        exec_ids = rc.api("GET", f"/containers/{cid}/json")[1]["ExecIDs"]
+        assert len(exec_ids) == 2
+        status, last = rc.api("GET", f"/exec/{exec_ids[-1]}/json")
+        assert status == 200 and last["ExitCode"] == 5 and not last["Running"]
         follow = rc.popen([RCTR, "logs", "-f", "web"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True)
         time.sleep(0.5)
@@ -95,6 +99,9 @@ def test_detached_ps_logs_exec_stop_rm(rc: RctrUser) -> None:
         assert "started" in out and "bye" in out
         inspect = ok(rc.rctr("inspect", "--format", "{{.State.Running}} {{.State.ExitCode}}", "web"))
         assert inspect.stdout.strip() == "false 0"
+        # Its exec instances went with it, as Docker's do: a daemon keeps no exec forever.
+        assert rc.api("GET", f"/containers/{cid}/json")[1]["ExecIDs"] is None
+        assert rc.api("GET", f"/exec/{exec_ids[0]}/json")[0] == 404
         assert "web" not in ok(rc.rctr("ps")).stdout
         assert "web" in ok(rc.rctr("ps", "-a")).stdout
     finally:

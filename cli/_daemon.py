@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 
 from rctr.core.errors import EX_CONFIG
+from rctr.core.paths import check_owned
 
 # For the type checker only (start-up imports: see _fast).
 TYPE_CHECKING = False
@@ -135,9 +136,10 @@ def ensure_running(rundir: str, *, ping: Callable[[], bool],
     starts one and returns a ``Popen``-like object (or None), injectable for tests.
     """
     path = default_socket(rundir)
+    os.makedirs(rundir, mode=0o700, exist_ok=True)
+    check_owned(rundir)  # before the first request: a socket there may be anyone's
     if socket_alive(path):
         return False
-    os.makedirs(rundir, mode=0o700, exist_ok=True)
     fd = os.open(os.path.join(rundir, LOCK_NAME), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)

@@ -6,11 +6,10 @@ uid afterwards: everything is computed here first and passed down.
 
 from __future__ import annotations
 
-import errno
 import os
 from dataclasses import dataclass
 
-from rctr.core.paths import data_dir, runtime_dir
+from rctr.core.paths import check_owned, data_dir, runtime_dir
 
 __all__ = ["DaemonPaths"]
 
@@ -75,13 +74,7 @@ class DaemonPaths:
     def ensure(self) -> None:
         for top in (self.rundir, self.datadir):
             os.makedirs(top, mode=0o700, exist_ok=True)
-            # Without $XDG_RUNTIME_DIR the run dir is /tmp/rctr-UID, a name any user can
-            # take first (or point a symlink of theirs at): serving a socket in a
-            # directory someone else controls would let them stand in for rctrd.
-            for st in (os.lstat(top), os.stat(top)):
-                if st.st_uid != os.getuid():
-                    raise PermissionError(errno.EPERM, f"it belongs to uid {st.st_uid}, not to "
-                                          "this user: remove it or set XDG_RUNTIME_DIR", top)
+            check_owned(top)
             # makedirs leaves an existing directory's mode alone, and whatever made it
             # first (the store's makedirs of a subdirectory, an older rctr) used the
             # umask's 0755: other users must not even list the containers' ids.

@@ -25,6 +25,7 @@ import platform
 import shutil
 import socket
 import stat
+import subprocess
 import sys
 from pathlib import Path
 
@@ -234,6 +235,53 @@ def test_a_run_dir_taken_first_by_another_user_is_refused(rc: RctrUser,
                 taken.unlink()
             shutil.rmtree(taken, ignore_errors=True)
     rc.rctr("version")  # the module's daemon, killed above, comes back on demand
+
+
+# An impostor's daemon: answers every request, the ping with OK and anything else with a
+# version that says who it is.
+_IMPOSTOR = r"""
+import os, socket, sys
+path = sys.argv[1]
+listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+listener.bind(path)
+os.chmod(path, 0o777)
+listener.listen(16)
+print("ready", flush=True)
+while True:
+    conn, _ = listener.accept()
+    try:  # a client that only checks the socket is there sends nothing and goes
+        request = conn.recv(65536)
+        body = b"OK" if b"/_ping" in request else b'{"Version": "IMPOSTOR", "ApiVersion": "1.43"}'
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+    except OSError:
+        pass
+    conn.close()
+"""
+
+
+def test_the_cli_does_not_talk_to_a_socket_in_another_users_run_dir(
+        rc: RctrUser, nosub_user: UserShell) -> None:
+    """The CLI's half of the taken /tmp/rctr-UID: another user made it and serves a socket
+    of theirs there, ready before the user's first command.  The CLI must not send its
+    requests (image names, environment, registry credentials) to that impostor."""
+    taken = Path(f"/tmp/rctr-{rc.shell.uid}")
+    assert not os.path.lexists(taken), f"{taken} exists: left over from something else"
+    env = rc.shell.env()
+    del env["XDG_RUNTIME_DIR"]
+    ok(nosub_user.run(["mkdir", "-m", "777", str(taken)]))
+    impostor = nosub_user.popen([sys.executable, "-c", _IMPOSTOR, str(taken / "rctr.sock")],
+                                stdout=subprocess.PIPE, text=True)
+    try:
+        assert impostor.stdout is not None and impostor.stdout.readline() == "ready\n"
+        r = rc.shell.run([RCTR, "version"], env=env, timeout=60)
+        assert "IMPOSTOR" not in r.stdout
+        assert r.returncode != 0 and f"belongs to uid {nosub_user.uid}" in r.stderr, r.stderr
+        assert "XDG_RUNTIME_DIR" in r.stderr
+    finally:
+        impostor.kill()
+        impostor.communicate(timeout=10)
+        shutil.rmtree(taken, ignore_errors=True)
 
 
 # ==============================================================================================

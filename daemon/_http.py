@@ -22,7 +22,7 @@ import tempfile
 import traceback
 from http.server import BaseHTTPRequestHandler
 from typing import Any, Callable, Iterator
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from rctr.core.errors import (AlreadyExists, no_space, Conflict, FailedPrecondition, InvalidArgument,
                               NotFound, RctrError, Unsupported)
@@ -315,7 +315,10 @@ class Router:
             found = regex.match(path)
             if found:
                 if m == method or (method == "HEAD" and m == "GET"):
-                    return handler, found.groupdict()
+                    # Matched on the path as sent, so an escaped "/" stays in its segment;
+                    # the values decoded, as Go's router gives them (docker-py escapes the
+                    # "@" of "name@sha256:…", for one).
+                    return handler, {k: unquote(v) for k, v in found.groupdict().items()}
                 allowed = True
         if allowed:
             raise HTTPError(405, f"method {method} not allowed on {path}")

@@ -112,3 +112,16 @@ def test_a_quiet_stream_ends_when_its_client_leaves(server: tuple[str, dict]) ->
         assert sock.recv(1024).startswith(b"HTTP/1.1 200 ")
         assert not events["left"].wait(0.3)
     assert events["left"].wait(5), "the handler did not notice that its client had gone"
+
+
+def test_path_parameters_are_percent_decoded() -> None:
+    router = Router()
+    router.add("GET", "/images/{name:path}/json", lambda req: None)
+    router.add("GET", "/containers/{id}/json", lambda req: None)
+    # docker-py quotes the arguments it puts in a path: "@" becomes %40
+    _, params = router.match("GET", "/images/busybox%40sha256:ab12/json")
+    assert params == {"name": "busybox@sha256:ab12"}
+    _, params = router.match("GET", "/images/localhost:5000/x/y:1/json")
+    assert params == {"name": "localhost:5000/x/y:1"}
+    _, params = router.match("GET", "/containers/a%2Fb/json")  # an escaped / stays in its segment
+    assert params == {"id": "a/b"}

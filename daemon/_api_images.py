@@ -301,7 +301,8 @@ def register(router: Router, daemon: Any) -> None:
         used = {c.record.get("Image") for c in daemon.containers.all()}
         deleted = []
         for image in store.images.list():
-            if image["id"] in used or (image.get("names") and not everything):
+            tagged = any("@" not in n for n in image.get("names", []))  # digests don't count
+            if image["id"] in used or (tagged and not everything):
                 continue
             for line in store.remove_image(image["id"], force=True):
                 kind, _, what = line.partition(": ")

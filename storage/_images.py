@@ -83,7 +83,8 @@ class ImageIndex:
         done = []
         by_name = not ref_or_id.startswith("sha256:") and str(parse_reference(ref_or_id)) \
             in data["names"]
-        names = [str(parse_reference(ref_or_id))] if by_name and not force else image["names"]
+        names = _untagged_by(str(parse_reference(ref_or_id)), image["names"]) \
+            if by_name and not force else image["names"]
         for name in names:
             data["names"].pop(name, None)
             data["images"][image["id"]]["names"].remove(name)
@@ -99,3 +100,16 @@ class ImageIndex:
 
     def exists(self) -> bool:
         return os.path.exists(self.layout.images_index)
+
+
+def _untagged_by(name: str, names: list[str]) -> list[str]:
+    """The names that removing ``name`` takes away, as Docker's image delete: a tag takes
+    along its repository's digest references when no other tag of that repository is
+    left (a pulled image is not kept alive by ``repo@sha256:…`` alone)."""
+    ref = parse_reference(name)
+    if ref.digest:
+        return [name]
+    others = [parse_reference(n) for n in names if n != name]
+    if any(o.name == ref.name and not o.digest for o in others):
+        return [name]
+    return [name, *(str(o) for o in others if o.name == ref.name and o.digest)]

@@ -666,7 +666,8 @@ def pull(client: RegistryClient, ref: Reference, blobs: BlobStore, index: ImageI
     failures = []
     for source in sources:
         try:
-            manifest, digest = _pull_manifests(client, source, blobs, platform, workers, progress)
+            manifest, digest, resolved = _pull_manifests(client, source, blobs, platform,
+                                                         workers, progress)
         except (RctrError, OSError, http.client.HTTPException) as exc:
             if source is not ref:
                 failures.append(f"{source.registry}: {exc}")
@@ -677,16 +678,21 @@ def pull(client: RegistryClient, ref: Reference, blobs: BlobStore, index: ImageI
             if isinstance(exc, RctrError):
                 raise type(exc)(exc.message + tried, hint=exc.hint) from exc
             raise Unavailable(f"pulling {ref}: {exc}{tried}") from exc
+        # Docker's RepoDigests: the name with the digest the reference resolved to (an
+        # index's, for a multi-platform image), by which the image can be asked for again.
         names = [f"{ref.name}:{ref.tag}"] if ref.tag else []
+        names.append(f"{ref.name}@{resolved}")
         return _register(blobs, index, digest, manifest, names, prepare)
     raise AssertionError("unreachable: the registry itself is the last source")
 
 
 def _pull_manifests(client: RegistryClient, ref: Reference, blobs: BlobStore,
                     platform: str | None, workers: int,
-                    progress: Callable[[str, int, int], None] | None) -> tuple[dict, str]:  # type: ignore[type-arg]
-    """Fetch ``ref``'s manifest, config and layers from ``ref.registry``; (manifest, digest)."""
+                    progress: Callable[[str, int, int], None] | None) -> tuple[dict, str, str]:  # type: ignore[type-arg]
+    """Fetch ``ref``'s manifest, config and layers from ``ref.registry``; (manifest, its
+    digest, the digest ``ref`` resolved to: the index's when it named an index)."""
     raw, media_type, digest = client.get_manifest(ref)
+    resolved = digest
     if media_type in INDEX_TYPES:
         top = parse_index(raw, f"image index {ref}")
         desc = choose_manifest(top, platform)
@@ -707,4 +713,4 @@ def _pull_manifests(client: RegistryClient, ref: Reference, blobs: BlobStore,
     blobs.put_bytes(raw, digest)
     client.fetch_blob(ref, config_digest, config_size, blobs)
     _fetch_layers(client, ref, blobs, layers, workers, progress)
-    return manifest, digest
+    return manifest, digest, resolved

@@ -63,6 +63,9 @@ finally:
 # images: pull from the registry, load a saved archive
 pulled = client.images.pull(remote)
 seen["pulled_tags"] = pulled.tags
+# by digest: the SDK escapes the "@" in the path (%40)
+by_digest = client.images.get(pulled.attrs["RepoDigests"][0])
+seen["by_digest"] = by_digest.id == pulled.id
 archive = b"".join(client.images.get(image).save(named=True))
 client.images.remove(remote)
 loaded = client.images.load(archive)

@@ -230,6 +230,7 @@ def test_docker_sdk_for_python(rc: RctrUser) -> None:
     assert seen["listed"] == ["sdk-detached"]
     assert seen["wait"]["StatusCode"] == 137
     assert remote in seen["pulled_tags"]
+    assert seen["by_digest"] is True
     assert IMAGE in seen["loaded_tags"]
     assert seen["volume"] == ["sdk-vol", "local"] and seen["network"] == ["sdk-net", "bridge"]
     assert seen["run_volume_network"] == ["kept", "sdk-host"]

@@ -94,7 +94,8 @@ def test_pull_then_pull_again_fetches_nothing(user: UserShell, test_image: str,
     assert record["manifest"] == info["manifest"]
     assert record["diff_ids"] == info["diff_ids"]
     assert [layer["digest"] for layer in record["layers"]] == info["layers"]
-    assert record["names"] == [f"{registry.host}/{REPO}:latest"]
+    assert record["names"] == [f"{registry.host}/{REPO}:latest",
+                               f"{registry.host}/{REPO}@{info['manifest']}"]
     assert out["fetched"] == 1 + len(info["layers"])  # the config and each layer
     stored = _store_blobs_verified(str(user.base / "store"))
     assert set(stored) >= {info["manifest"], info["config"], *info["layers"]}

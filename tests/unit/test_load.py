@@ -134,3 +134,24 @@ def test_a_saved_archive_is_also_a_docker_archive(tmp_path: Path) -> None:
     [again] = load_docker_archive(str(tmp_path / "docker.tar"), blobs, index)
     assert again["id"] == original["id"]
     assert again["names"] == ["docker.io/library/busybox:1"]
+
+
+def test_rmi_of_a_repositorys_last_tag_takes_its_digest_references_along(tmp_path: Path) -> None:
+    """Docker's image delete: ``repo@sha256:…`` (what a pull records) does not keep an
+    image alive once the last tag of that repository is gone; another repository's does."""
+    _, index = _store(tmp_path)
+    digest = "sha256:" + "d" * 64
+    image_id = "sha256:" + "1" * 64
+    index.add({"id": image_id}, ["reg.example/r/a:1", "reg.example/r/a:2",
+                                 f"reg.example/r/a@{digest}", "reg.example/r/b:1"])
+    assert index.get(f"reg.example/r/a@{digest}")["id"] == image_id
+    assert index.remove("reg.example/r/a:1") == ["Untagged: reg.example/r/a:1"]
+    assert index.remove("reg.example/r/a:2") == [
+        "Untagged: reg.example/r/a:2", f"Untagged: reg.example/r/a@{digest}"]
+    assert index.get("reg.example/r/b:1")["names"] == ["reg.example/r/b:1"]
+    assert index.remove("reg.example/r/b:1") == ["Untagged: reg.example/r/b:1",
+                                                 f"Deleted: {image_id}"]
+    # A digest reference alone is untagged by itself.
+    index.add({"id": image_id}, ["reg.example/r/a:1", f"reg.example/r/a@{digest}"])
+    assert index.remove(f"reg.example/r/a@{digest}") == [f"Untagged: reg.example/r/a@{digest}"]
+    assert index.get("reg.example/r/a:1")["names"] == ["reg.example/r/a:1"]

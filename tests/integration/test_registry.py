@@ -110,6 +110,7 @@ def test_pull_then_pull_again_fetches_nothing(user: UserShell, test_image: str,
     rc, out = _pull(user, f"{registry.host}/{REPO}@{info['manifest']}")
     assert rc == 0, out
     assert out["record"]["id"] == info["config"] and out["fetched"] == 0
+    assert f"{registry.host}/{REPO}@{info['manifest']}" in out["record"]["names"]
 
 
 def test_index_picks_the_host_platform_or_the_one_asked(user: UserShell, test_image: str,

@@ -42,6 +42,8 @@ from ._volumes import Volumes
 
 __all__ = ["Container", "Containers", "ZERO_TIME"]
 
+ATTACH_CONNECT_SECONDS = 30  # how long a start waits for an attach that is connecting
+
 ZERO_TIME = "0001-01-01T00:00:00Z"
 _RESTART_POLICIES = ("", "no", "always", "on-failure", "unless-stopped")
 
@@ -442,7 +444,10 @@ class Containers:
         for p in pending:
             p["ready"].set()
         for p in pending:
-            p["connected"].wait(5)
+            # The attach only connects to a local socket and always says when it is done
+            # (or failed); the bound is for a machine so loaded that its thread waits long
+            # to run.  Starting before it connected would lose a fast command's output.
+            p["connected"].wait(ATTACH_CONNECT_SECONDS)
         try:
             self.runtime.start(c.id)
         except BaseException:

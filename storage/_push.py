@@ -43,6 +43,7 @@ def push(client: RegistryClient, local: str, remote: str, blobs: BlobStore,
         if progress:
             progress(digest, size, size, not pushed)
     digest = client.put_manifest(ref, raw, media_type)
+    index.add(image, [f"{ref.name}@{digest}"])  # Docker's RepoDigests after a push
     return {"digest": digest, "blobs_sent": sent, "blobs_skipped": skipped}
 
 

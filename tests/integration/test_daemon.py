@@ -332,8 +332,11 @@ def test_push_rmi_pull_through_the_daemon(rc: RctrUser) -> None:
         remote = f"{reg.host}/pipeline/busybox:1"
         ok(rc.rctr("tag", IMAGE, remote))
         ok(rc.rctr("push", remote))
-        ok(rc.rctr("rmi", remote))
+        digests = ok(rc.rctr("inspect", "--format", "{{json .RepoDigests}}", remote)).stdout
+        assert f'"{reg.host}/pipeline/busybox@sha256:' in digests, digests
+        ok(rc.rctr("rmi", remote))  # the repository's last tag: its digest goes too
         assert remote not in ok(rc.rctr("images")).stdout
+        assert "pipeline/busybox" not in ok(rc.rctr("images", "--digests")).stdout
         r = ok(rc.rctr("pull", remote))
         assert "Downloaded newer image" in r.stdout or "Status" in r.stdout
         assert ok(rc.rctr("run", "--rm", remote, "echo", "pulled")).stdout == "pulled\n"

@@ -310,3 +310,5 @@ def test_push_then_pull_keeps_digests(user: UserShell, test_image: str) -> None:
     assert out["pulled"]["id"] == out["original"]["id"]
     assert out["pulled"]["manifest"] == out["original"]["manifest"]
     assert out["pulled"]["diff_ids"] == out["original"]["diff_ids"]
+    by_digest = f"{reg.host}/mine/busybox@{out['pushed']['digest']}"  # RepoDigests, both sides
+    assert by_digest in out["original"]["names"] and by_digest in out["pulled"]["names"]

@@ -186,6 +186,8 @@ def test_sustained_symlink_swap_race_against_cp(rc: RctrUser) -> None:
         inside = ok(rc.rctr("exec", "racer", "sh", "-c", f"cat /race/d1/{h}/victim "
                                                          f"/race/d2/{h}/victim /{h}/victim 2>/dev/null; true")).stdout
         assert "raced in!" in inside or "written by docker cp" in inside, inside
+        print(f"copy race: {got['requests']} archive requests ({got['inside']} resolved inside) "
+              f"and 15 rounds of docker cp both ways against {swaps} swaps; no leak")
 
 
 # ==============================================================================================

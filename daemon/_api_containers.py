@@ -179,7 +179,9 @@ def register(router: Router, daemon: Any) -> None:
         # before they start the container, and read the body when it exits.
         out = req.stream()
         try:
-            out.json(block())
+            result = block(req.client_gone)
+            if result is not None:
+                out.json(result)
         finally:
             out.close()
 

@@ -856,25 +856,29 @@ class Containers:
 
     # -- wait --------------------------------------------------------------------------------
 
-    def wait_handle(self, ref: str, condition: str) -> Callable[[], dict[str, Any]]:
-        """Take the snapshot now (before the client's start); block later."""
+    def wait_handle(self, ref: str, condition: str
+                    ) -> Callable[[Callable[[], bool]], dict[str, Any] | None]:
+        """Take the snapshot now (before the client's start); block later, until the
+        condition holds (the result) or ``gone()`` says the client left (None)."""
         if condition not in ("", "not-running", "next-exit", "removed"):
             raise InvalidArgument(f"invalid condition {condition!r}: use not-running, next-exit or removed")
         c = self.get(ref)
         with c.lock:
             exits = c.exits
 
-        def block() -> dict[str, Any]:
+        def waiting() -> bool:
+            if condition == "removed":
+                return not c.removed
+            if condition == "next-exit":
+                return c.exits == exits and not c.removed
+            return (c.running() or c.starting) and not c.removed
+
+        def block(gone: Callable[[], bool]) -> dict[str, Any] | None:
             with c.lock:
-                if condition == "removed":
-                    while not c.removed:
-                        c.changed.wait(1.0)
-                elif condition == "next-exit":
-                    while c.exits == exits and not c.removed:
-                        c.changed.wait(1.0)
-                else:
-                    while (c.running() or c.starting) and not c.removed:
-                        c.changed.wait(1.0)
+                while waiting():
+                    if gone():
+                        return None  # no one to answer: the thread ends now, not at the exit
+                    c.changed.wait(1.0)
                 error = c.state.get("Error") or None
                 return {"StatusCode": c.state.get("ExitCode", 0),
                         "Error": {"Message": error} if error else None}

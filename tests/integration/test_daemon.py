@@ -109,6 +109,27 @@ def test_detached_ps_logs_exec_stop_rm(rc: RctrUser) -> None:
     assert "web" not in ok(rc.rctr("ps", "-a")).stdout
 
 
+def test_a_wait_whose_client_left_ends_its_thread(rc: RctrUser) -> None:
+    """A wait on a long-running container, its client killed: the daemon's thread ends
+    within a second or so, not at the container's exit (a script's ``timeout 5 docker
+    wait`` in a loop would otherwise pile threads up)."""
+    ok(rc.rctr("run", "-d", "--name", "waited", IMAGE, "sleep", "300"))
+    try:
+        daemon = psutil.Process(rc.daemon_pid())
+        before = daemon.num_threads()
+        waiters = [rc.popen([RCTR, "wait", "waited"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL) for _ in range(5)]
+        rc.wait_for(lambda: daemon.num_threads() >= before + 5, what="the five waits")
+        for w in waiters:
+            w.kill()
+            w.wait(10)
+        rc.wait_for(lambda: daemon.num_threads() <= before, timeout=10,
+                    what="the wait threads to end")
+        assert rc.state("waited")["Running"]
+    finally:
+        rc.rctr("rm", "-f", "waited")
+
+
 def test_stop_falls_back_to_sigkill(rc: RctrUser) -> None:
     ok(rc.rctr("run", "-d", "--name", "stubborn", IMAGE, "sh", "-c", "trap '' TERM; while true; do sleep 0.1; done"))
     try:

@@ -325,6 +325,10 @@ class Router:
         raise HTTPError(404, f"page not found: {path}")
 
 
+# What str.split() takes for whitespace in a line decoded as Latin-1, besides the space.
+_STRAY_SPACE = frozenset(b"\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f\x85\xa0")
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: APIServer
@@ -335,12 +339,15 @@ class _Handler(BaseHTTPRequestHandler):
     default_request_version = "HTTP/1.0"
 
     def parse_request(self) -> bool:
-        if len(self.raw_requestline.split()) == 2:  # "GET /path": HTTP/0.9, which Go refuses too
-            self.command, self.close_connection = None, True
-            self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
-            self.request_version = self.default_request_version
-            self.send_error(400, "malformed HTTP request: no HTTP version")
-            return False
+        line = self.raw_requestline.rstrip(b"\r\n")
+        if len(line.split()) == 2:  # "GET /path": HTTP/0.9, which Go refuses too
+            return self._refuse_line(line, "malformed HTTP request: no HTTP version")
+        parts = line.split(b" ")
+        if line and (len(parts) != 3 or b"" in parts or not _STRAY_SPACE.isdisjoint(line)):
+            # The stdlib splits on any Unicode whitespace (\x85, \xa0, tabs, runs of spaces);
+            # HTTP, and Go's server, separate the three parts by one space each.
+            return self._refuse_line(line, "malformed HTTP request line: method, target and "
+                                           "version are separated by single spaces")
         if not super().parse_request():
             return False
         if self.request_version.startswith("HTTP/0."):  # the stdlib would answer without a head
@@ -348,6 +355,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_error(505, "unsupported protocol version")  # Go's net/http: 505 too
             return False
         return True
+
+    def _refuse_line(self, line: bytes, message: str) -> bool:
+        """A 400 for a request line that cannot be read; the connection closes."""
+        self.command, self.close_connection = None, True
+        self.requestline = str(line, "iso-8859-1")
+        self.request_version = self.default_request_version
+        self.send_error(400, message)
+        return False
 
     def __getattr__(self, name: str) -> Any:
         # Any other method goes to the router too (404 or 405), not the stdlib's 501.

@@ -125,3 +125,15 @@ def test_path_parameters_are_percent_decoded() -> None:
     assert params == {"name": "localhost:5000/x/y:1"}
     _, params = router.match("GET", "/containers/a%2Fb/json")  # an escaped / stays in its segment
     assert params == {"id": "a/b"}
+
+
+@pytest.mark.parametrize("request_line", [b"GET\xa0/_ping HTTP/1.1", b"GET /_ping\x85HTTP/1.1",
+                                          b"GET\t/_ping HTTP/1.1", b"GET  /_ping HTTP/1.1",
+                                          b"GET /_ping HTTP/1.1 extra", b"GET /_ping HTTP/1.1\x85",
+                                          b"GET /_p\xa0ing HTTP/1.1"])
+def test_a_request_line_is_split_on_single_spaces_only(server: tuple[str, dict],
+                                                       request_line: bytes) -> None:
+    data = exchange(server[0], request_line + b"\r\n\r\n")
+    head, body = data.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 400 "), head
+    assert b"single spaces" in body or b"no HTTP version" in body

@@ -116,6 +116,7 @@ def _inspect(c: Container) -> dict[str, Any]:
     record = {k: v for k, v in c.record.items() if k != "_rctr"}
     record = json.loads(json.dumps(record))
     record["Name"] = c.record["Name"]
+    record["ExecIDs"] = list(c.execs) or None  # held in memory only, dropped at the stop
     record["State"]["Status"] = c.state.get("Status")
     record["Mounts"] = [{k: v for k, v in m.items() if k not in ("NoCopy",)} for m in record["Mounts"]]
     health = c.private.get("health")

@@ -90,7 +90,6 @@ def register(router: Router, daemon: Any) -> None:
         exec_id = secrets.token_hex(32)
         with c.lock:
             c.execs[exec_id] = ExecInstance(exec_id, c.id, body)
-            c.record["ExecIDs"] = [*(c.record.get("ExecIDs") or []), exec_id]
         daemon.containers._event(c, "exec_create: " + " ".join(map(str, cmd)), execID=exec_id)
         req.send_json({"Id": exec_id}, 201)
 

@@ -64,8 +64,9 @@ class Container:
         self.pending_attaches: list[dict[str, threading.Event]] = []
         self.monitor_stop = threading.Event()
         self.starting = False
-        # Its exec instances, by id.  Kept in memory only and dropped when the container
-        # stops, as Docker does: a long-lived daemon must not hold every exec ever made.
+        # Its exec instances, by id (inspect's ExecIDs).  Kept in memory only and dropped
+        # when the container stops, as Docker does: a long-lived daemon must not hold
+        # every exec ever made.
         self.execs: dict[str, Any] = {}
 
     @property
@@ -746,7 +747,6 @@ class Containers:
 
     def _cleanup_after_exit(self, c: Container) -> None:
         c.execs.clear()
-        c.record["ExecIDs"] = None
         self.runtime.delete(c.id)
         self._unmount_rootfs(c)
         # The shim takes its network down; a shim that died leaves the namespace mounted.
@@ -1037,7 +1037,6 @@ class Containers:
                 self._collect(cid, [])
                 counts["collected"] += 1
                 continue
-            record["ExecIDs"] = None  # exec instances lived in the daemon that stopped
             c = Container(record)
             self.by_id[cid] = c
             if not c.running():

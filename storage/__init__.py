@@ -17,12 +17,12 @@ from ._choose import choose_driver
 from ._commit import commit_image, merge_config, overlay_changes, parse_changes, vfs_changes
 from ._extract import LayerStats, apply_layer
 from ._gc import collect_tmp, prune
-from ._images import ImageIndex, chain_ids
+from ._images import ImageIndex, ImageRecord, LayerRef, chain_ids
 from ._layout import StoreLayout
 from ._load import (Prepare, import_rootfs, is_oci_archive, load_docker_archive, load_oci_archive,
                     load_oci_layout)
-from ._overlay import FuseOverlayDriver, FusepyDriver, OverlayDriver, perform_mount
-from ._push import push
+from ._overlay import FuseOverlayDriver, FusepyDriver, Mount, OverlayDriver, perform_mount
+from ._push import PushProgress, push
 from ._reference import Reference, familiar, parse_reference
 from ._registry import AuthStore, RegistryClient, pull
 from ._rw import DRIVERS, RWLayers
@@ -31,7 +31,7 @@ from ._vfs import VfsDriver
 
 __all__ = ["Store", "DigestMismatch", "Reference", "familiar", "parse_reference", "chain_ids", "perform_mount",
            "AuthStore", "RegistryClient", "apply_layer", "LayerStats", "DRIVERS", "merge_config",
-           "parse_changes"]
+           "parse_changes", "ImageRecord", "LayerRef", "Mount"]
 
 
 class Store:
@@ -63,16 +63,18 @@ class Store:
         """The storage driver to use: ``name``, $RCTR_STORAGE_DRIVER, remembered, or probed."""
         return choose_driver(self.layout, name)
 
-    def registry_client(self, auth: AuthStore | None = None, **options: Any) -> RegistryClient:
+    def registry_client(self, auth: AuthStore | None = None, *, retries: int = 3,
+                        timeout: float = 60) -> RegistryClient:
         """A client with this store's insecure registries and mirrors (and ``auth``, else the
-        user's credential files); ``options`` go to :class:`RegistryClient` as they are."""
+        user's credential files); ``retries`` and ``timeout`` as :class:`RegistryClient`'s."""
         return RegistryClient(auth=auth if auth is not None else AuthStore(),
                               insecure=self.insecure_registries, mirrors=self.registry_mirrors,
-                              **options)
+                              retries=retries, timeout=timeout)
 
     def pull(self, ref: str, *, platform: str | None = None,
-             client: RegistryClient | None = None, progress=None,  # type: ignore[no-untyped-def]
-             prepare: Prepare | None = None) -> dict:  # type: ignore[type-arg]
+             client: RegistryClient | None = None,
+             progress: Callable[[str, int, int], None] | None = None,
+             prepare: Prepare | None = None) -> ImageRecord:
         """Pull ``ref`` from its registry (its mirrors first); blobs already here are not
         fetched again.  ``prepare(record)`` runs before the image is indexed: what it
         raises leaves no image."""
@@ -81,7 +83,8 @@ class Store:
                     prepare=prepare)
 
     def push(self, local: str, remote: str | None = None, *,
-             client: RegistryClient | None = None, progress=None) -> dict:  # type: ignore[no-untyped-def, type-arg]
+             client: RegistryClient | None = None,
+             progress: PushProgress | None = None) -> dict[str, object]:
         """Push the image ``local`` (as ``remote`` if given) to its registry."""
         return push(client or self.registry_client(), local, remote or local,
                     self.blobs, self.images, progress)
@@ -109,13 +112,13 @@ class Store:
         return prune(self.layout, self.images)
 
     def import_rootfs(self, tar_path: str, name: str | None = None,
-                      cmd: list[str] | None = None) -> dict:  # type: ignore[type-arg]
+                      cmd: list[str] | None = None) -> ImageRecord:
         """``rctr import``: an image of one layer from a rootfs tarball."""
         return import_rootfs(tar_path, self.blobs, self.images, name, cmd=cmd)
 
-    def commit(self, container_id: str, image: str, driver: str, *, config: dict,  # type: ignore[type-arg]
+    def commit(self, container_id: str, image: str, driver: str, *, config: dict[str, Any],
                created_by: str, name: str | None = None, comment: str = "", author: str = "",
-               prepare: Prepare | None = None) -> dict:  # type: ignore[type-arg]
+               prepare: Prepare | None = None) -> ImageRecord:
         """``docker commit``: a new image of ``image`` plus the changes in the container's
         RW layer, run config ``config``; see ``_commit``.  Runs where the files' ids are the
         container's (the daemon, in the user namespace; else a helper there)."""
@@ -123,7 +126,7 @@ class Store:
         base = self.rw.path(container_id)
         where = os.path.dirname(self.layout.root)
 
-        def run() -> dict:  # type: ignore[type-arg]
+        def run() -> ImageRecord:
             if driver == "vfs":
                 changes = vfs_changes(os.path.join(base, "rootfs"),
                                       self.vfs.layer_path(record["chain_ids"][-1]))
@@ -138,14 +141,15 @@ class Store:
             return run()
         from rctr.core.userns import run_in_userns
 
-        return run_in_userns(run, mount_ns=False)  # type: ignore[no-any-return]
+        committed: ImageRecord = run_in_userns(run, mount_ns=False)  # run()'s record
+        return committed
 
     def save(self, refs: list[str], out: str) -> None:
         """Save images as an OCI layout: a directory, or an oci-archive if ``out`` ends in .tar."""
         save_oci(refs, self.blobs, self.images, out)
 
     def load(self, path: str, name: str | None = None,
-             prepare: Prepare | None = None) -> list[dict]:  # type: ignore[type-arg]
+             prepare: Prepare | None = None) -> list[ImageRecord]:
         """Load an OCI layout directory, an oci-archive or a docker-archive tarball; each
         image is checked whole (and seen by ``prepare``) before any is indexed."""
         if not os.access(path, os.R_OK):

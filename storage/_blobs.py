@@ -16,7 +16,12 @@ from ._layout import StoreLayout, check_digest
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import BinaryIO, Callable
+    from typing import BinaryIO, Callable, Protocol
+
+    class Readable(Protocol):
+        """What the store copies a blob from: a file, an HTTP response, a pipe."""
+
+        def read(self, n: int = ..., /) -> bytes: ...
 
 __all__ = ["BlobStore", "DigestMismatch"]
 
@@ -50,7 +55,7 @@ class BlobStore:
         with self.open(digest) as f:
             return f.read()
 
-    def put(self, source: BinaryIO, digest: str, size: int | None = None,
+    def put(self, source: Readable, digest: str, size: int | None = None,
             on_progress: Callable[[int], None] | None = None) -> str:
         """Copy ``source`` in, checking size and digest; return the blob's path."""
         check_digest(digest)
@@ -81,12 +86,12 @@ class BlobStore:
                           f"store's filesystem has {max(0, free)} bytes free",
                           hint=f"{NO_SPACE_HINT}; or the manifest lies about the size")
 
-    def add(self, source: BinaryIO) -> tuple[str, int]:
+    def add(self, source: Readable) -> tuple[str, int]:
         """Store a stream whose digest is not known yet (a local file), hashing it on
         the way in, in one pass; returns (digest, size)."""
         return self._store(source, None, None, None)
 
-    def _store(self, source: BinaryIO, digest: str | None, size: int | None,
+    def _store(self, source: Readable, digest: str | None, size: int | None,
                on_progress: Callable[[int], None] | None) -> tuple[str, int]:
         self.layout.ensure()
         import threading

@@ -45,7 +45,8 @@ def build_layer(blob: str, target: str, tmp_root: str, *, whiteouts: str,
             raise
         return list(stats.overflow_owners)
 
-    return run_in_userns(build, maps=(uid_maps, gid_maps))  # type: ignore[no-any-return]
+    overflow: list[str] = run_in_userns(build, maps=(uid_maps, gid_maps))  # build()'s result
+    return overflow
 
 
 def copy_tree(source: str, target: str) -> None:

@@ -48,8 +48,8 @@ from rctr.core.errors import InvalidArgument, RctrError, Unavailable
 
 from ._blobs import BlobStore
 from ._extract import OPAQUE_MARKER, WHITEOUT_PREFIX
-from ._images import ImageIndex
-from ._load import MEDIA_TYPES, Prepare, _register
+from ._images import ImageIndex, ImageRecord
+from ._load import MEDIA_TYPES, Descriptor, Manifest, Prepare, _register
 
 __all__ = ["commit_image", "parse_changes", "merge_config", "overlay_changes", "vfs_changes",
            "write_layer", "disk_full", "CHANGE_COMMANDS", "Change"]
@@ -337,15 +337,15 @@ def _diff(new: int, old: int | None, prefix: str) -> Iterator[Change]:
         if st is None:
             continue
         before = _lstat(leaf, old) if old is not None else None
-        if before is None or _differs(st, before, leaf, new, old):  # type: ignore[arg-type]
+        if old is None or before is None or _differs(st, before, leaf, new, old):
             yield Change(prefix + leaf, new, leaf, st)
         if not stat.S_ISDIR(st.st_mode):
             continue
         sub = _open_dir(leaf, new)
         if sub is None:
             continue
-        sub_old = _open_dir(leaf, old) if before is not None and stat.S_ISDIR(before.st_mode) \
-            else None
+        sub_old = _open_dir(leaf, old) \
+            if old is not None and before is not None and stat.S_ISDIR(before.st_mode) else None
         try:
             yield from _diff(sub, sub_old, f"{prefix}{leaf}/")
         finally:
@@ -362,12 +362,12 @@ def _diff(new: int, old: int | None, prefix: str) -> Iterator[Change]:
 class _Hashing:
     """Counts and hashes what tarfile writes (the diff id), on its way to gzip."""
 
-    def __init__(self, out: Any) -> None:
+    def __init__(self, out: gzip.GzipFile) -> None:
         self.out, self.hasher = out, hashlib.sha256()
 
     def write(self, data: bytes) -> int:
         self.hasher.update(data)
-        return self.out.write(data)  # type: ignore[no-any-return]
+        return self.out.write(data)
 
 
 def _xattr_headers(fd: int) -> dict[str, str]:
@@ -440,11 +440,21 @@ def _add(tar: tarfile.TarFile, change: Change, links: dict[tuple[int, int], str]
         os.close(fd)
 
 
+class _Outcome:
+    """What the producer thread leaves: the layer's diff id, or the error that stopped it."""
+
+    __slots__ = ("diff_id", "error")
+
+    def __init__(self) -> None:
+        self.diff_id = ""
+        self.error: BaseException | None = None
+
+
 class _PipeReader:
     """The read end of the producer's pipe; at EOF, the producer's error (if any) is
     raised, so a layer cut short never gets renamed into the blob store."""
 
-    def __init__(self, fd: int, thread: threading.Thread, outcome: dict[str, Any]) -> None:
+    def __init__(self, fd: int, thread: threading.Thread, outcome: _Outcome) -> None:
         self.f = os.fdopen(fd, "rb")
         self.thread, self.outcome = thread, outcome
 
@@ -452,41 +462,42 @@ class _PipeReader:
         data = self.f.read(n)
         if not data:
             self.thread.join()
-            if "error" in self.outcome:
-                raise self.outcome["error"]
+            if self.outcome.error is not None:
+                raise self.outcome.error
         return data
 
 
 def write_layer(changes: Iterator[Change], blobs: BlobStore) -> tuple[str, int, str]:
     """The changes as a gzip'd tar in the blob store: (digest, size, diff id)."""
     rfd, wfd = os.pipe2(os.O_CLOEXEC)
-    outcome: dict[str, Any] = {}
+    outcome = _Outcome()
 
     def produce() -> None:
         try:
             with open(wfd, "wb") as raw:
                 with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=6) as gz:
                     hashed = _Hashing(gz)
-                    with tarfile.open(fileobj=hashed, mode="w|",  # type: ignore[call-overload]
-                                      format=tarfile.PAX_FORMAT) as tar:
+                    # typeshed's fileobj must have read, seek, tell and close too
+                    with tarfile.open(  # type: ignore[call-overload]  # "w|" calls write() only
+                            fileobj=hashed, mode="w|", format=tarfile.PAX_FORMAT) as tar:
                         links: dict[tuple[int, int], str] = {}
                         for change in changes:
                             _add(tar, change, links)
-            outcome["diff_id"] = "sha256:" + hashed.hasher.hexdigest()
+            outcome.diff_id = "sha256:" + hashed.hasher.hexdigest()
         except BaseException as exc:  # noqa: BLE001 - raised again by the reader
-            outcome["error"] = exc
+            outcome.error = exc
 
     thread = threading.Thread(target=produce, name="commit-layer", daemon=True)
     thread.start()
     reader = _PipeReader(rfd, thread, outcome)
     try:
-        digest, size = blobs.add(reader)  # type: ignore[arg-type]
+        digest, size = blobs.add(reader)
     finally:
         reader.f.close()  # a producer still writing gets EPIPE and ends
         thread.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    return digest, size, outcome["diff_id"]
+    if outcome.error is not None:
+        raise outcome.error
+    return digest, size, outcome.diff_id
 
 
 # --------------------------------------------------------------------------
@@ -496,14 +507,15 @@ def write_layer(changes: Iterator[Change], blobs: BlobStore) -> tuple[str, int, 
 
 def disk_full(exc: BaseException) -> bool:
     """ENOSPC or EDQUOT, raised here or (as text) by a helper in the user namespace."""
-    while exc is not None:
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+    cur: BaseException | None = exc
+    while cur is not None:
+        if isinstance(cur, OSError) and cur.errno in (errno.ENOSPC, errno.EDQUOT):
             return True
-        if isinstance(exc, RctrError) and any(
-                words in exc.message.lower() for words in ("no space left on device",
+        if isinstance(cur, RctrError) and any(
+                words in cur.message.lower() for words in ("no space left on device",
                                                            "disk quota exceeded")):
             return True
-        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+        cur = cur.__cause__ or cur.__context__
     return False
 
 
@@ -513,7 +525,7 @@ def _now() -> str:
 
 def _drop_unused(blobs: BlobStore, index: ImageIndex, digests: list[str]) -> None:
     """Remove what this commit stored and no image uses (another may share a blob)."""
-    used = set()
+    used: set[str | None] = set()
     for image in index.list():
         used |= {image.get("config"), image.get("manifest")}
         used |= {layer.get("digest") for layer in image.get("layers", [])}
@@ -522,11 +534,11 @@ def _drop_unused(blobs: BlobStore, index: ImageIndex, digests: list[str]) -> Non
             blobs.delete(digest)
 
 
-def commit_image(blobs: BlobStore, index: ImageIndex, image: dict[str, Any],
+def commit_image(blobs: BlobStore, index: ImageIndex, image: ImageRecord,
                  changes: Iterator[Change], *, container_id: str, created_by: str,
                  config: dict[str, Any], name: str | None = None, comment: str = "",
                  author: str = "", prepare: Prepare | None = None,
-                 where: str = "") -> dict[str, Any]:
+                 where: str = "") -> ImageRecord:
     """Index a new image: ``image`` + a layer of ``changes``, with ``config`` (the final
     run config) and a history entry.  Returns the image's record."""
     stored: list[str] = []
@@ -543,16 +555,16 @@ def commit_image(blobs: BlobStore, index: ImageIndex, image: dict[str, Any],
         raise
 
 
-def _commit(blobs: BlobStore, index: ImageIndex, image: dict[str, Any], changes: Iterator[Change],
+def _commit(blobs: BlobStore, index: ImageIndex, image: ImageRecord, changes: Iterator[Change],
             stored: list[str], container_id: str, created_by: str, config: dict[str, Any],
             name: str | None, comment: str, author: str,
-            prepare: Prepare | None) -> dict[str, Any]:
+            prepare: Prepare | None) -> ImageRecord:
     parent = json.loads(blobs.read(image["config"]))
     parent_manifest = json.loads(blobs.read(image["manifest"]))
-    layers = list(parent_manifest.get("layers") or [])
+    layers: list[Descriptor] = list(parent_manifest.get("layers") or [])
     diff_ids = list(parent["rootfs"]["diff_ids"])
     first = next(changes, None)
-    history: dict[str, Any] = {"created": _now(), "created_by": created_by}
+    history: dict[str, str | bool] = {"created": _now(), "created_by": created_by}
     if first is None:
         history["empty_layer"] = True  # Docker's commit of an unchanged container
     else:
@@ -565,7 +577,8 @@ def _commit(blobs: BlobStore, index: ImageIndex, image: dict[str, Any], changes:
         layers.append({"mediaType": LAYER_TYPE, "digest": digest, "size": size})
         diff_ids.append(diff_id)
     history.update({k: v for k, v in (("author", author), ("comment", comment)) if v})
-    new = {k: v for k, v in parent.items() if k in ("architecture", "os", "variant", "os.version")}
+    new: dict[str, object] = {k: v for k, v in parent.items()
+                              if k in ("architecture", "os", "variant", "os.version")}
     new.update({"created": history["created"], "config": config, "container": container_id,
                 "rootfs": {"type": "layers", "diff_ids": diff_ids},
                 "history": [*(parent.get("history") or []), history]})
@@ -576,7 +589,7 @@ def _commit(blobs: BlobStore, index: ImageIndex, image: dict[str, Any], changes:
     raw = json.dumps(new, separators=(",", ":")).encode()
     config_digest = blobs.put_bytes(raw)
     stored.append(config_digest)
-    manifest = {"schemaVersion": 2, "mediaType": MEDIA_TYPES["oci_manifest"],
+    manifest: Manifest = {"schemaVersion": 2, "mediaType": MEDIA_TYPES["oci_manifest"],
                 "config": {"mediaType": MEDIA_TYPES["oci_config"], "digest": config_digest,
                            "size": len(raw)},
                 "layers": layers}

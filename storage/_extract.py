@@ -193,7 +193,9 @@ def _decompressed(raw: _Input) -> Callable[[int], bytes]:
     """The reader of the tar inside ``raw``: plain, gzip or zstd, told by magic."""
     magic = raw.peek(4)
     if magic.startswith(_GZIP_MAGIC):
-        gz = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[arg-type]
+        # typeshed's fileobj must have seek() too, which GzipFile calls only to rewind
+        gz: gzip.GzipFile = gzip.GzipFile(  # type: ignore[call-overload]  # read() suffices
+            fileobj=raw, mode="rb")
         return gz.read
     if magic == _ZSTD_MAGIC:
         try:
@@ -201,8 +203,10 @@ def _decompressed(raw: _Input) -> Callable[[int], bytes]:
         except ImportError:
             raise Unsupported("zstd-compressed layer, and the zstandard module is missing",
                               hint="pip install zstandard") from None
-        reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
-        return reader.read  # type: ignore[no-any-return]
+        reader = zstandard.ZstdDecompressor().stream_reader(
+            raw,  # type: ignore[arg-type]  # it calls read() only; its stub says IO[bytes]
+            read_across_frames=True)
+        return reader.read
     return raw.read
 
 
@@ -641,7 +645,7 @@ def _members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
         if member is None:
             break
         yield member
-    if tar.fileobj.pos < tar.offset + tarfile.BLOCKSIZE:  # type: ignore[union-attr]
+    if tar.fileobj.tell() < tar.offset + tarfile.BLOCKSIZE:  # a stream's tell() is its pos
         raise InvalidArgument("truncated layer: the archive ends inside a header",
                               hint="the download was cut short or the blob is corrupt")
 
@@ -678,7 +682,9 @@ def apply_layer(
     applier = _Applier(dest, whiteouts, max_bytes, id_ok, overflow_id)
     try:
         try:
-            with tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]
+            # typeshed's fileobj must have write, seek, tell and close too
+            with tarfile.open(  # type: ignore[call-overload]  # "r|" calls read() only
+                    fileobj=stream, mode="r|") as tar:
                 for member in _members(tar):
                     applier.entry(tar, member)
             while stream.read(_CHUNK):

@@ -99,7 +99,7 @@ class OverlayFS:
 
     # -- fusepy's dispatch ---------------------------------------------------
 
-    def __call__(self, op: str, *args):  # type: ignore[no-untyped-def]
+    def __call__(self, op: str, *args: object) -> object:
         return getattr(self, op)(*args)
 
     # -- lookup --------------------------------------------------------------
@@ -312,8 +312,10 @@ class OverlayFS:
 
     # -- reading -------------------------------------------------------------
 
-    def getattr(self, path: str | None, fh=None) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    def getattr(self, path: str | None, fh: int | None = None) -> dict[str, int]:
         if path is None:
+            if fh is None:
+                raise _err(errno.EBADF)
             return _attrs(os.fstat(fh))
         return _attrs(self._top(path)[1])
 
@@ -362,7 +364,7 @@ class OverlayFS:
                 return os.open(self._copy_up(path), flags | os.O_NOFOLLOW)
         return os.open(self._top(path)[2], flags | os.O_NOFOLLOW)
 
-    def create(self, path: str, mode: int, fi=None) -> int:  # type: ignore[no-untyped-def]
+    def create(self, path: str, mode: int, fi: object = None) -> int:  # fi: only with raw_fi
         with self._lock:
             uid, gid, _ = self._owner(path)
             dst = self._prepare_new(path)
@@ -397,7 +399,7 @@ class OverlayFS:
         os.close(fh)
         return 0
 
-    def truncate(self, path: str | None, length: int, fh=None) -> int:  # type: ignore[no-untyped-def]
+    def truncate(self, path: str | None, length: int, fh: int | None = None) -> int:
         if fh is not None and isinstance(fh, int):
             os.ftruncate(fh, length)
         elif path is not None:
@@ -419,7 +421,7 @@ class OverlayFS:
             os.chown(self._copy_up(path), uid, gid, follow_symlinks=False)
         return 0
 
-    def utimens(self, path: str, times=None) -> int:  # type: ignore[no-untyped-def]
+    def utimens(self, path: str, times: tuple[int, int] | None = None) -> int:
         with self._lock:
             dst = self._copy_up(path)
             if times is None:

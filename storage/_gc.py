@@ -58,8 +58,8 @@ def collect_tmp(layout: StoreLayout) -> list[str]:
 def prune(layout: StoreLayout, index: ImageIndex) -> dict[str, int]:
     """Remove blobs and layers that no image in the index refers to."""
     images = index.list()
-    wanted_blobs = set()
-    wanted_chains = set()
+    wanted_blobs: set[str] = set()
+    wanted_chains: set[str] = set()
     for image in images:
         wanted_blobs.update([image["manifest"], image["config"]])
         wanted_blobs.update(layer["digest"] for layer in image["layers"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from typing import NotRequired, TypedDict
 
 from rctr.core.atomic import write_json_atomic
 from rctr.core.errors import NotFound
@@ -17,7 +18,34 @@ from rctr.core.errors import NotFound
 from ._layout import StoreLayout
 from ._reference import parse_reference
 
-__all__ = ["ImageIndex", "chain_ids"]
+__all__ = ["ImageIndex", "ImageRecord", "LayerRef", "chain_ids"]
+
+
+class LayerRef(TypedDict):
+    """A layer of an image record: its blob, as the manifest's descriptor gives it."""
+
+    digest: str
+    mediaType: str
+    size: int
+
+
+class ImageRecord(TypedDict):
+    """An image in the index (images.json), by id (its config digest)."""
+
+    id: str
+    manifest: str  # the manifest's digest
+    config: str  # the config's digest
+    layers: list[LayerRef]
+    diff_ids: list[str]
+    chain_ids: list[str]
+    platform: str  # os/architecture
+    created: str
+    names: NotRequired[list[str]]  # set by ImageIndex.add; every indexed image has it
+
+
+class _IndexData(TypedDict):
+    images: dict[str, ImageRecord]
+    names: dict[str, str]  # a name (normalized reference) -> image id
 
 
 def chain_ids(diff_ids: list[str]) -> list[str]:
@@ -36,23 +64,24 @@ class ImageIndex:
     def __init__(self, layout: StoreLayout) -> None:
         self.layout = layout
 
-    def _read(self) -> dict:  # type: ignore[type-arg]
+    def _read(self) -> _IndexData:
         try:
             with open(self.layout.images_index, "rb") as f:
-                return json.loads(f.read())  # type: ignore[no-any-return]
+                data: _IndexData = json.loads(f.read())  # only _write writes it
         except FileNotFoundError:
             return {"images": {}, "names": {}}
+        return data
 
-    def _write(self, data: dict) -> None:  # type: ignore[type-arg]
+    def _write(self, data: _IndexData) -> None:
         self.layout.ensure()
         write_json_atomic(self.layout.images_index, data, 0o600)
 
-    def add(self, record: dict, names: list[str]) -> None:  # type: ignore[type-arg]
+    def add(self, record: ImageRecord, names: list[str]) -> None:
         names = [str(parse_reference(n)) for n in names]
         data = self._read()
         image_id = record["id"]
-        old = data["images"].get(image_id, {})
-        record["names"] = sorted(set(old.get("names", [])) | set(names))
+        old = data["images"].get(image_id)
+        record["names"] = sorted(set(old.get("names", []) if old else []) | set(names))
         for name in names:
             previous = data["names"].get(name)
             if previous and previous != image_id and previous in data["images"]:
@@ -61,7 +90,7 @@ class ImageIndex:
         data["images"][image_id] = record
         self._write(data)
 
-    def get(self, ref_or_id: str) -> dict:  # type: ignore[type-arg]
+    def get(self, ref_or_id: str) -> ImageRecord:
         data = self._read()
         image_id = data["names"].get(str(parse_reference(ref_or_id))) \
             if not ref_or_id.startswith("sha256:") else ref_or_id
@@ -71,7 +100,7 @@ class ImageIndex:
                 image_id = matches[0]
             else:
                 raise NotFound(f"no such image: {ref_or_id}")
-        return data["images"][image_id]  # type: ignore[no-any-return]
+        return data["images"][image_id]
 
     def remove(self, ref_or_id: str, force: bool = False) -> list[str]:
         """Untag ``ref_or_id``; drop the image when no name is left (or ``force``).
@@ -80,7 +109,7 @@ class ImageIndex:
         """
         image = self.get(ref_or_id)
         data = self._read()
-        done = []
+        done: list[str] = []
         by_name = not ref_or_id.startswith("sha256:") and str(parse_reference(ref_or_id)) \
             in data["names"]
         names = _untagged_by(str(parse_reference(ref_or_id)), image["names"]) \
@@ -95,7 +124,7 @@ class ImageIndex:
         self._write(data)
         return done
 
-    def list(self) -> list[dict]:  # type: ignore[type-arg]
+    def list(self) -> list[ImageRecord]:
         return list(self._read()["images"].values())
 
     def exists(self) -> bool:

@@ -14,21 +14,21 @@ import os
 import tarfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from typing import IO
+from typing import IO, Any, NotRequired, TypedDict, TypeGuard, cast
 
 from rctr.core.arch import go_arch
 from rctr.core.errors import InvalidArgument, RctrError, Unsupported
 
 from ._blobs import BlobStore, DigestMismatch
 from ._extract import diff_digest, layer_limit
-from ._images import ImageIndex, chain_ids
+from ._images import ImageIndex, ImageRecord, LayerRef, chain_ids
 from ._layout import _DIGEST_RE
 from ._reference import parse_reference
 
 __all__ = ["load_oci_layout", "load_oci_archive", "is_oci_archive", "load_docker_archive",
            "import_rootfs", "host_platform", "MEDIA_TYPES", "LAYER_TYPES", "MAX_JSON",
            "descriptor", "parse_manifest", "parse_index", "parse_config", "choose_manifest",
-           "verify_layers"]
+           "verify_layers", "Descriptor", "Manifest", "IndexDocument", "Prepare"]
 
 MEDIA_TYPES = {
     "oci_index": "application/vnd.oci.image.index.v1+json",
@@ -50,14 +50,41 @@ LAYER_TYPES = frozenset(
 # manifests over 4 MiB, and no real config comes near it.
 MAX_JSON = 4 << 20
 
-Prepare = Callable[[dict], None]  # type: ignore[type-arg]
+Prepare = Callable[[ImageRecord], None]
+
+
+class Descriptor(TypedDict):
+    """An OCI content descriptor, as ``descriptor`` checks it (unknown fields pass through)."""
+
+    mediaType: NotRequired[str]
+    digest: str
+    size: int
+    platform: NotRequired[dict[str, object]]  # in an index: os, architecture, variant are str
+    annotations: NotRequired[dict[str, str]]  # as save writes them; a load checks them
+
+
+class Manifest(TypedDict):
+    """An image manifest, as ``parse_manifest`` checks it."""
+
+    schemaVersion: int
+    mediaType: NotRequired[str]
+    config: Descriptor
+    layers: list[Descriptor]
+
+
+class IndexDocument(TypedDict):
+    """An image index (or a Docker manifest list), as ``parse_index`` checks it."""
+
+    schemaVersion: int
+    mediaType: NotRequired[str]
+    manifests: list[Descriptor]
 
 
 def host_platform() -> str:
     return f"linux/{go_arch()}"
 
 
-def _json(data: bytes, what: str) -> dict:  # type: ignore[type-arg]
+def _json(data: bytes, what: str) -> dict[str, Any]:
     try:
         obj = json.loads(data)
     except (ValueError, RecursionError) as exc:
@@ -68,7 +95,7 @@ def _json(data: bytes, what: str) -> dict:  # type: ignore[type-arg]
     return obj
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -81,18 +108,18 @@ def descriptor(desc: object, what: str, types: Iterable[str] | None = None) -> t
     if not isinstance(digest, str) or not _DIGEST_RE.match(digest):
         raise InvalidArgument(f"{what}: invalid digest {digest!r}: expected sha256:<64 hex digits>")
     size = desc.get("size")
-    if not _is_int(size) or size < 0:  # type: ignore[operator]
+    if not _is_int(size) or size < 0:
         raise InvalidArgument(f"{what}: bad or missing size {size!r}")
     media_type = desc.get("mediaType")
     if media_type is not None and not isinstance(media_type, str):
         raise InvalidArgument(f"{what}: mediaType is not a string")
     if types is not None and media_type is not None and media_type not in types:
         raise Unsupported(f"{what}: unsupported media type {media_type!r}")
-    return digest, size  # type: ignore[return-value]
+    return digest, size
 
 
-def _check_document(obj: dict, what: str, kinds: tuple[str, ...], other: tuple[str, ...],  # type: ignore[type-arg]
-                    other_name: str) -> None:
+def _check_document(obj: dict[str, Any], what: str, kinds: tuple[str, ...],
+                    other: tuple[str, ...], other_name: str) -> None:
     version = obj.get("schemaVersion")
     if version != 2 or not _is_int(version):
         raise InvalidArgument(f"{what}: schemaVersion is {version!r}, not 2")
@@ -104,7 +131,7 @@ def _check_document(obj: dict, what: str, kinds: tuple[str, ...], other: tuple[s
     raise Unsupported(f"{what}: unsupported media type {media_type!r}")
 
 
-def parse_manifest(raw: bytes, what: str) -> dict:  # type: ignore[type-arg]
+def parse_manifest(raw: bytes, what: str) -> Manifest:
     """An image manifest, its config and layer descriptors checked."""
     manifest = _json(raw, what)
     _check_document(manifest, what, _MANIFEST_TYPES, _INDEX_TYPES, "an image index, not a manifest")
@@ -117,10 +144,10 @@ def parse_manifest(raw: bytes, what: str) -> dict:  # type: ignore[type-arg]
         raise InvalidArgument(f"{what}: layers is missing or not a list")
     for i, layer in enumerate(layers):
         descriptor(layer, f"{what} layer {i}", LAYER_TYPES)
-    return manifest
+    return cast(Manifest, manifest)  # checked above
 
 
-def parse_index(raw: bytes, what: str) -> dict:  # type: ignore[type-arg]
+def parse_index(raw: bytes, what: str) -> IndexDocument:
     """An image index (or Docker manifest list), its descriptors checked."""
     index = _json(raw, what)
     _check_document(index, what, _INDEX_TYPES, _MANIFEST_TYPES, "a manifest, not an image index")
@@ -133,7 +160,7 @@ def parse_index(raw: bytes, what: str) -> dict:  # type: ignore[type-arg]
         if platform is not None and (not isinstance(platform, dict) or not all(
                 isinstance(platform.get(k, ""), str) for k in ("os", "architecture", "variant"))):
             raise InvalidArgument(f"{what} manifest {i}: bad platform {platform!r}")
-    return index
+    return cast(IndexDocument, index)  # checked above
 
 
 _CONFIG_TYPES = {"Env": list, "Cmd": list, "Entrypoint": list, "Labels": dict, "User": str,
@@ -141,7 +168,7 @@ _CONFIG_TYPES = {"Env": list, "Cmd": list, "Entrypoint": list, "Labels": dict, "
                  "Shell": list, "OnBuild": list}
 
 
-def parse_config(raw: bytes, what: str, layers: int) -> dict:  # type: ignore[type-arg]
+def parse_config(raw: bytes, what: str, layers: int) -> dict[str, Any]:
     """An image config whose diff ids fit ``layers`` layers, and whose fields the daemon
     reads have the types it expects (one bad image must not break ``images``)."""
     config = _json(raw, what)
@@ -178,7 +205,7 @@ def parse_config(raw: bytes, what: str, layers: int) -> dict:  # type: ignore[ty
     return config
 
 
-def choose_manifest(index: dict, platform: str | None) -> dict:  # type: ignore[type-arg]
+def choose_manifest(index: IndexDocument, platform: str | None) -> Descriptor:
     """The manifest descriptor of an index matching ``platform`` (default: this host's)."""
     want = platform or host_platform()
     want_os, _, want_arch = want.partition("/")
@@ -188,14 +215,14 @@ def choose_manifest(index: dict, platform: str | None) -> dict:  # type: ignore[
         p = desc.get("platform") or {}
         if p.get("os") == want_os and p.get("architecture") == want_arch and \
                 (not want_variant or p.get("variant") == want_variant):
-            return desc  # type: ignore[no-any-return]
+            return desc
     offered = ", ".join(f"{(d.get('platform') or {}).get('os')}/"
                         f"{(d.get('platform') or {}).get('architecture')}" for d in candidates)
     raise InvalidArgument(f"no image for platform {want} (the index offers: {offered or 'none'})",
                           hint="pick one with --platform")
 
 
-def verify_layers(blobs: BlobStore, layers: list[dict], diff_ids: list[str]) -> None:  # type: ignore[type-arg]
+def verify_layers(blobs: BlobStore, layers: list[Descriptor], diff_ids: list[str]) -> None:
     """Each layer must decompress to the diff id its config lists, within a bound.
 
     Layers are shared by chain id, which is made of diff ids: an image lying about them
@@ -218,42 +245,43 @@ def verify_layers(blobs: BlobStore, layers: list[dict], diff_ids: list[str]) -> 
                                  f"{diff_id} its image config lists")
 
 
-def _register(blobs: BlobStore, index: ImageIndex, manifest_digest: str, manifest: dict,  # type: ignore[type-arg]
-              names: list[str], prepare: Prepare | None = None) -> dict:  # type: ignore[type-arg]
+def _register(blobs: BlobStore, index: ImageIndex, manifest_digest: str, manifest: Manifest,
+              names: list[str], prepare: Prepare | None = None) -> ImageRecord:
     """Check the image whole, let ``prepare`` see it (the daemon extracts its layers),
     and only then index it: an image that fails anywhere never appears."""
     return _add_all(index, [_checked(blobs, manifest_digest, manifest, names, prepare)])[0]
 
 
-def _add_all(index: ImageIndex, checked: list[tuple[dict, list[str]]]) -> list[dict]:  # type: ignore[type-arg]
+def _add_all(index: ImageIndex,
+             checked: list[tuple[ImageRecord, list[str]]]) -> list[ImageRecord]:
     for record, names in checked:
         index.add(record, names)
     return [record for record, _ in checked]
 
 
-def _checked(blobs: BlobStore, manifest_digest: str, manifest: dict, names: list[str],  # type: ignore[type-arg]
-             prepare: Prepare | None) -> tuple[dict, list[str]]:  # type: ignore[type-arg]
+def _checked(blobs: BlobStore, manifest_digest: str, manifest: Manifest, names: list[str],
+             prepare: Prepare | None) -> tuple[ImageRecord, list[str]]:
     """The image's record and names once everything about it checks out."""
     config_digest, _ = descriptor(manifest.get("config"), f"manifest {manifest_digest} config")
     layers = manifest.get("layers") or []
     config = parse_config(blobs.read(config_digest), f"image config {config_digest}", len(layers))
-    diff_ids = config["rootfs"]["diff_ids"]
+    diff_ids: list[str] = config["rootfs"]["diff_ids"]  # parse_config checked them
     verify_layers(blobs, layers, diff_ids)
-    record = {
+    record: ImageRecord = {
         "id": config_digest, "manifest": manifest_digest, "config": config_digest,
-        "layers": [{"digest": d["digest"], "mediaType": d.get("mediaType", ""),
-                    "size": d.get("size", 0)} for d in layers],
+        "layers": [LayerRef(digest=d["digest"], mediaType=d.get("mediaType", ""),
+                            size=d.get("size", 0)) for d in layers],
         "diff_ids": diff_ids, "chain_ids": chain_ids(diff_ids),
         "platform": f"{config.get('os', 'linux')}/{config.get('architecture', '')}",
         "created": config.get("created", ""),
     }
     names = [str(parse_reference(n)) for n in names]
     if prepare is not None:
-        prepare(dict(record, names=names))
+        prepare(ImageRecord(**record, names=names))
     return record, names
 
 
-def _read_json_file(path: str, what: str) -> dict:  # type: ignore[type-arg]
+def _read_json_file(path: str, what: str) -> dict[str, Any]:
     with open(path, "rb") as f:
         raw = f.read(MAX_JSON + 1)
     if len(raw) > MAX_JSON:
@@ -263,12 +291,12 @@ def _read_json_file(path: str, what: str) -> dict:  # type: ignore[type-arg]
 
 def load_oci_layout(path: str, blobs: BlobStore, index: ImageIndex, *,
                     name: str | None = None, platform: str | None = None,
-                    prepare: Prepare | None = None) -> list[dict]:  # type: ignore[type-arg]
+                    prepare: Prepare | None = None) -> list[ImageRecord]:
     """Load every image an OCI image layout directory names (or the one, as ``name``).
 
     Everything is checked before the first image is indexed, so a bad layout adds none.
     """
-    def copy(desc: dict, what: str, document: bool = False) -> bytes:  # type: ignore[type-arg]
+    def copy(desc: object, what: str, document: bool = False) -> bytes:
         digest, size = descriptor(desc, what)
         if document and size > MAX_JSON:
             raise InvalidArgument(f"{what} {digest} is {size} bytes, more than the "
@@ -288,7 +316,7 @@ def load_oci_layout(path: str, blobs: BlobStore, index: ImageIndex, *,
     manifests = top.get("manifests")
     if not isinstance(manifests, list) or not manifests:
         raise InvalidArgument("index.json lists no manifests")
-    found = []
+    found: list[tuple[str, Manifest, list[str]]] = []
     for i, desc in enumerate(manifests):
         descriptor(desc, f"index.json manifest {i}", _INDEX_TYPES + _MANIFEST_TYPES)
         ref = (desc.get("annotations") or {}).get("org.opencontainers.image.ref.name", "") \
@@ -309,7 +337,7 @@ def load_oci_layout(path: str, blobs: BlobStore, index: ImageIndex, *,
 
 
 def load_oci_archive(tar_path: str, tmp: str, blobs: BlobStore, index: ImageIndex, *,
-                     name: str | None = None, prepare: Prepare | None = None) -> list[dict]:  # type: ignore[type-arg]
+                     name: str | None = None, prepare: Prepare | None = None) -> list[ImageRecord]:
     """Load an oci-archive: its layout's own files unpacked under ``tmp``, then loaded."""
     import tempfile
 
@@ -366,7 +394,7 @@ def is_oci_archive(path: str) -> bool:
 
 
 def load_docker_archive(tar_path: str, blobs: BlobStore, index: ImageIndex, *,
-                        prepare: Prepare | None = None) -> list[dict]:  # type: ignore[type-arg]
+                        prepare: Prepare | None = None) -> list[ImageRecord]:
     """Load a ``docker save`` tarball: its layers are stored as the tar blobs they are.
 
     Everything is checked before the first image is indexed, so a bad archive adds none.
@@ -399,7 +427,7 @@ def load_docker_archive(tar_path: str, blobs: BlobStore, index: ImageIndex, *,
         if not isinstance(manifest_list, list) or not manifest_list or \
                 not all(isinstance(e, dict) for e in manifest_list):
             raise InvalidArgument(f"{tar_path}: manifest.json is not a list of images")
-        found = []
+        found: list[tuple[str, Manifest, list[str]]] = []
         for entry in manifest_list:
             tags, layer_names = entry.get("RepoTags") or [], entry.get("Layers")
             if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
@@ -409,13 +437,13 @@ def load_docker_archive(tar_path: str, blobs: BlobStore, index: ImageIndex, *,
             config_raw = document(entry.get("Config"), "config")
             parse_config(config_raw, f"{tar_path}: config {entry.get('Config')}", len(layer_names))
             config_digest = blobs.put_bytes(config_raw)
-            layers = []
+            layers: list[Descriptor] = []
             for layer_name in layer_names:
                 with member(layer_name, "layer") as f:
                     digest, size = blobs.add(f)
                 layers.append({"mediaType": MEDIA_TYPES["oci_layer_tar"], "digest": digest,
                                "size": size})
-            manifest = {"schemaVersion": 2, "mediaType": MEDIA_TYPES["oci_manifest"],
+            manifest: Manifest = {"schemaVersion": 2, "mediaType": MEDIA_TYPES["oci_manifest"],
                         "config": {"mediaType": MEDIA_TYPES["oci_config"],
                                    "digest": config_digest, "size": len(config_raw)},
                         "layers": layers}
@@ -425,7 +453,7 @@ def load_docker_archive(tar_path: str, blobs: BlobStore, index: ImageIndex, *,
 
 
 def import_rootfs(tar_path: str, blobs: BlobStore, index: ImageIndex, name: str | None = None,
-                  *, cmd: list[str] | None = None) -> dict:  # type: ignore[type-arg]
+                  *, cmd: list[str] | None = None) -> ImageRecord:
     """``rctr import``: one layer made of a rootfs tarball (plain or gzip), as Docker does it.
 
     The layer is stored as it came; its diff id is the digest of the uncompressed tar.
@@ -455,7 +483,7 @@ def import_rootfs(tar_path: str, blobs: BlobStore, index: ImageIndex, name: str 
     config_raw = json.dumps(config, separators=(",", ":")).encode()
     config_digest = blobs.put_bytes(config_raw)
     layer_type = MEDIA_TYPES["oci_layer_tar"] + ("+gzip" if gzipped else "")
-    manifest = {"schemaVersion": 2, "mediaType": MEDIA_TYPES["oci_manifest"],
+    manifest: Manifest = {"schemaVersion": 2, "mediaType": MEDIA_TYPES["oci_manifest"],
                 "config": {"mediaType": MEDIA_TYPES["oci_config"], "digest": config_digest,
                            "size": len(config_raw)},
                 "layers": [{"mediaType": layer_type, "digest": layer_digest, "size": size}]}

@@ -16,12 +16,23 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from typing import TypedDict
 
 from ._blobs import BlobStore
 from ._build import build_layer, warn_overflow
+from ._images import ImageRecord
 from ._layout import StoreLayout
 
-__all__ = ["OverlayDriver", "FuseOverlayDriver", "FusepyDriver", "perform_mount"]
+__all__ = ["OverlayDriver", "FuseOverlayDriver", "FusepyDriver", "Mount", "perform_mount"]
+
+
+class Mount(TypedDict):
+    """A mount as data: the shape of an OCI ``mounts`` entry."""
+
+    type: str
+    source: str
+    destination: str
+    options: list[str]
 
 
 class OverlayDriver:
@@ -35,12 +46,13 @@ class OverlayDriver:
     def diff_path(self, chain_id: str) -> str:
         return os.path.join(self.layout.layer(self.layers_name, chain_id), "diff")
 
-    def prepare(self, image: dict,  # type: ignore[type-arg]
+    def prepare(self, image: ImageRecord,
                 on_layer: Callable[[str], None] | None = None) -> list[str]:
         """Extract every missing layer; return the diff directories, lowest first."""
         self.layout.ensure()
         os.makedirs(os.path.join(self.layout.layers, self.layers_name), mode=0o700, exist_ok=True)
-        diffs, overflow = [], []
+        diffs: list[str] = []
+        overflow: list[str] = []
         for layer, chain_id in zip(image["layers"], image["chain_ids"], strict=True):
             target = self.layout.layer(self.layers_name, chain_id)
             if not os.path.isdir(target):
@@ -55,7 +67,7 @@ class OverlayDriver:
     # Kernel overlayfs needs userxattr in a user namespace; the FUSE ones take no such option.
     extra_options: tuple[str, ...] = ("userxattr",)
 
-    def mount_for(self, diffs: list[str], upper: str, work: str, target: str) -> dict:  # type: ignore[type-arg]
+    def mount_for(self, diffs: list[str], upper: str, work: str, target: str) -> Mount:
         """The mount of ``diffs`` (lowest first) with a writable ``upper``, as data."""
         lower = ":".join(reversed(diffs))  # overlayfs lists the top layer first
         return {"type": self.name, "source": self.name, "destination": target,
@@ -91,7 +103,7 @@ _MOUNT_PROGRAMS = {
 }
 
 
-def perform_mount(m: dict) -> None:  # type: ignore[type-arg]
+def perform_mount(m: Mount) -> None:
     """Perform a mount the drivers described, in the calling process's namespaces."""
     if m["type"] in _MOUNT_PROGRAMS:
         import subprocess

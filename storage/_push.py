@@ -21,11 +21,13 @@ from ._images import ImageIndex
 from ._reference import parse_reference
 from ._registry import RegistryClient
 
-__all__ = ["push"]
+__all__ = ["push", "PushProgress"]
+
+PushProgress = Callable[[str, int, int, bool], None]  # (digest, done, total, skipped)
 
 
 def push(client: RegistryClient, local: str, remote: str, blobs: BlobStore,
-         index: ImageIndex, progress=None) -> dict[str, object]:  # type: ignore[no-untyped-def]
+         index: ImageIndex, progress: PushProgress | None = None) -> dict[str, object]:
     """Push the image named ``local`` as ``remote``; returns the digest and blob counts."""
     image = index.get(local)
     ref = parse_reference(remote)
@@ -36,8 +38,7 @@ def push(client: RegistryClient, local: str, remote: str, blobs: BlobStore,
         path = blobs.path(digest)
         size = os.path.getsize(path)
         with open(path, "rb") as f:
-            source = _Counting(f, lambda done, d=digest, n=size: progress(d, done, n, False)) \
-                if progress else f
+            source = _Counting(f, _reporter(progress, digest, size)) if progress else f
             pushed = client.push_blob(ref, digest, source, size)
         sent, skipped = sent + pushed, skipped + (not pushed)
         if progress:
@@ -45,6 +46,10 @@ def push(client: RegistryClient, local: str, remote: str, blobs: BlobStore,
     digest = client.put_manifest(ref, raw, media_type)
     index.add(image, [f"{ref.name}@{digest}"])  # Docker's RepoDigests after a push
     return {"digest": digest, "blobs_sent": sent, "blobs_skipped": skipped}
+
+
+def _reporter(progress: PushProgress, digest: str, size: int) -> Callable[[int], None]:
+    return lambda done: progress(digest, done, size, False)
 
 
 class _Counting:

@@ -33,16 +33,18 @@ from rctr.core.atomic import write_json_atomic
 from rctr.core.errors import InvalidArgument, NotFound, RctrError, Unavailable, Unsupported
 
 from ._blobs import BlobStore, DigestMismatch
-from ._images import ImageIndex
+from ._images import ImageIndex, ImageRecord
 from ._layout import check_digest
-from ._load import (MAX_JSON, MEDIA_TYPES, Prepare, _json, _register, choose_manifest,
-                    descriptor, parse_index, parse_manifest)
+from ._load import (MAX_JSON, MEDIA_TYPES, Manifest, Prepare, _json, _register,
+                    choose_manifest, descriptor, parse_index, parse_manifest)
 from ._reference import Reference
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
-    from typing import BinaryIO, Callable
+    from typing import Any, Callable
+
+    from ._blobs import Readable
 
 __all__ = ["RegistryClient", "AuthStore", "pull", "registry_endpoint", "is_loopback"]
 
@@ -173,7 +175,7 @@ class AuthStore:
         self.login_path = login_path or (self.paths[0] if self.paths else defaults[0])
 
     @staticmethod
-    def _read(path: str) -> dict:  # type: ignore[type-arg]
+    def _read(path: str) -> dict[str, Any]:  # a Docker config.json, as it is
         try:
             with open(path, "rb") as f:
                 data = json.loads(f.read())
@@ -199,7 +201,7 @@ class AuthStore:
         return None
 
     @staticmethod
-    def _decode(entry: dict, path: str, key: str) -> tuple[str, str] | None:  # type: ignore[type-arg]
+    def _decode(entry: dict[str, Any], path: str, key: str) -> tuple[str, str] | None:
         if entry.get("username") and entry.get("password"):
             return str(entry["username"]), str(entry["password"])
         raw = entry.get("auth")
@@ -336,7 +338,7 @@ class RegistryClient:
         raise InvalidArgument(f"unsupported URL scheme in {url!r}")
 
     def _send(self, method: str, url: str, headers: dict[str, str],
-              body: bytes | BinaryIO | None = None) -> _Response:
+              body: bytes | Readable | None = None) -> _Response:
         """One request, following redirects for GET and HEAD (never carrying auth to another host)."""
         headers = dict(headers)
         for _ in range(_MAX_REDIRECTS + 1):
@@ -363,7 +365,7 @@ class RegistryClient:
         time.sleep(0.2 * (2 ** attempt))
 
     def request(self, ref: Reference, method: str, path: str, *, headers: dict[str, str] | None = None,
-                body: bytes | BinaryIO | None = None, push: bool = False,
+                body: bytes | Readable | None = None, push: bool = False,
                 scope: str | None = None) -> _Response:
         """A request to ``ref``'s registry, authenticated on challenge, retried when worth it.
 
@@ -385,7 +387,7 @@ class RegistryClient:
             if token:
                 hdrs["Authorization"] = token
             if body is not None and hasattr(body, "seek"):
-                body.seek(0)  # type: ignore[union-attr]
+                body.seek(0)
             try:
                 resp = self._send(method, url, hdrs, body)
             except (OSError, http.client.HTTPException) as exc:
@@ -552,7 +554,7 @@ class RegistryClient:
                             and int(length) != size:
                         raise DigestMismatch(f"blob {digest}: the registry sends {length} bytes, "
                                              f"the manifest says {size}")
-                    out.put(resp.resp, digest, size, on_progress)  # type: ignore[arg-type]
+                    out.put(resp.resp, digest, size, on_progress)
                 break
             except (OSError, http.client.HTTPException) as exc:
                 if attempt >= self.retries:
@@ -573,7 +575,7 @@ class RegistryClient:
         except NotFound:
             return False
 
-    def push_blob(self, ref: Reference, digest: str, source: BinaryIO | bytes,
+    def push_blob(self, ref: Reference, digest: str, source: Readable | bytes,
                   size: int | None = None) -> bool:
         """Monolithic upload (POST, then PUT with the digest); False when the blob was there."""
         check_digest(digest)
@@ -623,7 +625,7 @@ class RegistryClient:
 
 
 def _fetch_layers(client: RegistryClient, ref: Reference, blobs: BlobStore,
-                  layers: list[tuple[str, int | None]], workers: int,
+                  layers: Sequence[tuple[str, int | None]], workers: int,
                   progress: Callable[[str, int, int], None] | None) -> None:
     """Fetch the layers concurrently; the first failure cancels what has not started."""
     unique = list(dict.fromkeys(layers))  # one download per digest (BlobStore's tmp names clash)
@@ -641,16 +643,16 @@ def _fetch_layers(client: RegistryClient, ref: Reference, blobs: BlobStore,
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="rctr-pull") as pool:
         futures = [pool.submit(one, d, s) for d, s in todo]
         done, pending = wait(futures, return_when=FIRST_EXCEPTION)
-        failed = [f for f in done if f.exception() is not None]
-        if failed:
+        errors = [exc for f in done if (exc := f.exception()) is not None]
+        if errors:
             for f in pending:
                 f.cancel()
-            raise failed[0].exception()  # type: ignore[misc]
+            raise errors[0]
 
 
 def pull(client: RegistryClient, ref: Reference, blobs: BlobStore, index: ImageIndex, *,
          platform: str | None = None, progress: Callable[[str, int, int], None] | None = None,
-         workers: int = 3, prepare: Prepare | None = None) -> dict:  # type: ignore[type-arg]
+         workers: int = 3, prepare: Prepare | None = None) -> ImageRecord:
     """Pull ``ref`` into the store and return its image record.
 
     An index picks ``platform`` (default: this host's).  Manifest, config and
@@ -688,7 +690,8 @@ def pull(client: RegistryClient, ref: Reference, blobs: BlobStore, index: ImageI
 
 def _pull_manifests(client: RegistryClient, ref: Reference, blobs: BlobStore,
                     platform: str | None, workers: int,
-                    progress: Callable[[str, int, int], None] | None) -> tuple[dict, str, str]:  # type: ignore[type-arg]
+                    progress: Callable[[str, int, int], None] | None
+                    ) -> tuple[Manifest, str, str]:
     """Fetch ``ref``'s manifest, config and layers from ``ref.registry``; (manifest, its
     digest, the digest ``ref`` resolved to: the index's when it named an index)."""
     raw, media_type, digest = client.get_manifest(ref)

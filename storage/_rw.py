@@ -16,7 +16,10 @@ from rctr.core.errors import AlreadyExists, InvalidArgument
 from rctr.core.ids import check_id
 
 from ._build import copy_tree, remove_layer
+from ._images import ImageRecord
 from ._layout import StoreLayout
+from ._overlay import Mount, OverlayDriver
+from ._vfs import VfsDriver
 
 __all__ = ["RWLayers", "DRIVERS"]
 
@@ -24,7 +27,7 @@ DRIVERS = ("overlay", "fuse-overlayfs", "fusepy", "vfs")
 
 
 class RWLayers:
-    def __init__(self, layout: StoreLayout, drivers: dict) -> None:  # type: ignore[type-arg]
+    def __init__(self, layout: StoreLayout, drivers: dict[str, VfsDriver | OverlayDriver]) -> None:
         self.layout = layout
         self.drivers = drivers
         self.root = os.path.join(layout.root, "containers")
@@ -32,7 +35,7 @@ class RWLayers:
     def path(self, container_id: str) -> str:
         return os.path.join(self.root, check_id(container_id))
 
-    def create(self, container_id: str, image: dict, driver: str) -> dict:  # type: ignore[type-arg]
+    def create(self, container_id: str, image: ImageRecord, driver: str) -> Mount:
         """Make the container's RW layer; return the mount of its rootfs at ``merged``."""
         if driver not in self.drivers:
             raise InvalidArgument(f"unknown storage driver {driver!r} (known: {', '.join(DRIVERS)})")
@@ -46,7 +49,7 @@ class RWLayers:
             merged = os.path.join(base, "merged")
             os.mkdir(merged, 0o755)
             impl = self.drivers[driver]
-            if driver == "vfs":
+            if isinstance(impl, VfsDriver):  # the driver named "vfs"
                 rootfs = os.path.join(base, "rootfs")
                 copy_tree(impl.prepare(image), rootfs)
                 return {"type": "bind", "source": rootfs, "destination": merged,
@@ -55,7 +58,7 @@ class RWLayers:
             upper, work = os.path.join(base, "upper"), os.path.join(base, "work")
             os.mkdir(upper, 0o755)
             os.mkdir(work, 0o700)
-            return impl.mount_for(diffs, upper, work, merged)  # type: ignore[no-any-return]
+            return impl.mount_for(diffs, upper, work, merged)
         except BaseException:
             remove_layer(base)
             raise

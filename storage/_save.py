@@ -15,7 +15,8 @@ import os
 import tarfile
 
 from ._blobs import BlobStore
-from ._images import ImageIndex
+from ._images import ImageIndex, ImageRecord
+from ._load import Descriptor
 from ._reference import familiar
 
 __all__ = ["save_oci"]
@@ -23,20 +24,21 @@ __all__ = ["save_oci"]
 _MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
 
-def _index(images: list[dict], blobs: BlobStore) -> bytes:  # type: ignore[type-arg]
-    manifests = []
+def _index(images: list[ImageRecord], blobs: BlobStore) -> bytes:
+    manifests: list[Descriptor] = []
     for image in images:
         raw = blobs.read(image["manifest"])
         media_type = json.loads(raw).get("mediaType") or _MANIFEST
-        for name in image["names"] or [None]:
-            desc = {"mediaType": media_type, "digest": image["manifest"], "size": len(raw)}
+        for name in image["names"] or [""]:  # no name: one entry, not annotated
+            desc: Descriptor = {"mediaType": media_type, "digest": image["manifest"],
+                                "size": len(raw)}
             if name:
                 desc["annotations"] = {"org.opencontainers.image.ref.name": name}
             manifests.append(desc)
     return json.dumps({"schemaVersion": 2, "manifests": manifests}, indent=2).encode()
 
 
-def _docker_manifest(images: list[dict]) -> bytes:  # type: ignore[type-arg]
+def _docker_manifest(images: list[ImageRecord]) -> bytes:
     """Docker's ``manifest.json``: one entry per image, its tags in Docker's short form."""
     def path(digest: str) -> str:
         return f"blobs/sha256/{digest[7:]}"
@@ -48,7 +50,7 @@ def _docker_manifest(images: list[dict]) -> bytes:  # type: ignore[type-arg]
     return json.dumps(entries, indent=2).encode()
 
 
-def _blob_digests(image: dict) -> list[str]:  # type: ignore[type-arg]
+def _blob_digests(image: ImageRecord) -> list[str]:
     return [image["manifest"], image["config"], *(layer["digest"] for layer in image["layers"])]
 
 

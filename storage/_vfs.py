@@ -15,6 +15,7 @@ from rctr.core.errors import InvalidArgument
 
 from ._blobs import BlobStore
 from ._build import build_layer, remove_layer, warn_overflow
+from ._images import ImageRecord
 from ._layout import StoreLayout
 
 __all__ = ["VfsDriver"]
@@ -30,7 +31,7 @@ class VfsDriver:
     def layer_path(self, chain_id: str) -> str:
         return self.layout.layer(self.name, chain_id)
 
-    def prepare(self, image: dict,  # type: ignore[type-arg]
+    def prepare(self, image: ImageRecord,
                 on_layer: Callable[[str], None] | None = None) -> str:
         """Extract every layer of ``image`` that is missing; return the top layer's path."""
         self.layout.ensure()

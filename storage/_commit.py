@@ -65,6 +65,9 @@ IMAGE_FIELDS = ("User", "ExposedPorts", "Env", "Cmd", "Healthcheck", "ArgsEscape
 # RW layer, so its commits never carry them; neither do ours.
 MOUNT_TARGETS = frozenset(["etc/hosts", "etc/hostname", "etc/resolv.conf", ".dockerenv"])
 
+# The fields of the parent's image config that a commit keeps as they are.
+_PLATFORM_FIELDS = ("architecture", "os", "variant", "os.version")
+
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
@@ -577,8 +580,7 @@ def _commit(blobs: BlobStore, index: ImageIndex, image: ImageRecord, changes: It
         layers.append({"mediaType": LAYER_TYPE, "digest": digest, "size": size})
         diff_ids.append(diff_id)
     history.update({k: v for k, v in (("author", author), ("comment", comment)) if v})
-    new: dict[str, object] = {k: v for k, v in parent.items()
-                              if k in ("architecture", "os", "variant", "os.version")}
+    new: dict[str, object] = {k: v for k, v in parent.items() if k in _PLATFORM_FIELDS}
     new.update({"created": history["created"], "config": config, "container": container_id,
                 "rootfs": {"type": "layers", "diff_ids": diff_ids},
                 "history": [*(parent.get("history") or []), history]})

@@ -682,8 +682,7 @@ def apply_layer(
     applier = _Applier(dest, whiteouts, max_bytes, id_ok, overflow_id)
     try:
         try:
-            # typeshed's fileobj must have write, seek, tell and close too
-            with tarfile.open(  # type: ignore[call-overload]  # "r|" calls read() only
+            with tarfile.open(  # type: ignore[call-overload]  # "r|" calls read() only, no seek()
                     fileobj=stream, mode="r|") as tar:
                 for member in _members(tar):
                     applier.entry(tar, member)

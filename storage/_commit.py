@@ -49,7 +49,7 @@ from rctr.core.errors import InvalidArgument, RctrError, Unavailable
 from ._blobs import BlobStore
 from ._extract import OPAQUE_MARKER, WHITEOUT_PREFIX
 from ._images import ImageIndex, ImageRecord
-from ._load import MEDIA_TYPES, Descriptor, Manifest, Prepare, _register
+from ._load import MEDIA_TYPES, ImageConfig, Manifest, Prepare, _register
 
 __all__ = ["commit_image", "parse_changes", "merge_config", "overlay_changes", "vfs_changes",
            "write_layer", "disk_full", "CHANGE_COMMANDS", "Change"]
@@ -562,9 +562,9 @@ def _commit(blobs: BlobStore, index: ImageIndex, image: ImageRecord, changes: It
             stored: list[str], container_id: str, created_by: str, config: dict[str, Any],
             name: str | None, comment: str, author: str,
             prepare: Prepare | None) -> ImageRecord:
-    parent = json.loads(blobs.read(image["config"]))
-    parent_manifest = json.loads(blobs.read(image["manifest"]))
-    layers: list[Descriptor] = list(parent_manifest.get("layers") or [])
+    parent: ImageConfig = json.loads(blobs.read(image["config"]))  # both checked on the way in
+    parent_manifest: Manifest = json.loads(blobs.read(image["manifest"]))
+    layers = list(parent_manifest.get("layers") or [])
     diff_ids = list(parent["rootfs"]["diff_ids"])
     first = next(changes, None)
     history: dict[str, str | bool] = {"created": _now(), "created_by": created_by}

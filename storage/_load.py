@@ -14,7 +14,7 @@ import os
 import tarfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from typing import IO, Any, NotRequired, TypedDict, TypeGuard, cast
+from typing import IO, NotRequired, TypedDict, TypeGuard, cast
 
 from rctr.core.arch import go_arch
 from rctr.core.errors import InvalidArgument, RctrError, Unsupported
@@ -28,7 +28,7 @@ from ._reference import parse_reference
 __all__ = ["load_oci_layout", "load_oci_archive", "is_oci_archive", "load_docker_archive",
            "import_rootfs", "host_platform", "MEDIA_TYPES", "LAYER_TYPES", "MAX_JSON",
            "descriptor", "parse_manifest", "parse_index", "parse_config", "choose_manifest",
-           "verify_layers", "Descriptor", "Manifest", "IndexDocument", "Prepare"]
+           "verify_layers", "Descriptor", "Manifest", "IndexDocument", "ImageConfig", "Prepare"]
 
 MEDIA_TYPES = {
     "oci_index": "application/vnd.oci.image.index.v1+json",
@@ -80,11 +80,29 @@ class IndexDocument(TypedDict):
     manifests: list[Descriptor]
 
 
+class RootFS(TypedDict):
+    diff_ids: list[str]
+
+
+class ImageConfig(TypedDict):
+    """An image config, as ``parse_config`` checks it (other fields pass through)."""
+
+    rootfs: RootFS
+    os: NotRequired[str]
+    architecture: NotRequired[str]
+    variant: NotRequired[str]
+    created: NotRequired[str]
+    author: NotRequired[str]
+    comment: NotRequired[str]
+    history: NotRequired[list[dict[str, object]]]
+    config: NotRequired[dict[str, object] | None]  # the run config: Env, Cmd, Labels...
+
+
 def host_platform() -> str:
     return f"linux/{go_arch()}"
 
 
-def _json(data: bytes, what: str) -> dict[str, Any]:
+def _json(data: bytes, what: str) -> dict[str, object]:
     try:
         obj = json.loads(data)
     except (ValueError, RecursionError) as exc:
@@ -118,7 +136,7 @@ def descriptor(desc: object, what: str, types: Iterable[str] | None = None) -> t
     return digest, size
 
 
-def _check_document(obj: dict[str, Any], what: str, kinds: tuple[str, ...],
+def _check_document(obj: dict[str, object], what: str, kinds: tuple[str, ...],
                     other: tuple[str, ...], other_name: str) -> None:
     version = obj.get("schemaVersion")
     if version != 2 or not _is_int(version):
@@ -168,7 +186,7 @@ _CONFIG_TYPES = {"Env": list, "Cmd": list, "Entrypoint": list, "Labels": dict, "
                  "Shell": list, "OnBuild": list}
 
 
-def parse_config(raw: bytes, what: str, layers: int) -> dict[str, Any]:
+def parse_config(raw: bytes, what: str, layers: int) -> ImageConfig:
     """An image config whose diff ids fit ``layers`` layers, and whose fields the daemon
     reads have the types it expects (one bad image must not break ``images``)."""
     config = _json(raw, what)
@@ -184,12 +202,17 @@ def parse_config(raw: bytes, what: str, layers: int) -> dict[str, Any]:
     for key in ("os", "architecture", "variant", "created", "author", "comment"):
         if not isinstance(config.get(key, ""), str):
             raise InvalidArgument(f"{what}: {key} is not a string")
-    if not isinstance(config.get("history", []), list) or not all(
-            isinstance(h, dict) for h in config.get("history", [])):
+    history = config.get("history", [])
+    if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
         raise InvalidArgument(f"{what}: history is not a list of objects")
     run = config.get("config")
-    if run is None:
-        return config
+    if run is not None:
+        _check_run_config(run, what)
+    return cast(ImageConfig, config)  # checked above
+
+
+def _check_run_config(run: object, what: str) -> None:
+    """The fields of an image's run config that the daemon reads have the types it expects."""
     if not isinstance(run, dict):
         raise InvalidArgument(f"{what}: config is not a JSON object")
     for key, kind in _CONFIG_TYPES.items():
@@ -202,7 +225,6 @@ def parse_config(raw: bytes, what: str, layers: int) -> dict[str, Any]:
     labels = run.get("Labels") or {}
     if not all(isinstance(v, str) for v in labels.values()):
         raise InvalidArgument(f"{what}: config.Labels values are not all strings")
-    return config
 
 
 def choose_manifest(index: IndexDocument, platform: str | None) -> Descriptor:
@@ -265,7 +287,7 @@ def _checked(blobs: BlobStore, manifest_digest: str, manifest: Manifest, names: 
     config_digest, _ = descriptor(manifest.get("config"), f"manifest {manifest_digest} config")
     layers = manifest.get("layers") or []
     config = parse_config(blobs.read(config_digest), f"image config {config_digest}", len(layers))
-    diff_ids: list[str] = config["rootfs"]["diff_ids"]  # parse_config checked them
+    diff_ids = config["rootfs"]["diff_ids"]
     verify_layers(blobs, layers, diff_ids)
     record: ImageRecord = {
         "id": config_digest, "manifest": manifest_digest, "config": config_digest,
@@ -281,7 +303,7 @@ def _checked(blobs: BlobStore, manifest_digest: str, manifest: Manifest, names: 
     return record, names
 
 
-def _read_json_file(path: str, what: str) -> dict[str, Any]:
+def _read_json_file(path: str, what: str) -> dict[str, object]:
     with open(path, "rb") as f:
         raw = f.read(MAX_JSON + 1)
     if len(raw) > MAX_JSON:

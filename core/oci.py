@@ -18,7 +18,7 @@ from typing import Any, TypedDict
 
 __all__ = [
     "Spec", "Root", "Process", "User", "Rlimit", "Capabilities", "Mount", "Hook", "Hooks",
-    "Linux", "Namespace", "IDMapping", "Device", "State",
+    "Linux", "Namespace", "IDMapping", "Device", "State", "Resources", "SeccompProfile",
 ]
 
 # An id mapping (containerID, hostID, size); core.idmap and core.subid use this shape.
@@ -27,6 +27,10 @@ IDMapping = dict[str, int]
 Capabilities = dict[str, list[str]]
 # Hook kind ("prestart", "createRuntime", ...) -> hooks, run in order.
 Hooks = dict[str, list["Hook"]]
+# LinuxResources and the seccomp profile are read by core.cgroups and core.seccomp,
+# which check their many optional fields themselves.
+Resources = dict[str, Any]
+SeccompProfile = dict[str, Any]
 
 
 class Root(TypedDict, total=False):
@@ -94,10 +98,8 @@ class Linux(TypedDict, total=False):
     gidMappings: list[IDMapping]
     devices: list[Device]
     cgroupsPath: str
-    # LinuxResources and the seccomp profile are read by core.cgroups and
-    # core.seccomp, which check their many optional fields themselves.
-    resources: dict[str, Any]
-    seccomp: dict[str, Any]
+    resources: Resources
+    seccomp: SeccompProfile
     sysctl: dict[str, str]
     maskedPaths: list[str]
     readonlyPaths: list[str]

@@ -29,9 +29,9 @@ from ._sync import Channel
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
-    from typing import Any, NoReturn
+    from typing import NoReturn
 
-    from rctr.core.oci import Process, Spec, State
+    from rctr.core.oci import Process, SeccompProfile, Spec, State
     from rctr.core.seccomp import Filter
 
 __all__ = ["container_stage1", "exec_stage1", "NamespacePlan"]
@@ -199,7 +199,7 @@ def _wait_for_start_and_exec(config: Spec, state: State, state_dir: int, fifo: s
 
 
 def exec_stage1(ch: Channel, ns_fds: list[tuple[str, int]], process: Process,
-                seccomp: dict[str, Any] | None, console: int | None, preserve_fds: int,
+                seccomp: SeccompProfile | None, console: int | None, preserve_fds: int,
                 cgroup: str = "") -> None:
     try:
         if cgroup:  # counted with the container, as runc exec does

@@ -20,9 +20,7 @@ from ._config import RLIMITS
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
-
-    from rctr.core.oci import Capabilities, Process, User
+    from rctr.core.oci import Capabilities, Process, SeccompProfile, User
     from rctr.core.seccomp import Filter
 
 __all__ = ["apply_process", "build_seccomp", "find_executable", "process_env"]
@@ -88,7 +86,7 @@ def _set_caps(caps: Capabilities) -> None:
             pass
 
 
-def build_seccomp(profile: dict[str, Any] | None) -> Filter | None:
+def build_seccomp(profile: SeccompProfile | None) -> Filter | None:
     """The container's filter, built now: after pivot_root libseccomp cannot be opened."""
     if not profile:
         return None

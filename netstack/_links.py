@@ -74,9 +74,10 @@ def detach_in_helper(netns: str, ifname: str) -> None:
 
 def _helper(*args: str) -> None:
     import subprocess
-    import sys
 
-    r = subprocess.run([sys.executable, "-m", "rctr.netstack._links", *args],
+    from rctr.core.launch import argv
+
+    r = subprocess.run(argv("links", *args),
                        capture_output=True, text=True, timeout=LINK_TIMEOUT,
                        stdin=subprocess.DEVNULL)
     if r.returncode != 0:

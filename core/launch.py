@@ -6,14 +6,14 @@ is the table: for each kind, how it starts, what starts it, what it holds and
 what ends it.  In short:
 
     kind            command line (after the interpreter)          name in ps
-    daemon          -m rctr.daemon                                 python (rctrd)
+    daemon          -m rctr.daemon  (rctrd)                        its command line
     pause           -I -S -c CODE  (no rctr code at all)           rctr-pause (argv[0])
     zygote          -m rctr.shim --zygote SOCKET --ready-fd N      rctr-zygote (set_name)
     shim            -m rctr.shim STATE_DIR --ready-fd N            rctr-shim (set_name)
     port-forwarder  none: forked from the shim                     rctr-ports (set_name)
-    fusepy          -m rctr.storage._fusepy -o OPTIONS MOUNTPOINT  python
-    links           -m rctr.netstack._links attach|detach ...      python
-    runtime         -m rctr.rootless.cli --root ROOT exec ...      python
+    fusepy          -m rctr.storage._fusepy -o OPTIONS MOUNTPOINT  its command line
+    links           -m rctr.netstack._links attach|detach ...      its command line
+    runtime         -m rctr.rootless.cli --root ROOT exec ...      its command line
 
 A forked shim (from the zygote) and the port forwarder have no command line
 of their own; the rest are built by ``argv``.  fuse-overlayfs, slirp4netns,
@@ -57,7 +57,7 @@ class Helper:
 HELPERS: dict[str, Helper] = {h.kind: h for h in (
     Helper("daemon", ("-m", "rctr.daemon"),
            started_by="the CLI on first use (cli/_daemon.py); `rctr system service` runs "
-                      "it in its own process instead",
+                      "it inside the rctr process instead",
            holds="the API socket and every container's record; it joins the pause "
                  "process's namespaces first thing",
            ended_by="SIGTERM (`rctr system stop`); it outlives the CLI that started it"),

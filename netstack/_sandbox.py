@@ -30,7 +30,7 @@ from ._spawn import end_child
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from ._types import PortMapping, ShimNetwork
+    from ._types import NetInfo, PortMapping, ShimNetwork
 
 __all__ = ["NetworkSandbox", "KINDS"]
 
@@ -88,7 +88,7 @@ class NetworkSandbox:
                                self.path("pasta.pid"), self.path("pasta.log"))
             self.pasta.start()
 
-    def finish(self) -> dict[str, object]:
+    def finish(self) -> NetInfo:
         """Wait for the helpers; what the daemon reports (``net.json``)."""
         if self.slirp is not None:
             self.slirp.wait_ready()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import NotRequired, TypedDict
 
-__all__ = ["PortMapping", "Link", "ShimNetwork"]
+__all__ = ["PortMapping", "Link", "ShimNetwork", "NetInfo"]
 
 
 class PortMapping(TypedDict):
@@ -31,6 +31,15 @@ class Link(TypedDict):
     ip: str
     ifname: str
     mtu: int
+
+
+class NetInfo(TypedDict):
+    """``net.json`` and the ready line's ``network``: the network as set up."""
+
+    netns: str
+    ports: list[PortMapping]
+    port_handler: str
+    pids: list[int]
 
 
 class ShimNetwork(TypedDict, total=False):

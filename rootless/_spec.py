@@ -54,7 +54,9 @@ def _mounts(rootless: bool) -> list[Mount]:
 def default_spec(rootless: bool = False, warn: Callable[[str], object] | None = None) -> Spec:
     """The configuration ``rctr runtime spec`` writes; ``warn(msg)`` hears about missing subids."""
     caps = list(_DEFAULT_CAPS)
-    namespaces = ["pid", "network", "ipc", "uts", "mount", "cgroup"] + (["user"] if rootless else [])
+    namespaces = ["pid", "network", "ipc", "uts", "mount", "cgroup"]
+    if rootless:
+        namespaces.append("user")
     linux: Linux = {
         "namespaces": [{"type": t} for t in namespaces],
         "maskedPaths": [

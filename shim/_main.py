@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from rctr.netstack import NetworkSandbox
 
     from ._attach import AttachServer
+    from ._layout import Ready, ShimPid
     from ._stdio import Stdio
 
 __all__ = ["main", "UsageError"]
@@ -98,8 +99,8 @@ class _Shim:
 
         set_name("rctr-shim")  # forked from the zygote, a shim has the zygote's command line
         set_child_subreaper()
-        write_json_atomic(self.path(L.SHIM_PID),
-                          {"pid": os.getpid(), "start_time": start_time(os.getpid())}, 0o644)
+        shim_pid: ShimPid = {"pid": os.getpid(), "start_time": start_time(os.getpid())}
+        write_json_atomic(self.path(L.SHIM_PID), shim_pid, 0o644)
         cfg = load_config(self.path(L.SHIM_JSON))
         if cfg.network is not None:
             # First: the runtime's create joins the namespace this makes, and a port
@@ -119,7 +120,7 @@ class _Shim:
         self.init_pid = create_container(cfg, self.dir, stdio)
         stdio.close_child_ends()
         self._record_init(cfg.bundle)
-        ready: dict[str, object] = {"pid": self.init_pid}
+        ready: Ready = {"pid": self.init_pid}
         if self.net is not None:
             ready["network"] = network = self.net.finish()
             write_json_atomic(self.path(L.NET_JSON), network, 0o644)
@@ -161,7 +162,7 @@ class _Shim:
             self.log.warning(f"the init {self.init_pid} is a child of {ppid}, not of the shim: "
                              "its exit status cannot be collected")
 
-    def _ready(self, message: dict[str, object]) -> None:
+    def _ready(self, message: Ready) -> None:
         fd, self.ready_fd = self.ready_fd, None
         if fd is None:
             return

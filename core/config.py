@@ -158,10 +158,10 @@ def load_config(env: Mapping[str, str] = os.environ, path: str | None = None) ->
         if env.get(var):
             values[setting] = env[var]
             sources[setting] = f"${var}"
-    # Each value has the type _SCHEMA checked it against (a str for the env's): mypy cannot
-    # tie a setting's name to its field's type through the schema table.
-    config = Config(**values, path=path, file_found=found,  # type: ignore[arg-type]  # see above
-                    sources=MappingProxyType(sources))
+    # Each value has the type _SCHEMA checked it against (a str for the env's); mypy sees
+    # only dict[str, object] and cannot tie a setting's name to its field's type.
+    config = Config(**values,  # type: ignore[arg-type]  # values typed by _SCHEMA, not by name
+                    path=path, file_found=found, sources=MappingProxyType(sources))
     _check_choices(config)
     return config
 

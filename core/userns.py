@@ -146,7 +146,7 @@ def _report(fn: Callable[[], object], wfd: int) -> None:  # pragma: no cover - r
     """Send ``fn()``'s result, or its error, to the parent as JSON; exit."""
     code = 1
     try:
-        payload: dict[str, Any] = {"result": fn()}
+        payload: dict[str, object] = {"result": fn()}
         code = 0
     except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
         payload = {"error": str(exc) or type(exc).__name__}

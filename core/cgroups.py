@@ -241,7 +241,7 @@ def usage(directory: str) -> dict[str, int]:
         pass
     for key, name in (("memory", "memory.current"), ("memory_limit", "memory.max"),
                       ("pids", "pids.current"), ("pids_limit", "pids.max")):
-        value = number(name)
-        if value is not None:
-            out[key] = value
+        count = number(name)
+        if count is not None:
+            out[key] = count
     return out

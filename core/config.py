@@ -91,7 +91,10 @@ class Config:
             raise TypeError(f"not a flag setting: {', '.join(sorted(unknown))}")
         sources = dict(self.sources)
         sources.update({k: FLAGS[k] for k in given})
-        out = dataclasses.replace(self, **given, sources=MappingProxyType(sources))
+        out = dataclasses.replace(
+            self, storage_driver=given.get("storage_driver", self.storage_driver),
+            network=given.get("network", self.network), runtime=given.get("runtime", self.runtime),
+            log_level=given.get("log_level", self.log_level), sources=MappingProxyType(sources))
         _check_choices(out)
         return out
 
@@ -155,8 +158,10 @@ def load_config(env: Mapping[str, str] = os.environ, path: str | None = None) ->
         if env.get(var):
             values[setting] = env[var]
             sources[setting] = f"${var}"
-    config = Config(**values, path=path, file_found=found,  # type: ignore[arg-type]
-                    sources=MappingProxyType(sources))
+    # Each value has the type _SCHEMA checked it against (a str for the env's); mypy sees
+    # only dict[str, object] and cannot tie a setting's name to its field's type.
+    config = Config(**values,  # type: ignore[arg-type]  # values typed by _SCHEMA, not by name
+                    path=path, file_found=found, sources=MappingProxyType(sources))
     _check_choices(config)
     return config
 
@@ -202,12 +207,15 @@ def _checked(path: str, key: str, value: object, kind: str,
     if not isinstance(value, dict):
         raise bad(f"must be a table, not {_type_name(value)}",
                   'use [registries.mirrors] with lines such as "docker.io" = ["mirror:5000"]')
-    mirrors = {}
+    mirrors: dict[str, tuple[str, ...]] = {}
     for registry, hosts in value.items():
         if not _HOST.match(registry):
             raise bad(f"has a bad registry name {registry!r}", "use host or host:port")
-        mirrors[registry] = _hosts(hosts, lambda what, r=registry: bad(
-            f'"{r}" {what}', f'use a list such as "{r}" = ["mirror.example:5000"]'), cidr=False)
+
+        def bad_hosts(what: str, r: str = registry) -> InvalidArgument:
+            return bad(f'"{r}" {what}', f'use a list such as "{r}" = ["mirror.example:5000"]')
+
+        mirrors[registry] = _hosts(hosts, bad_hosts, cidr=False)
     return MappingProxyType(mirrors)
 
 

@@ -14,6 +14,10 @@ import ctypes
 import errno as _errno
 import os
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 __all__ = [
     "CLONE_NEWNS", "CLONE_NEWCGROUP", "CLONE_NEWUTS", "CLONE_NEWIPC", "CLONE_NEWUSER",
     "CLONE_NEWPID", "CLONE_NEWNET", "NAMESPACE_FLAGS",
@@ -98,7 +102,7 @@ def _fs(value: str | bytes | None) -> bytes | None:
     return os.fsencode(value)
 
 
-def _call(op: str, func, *args, path: str | None = None) -> int:  # type: ignore[no-untyped-def]
+def _call(op: str, func: Callable[..., int], *args: object, path: str | None = None) -> int:
     while True:
         ret = func(*args)
         if ret != -1:
@@ -291,10 +295,11 @@ def capget(pid: int = 0) -> tuple[int, int, int]:
     header = _CapHeader(_CAP_V3, pid)
     data = (_CapData * 2)()
     _call("capget", _libc.capget, ctypes.byref(header), data)
-    return tuple(  # type: ignore[return-value]
-        getattr(data[0], f) | (getattr(data[1], f) << 32)
+    effective, permitted, inheritable = (
+        int(getattr(data[0], f)) | (int(getattr(data[1], f)) << 32)
         for f in ("effective", "permitted", "inheritable")
     )
+    return effective, permitted, inheritable
 
 
 def capset(effective: int, permitted: int, inheritable: int) -> None:

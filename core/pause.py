@@ -21,7 +21,7 @@ import os
 import sys
 from collections.abc import Iterator
 
-from rctr.core import linux
+from rctr.core import launch, linux
 from rctr.core.atomic import write_json_atomic
 from rctr.core.errors import Unavailable
 from rctr.core.proc import Process, close_fds_except
@@ -85,7 +85,7 @@ def replace_pause(rundir: str) -> Process | None:
         if find_pause(rundir) is not None:
             return None
         _reap_recorded(rundir)
-        child = subprocess.Popen(["rctr-pause", "-I", "-S", "-c", _PAUSE_CODE],
+        child = subprocess.Popen(launch.argv("pause", "-c", _PAUSE_CODE),
                                  executable=sys.executable, stdin=subprocess.DEVNULL,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                  cwd="/", start_new_session=True, close_fds=True)
@@ -193,7 +193,7 @@ def _become_pause(wfd: int) -> None:  # pragma: no cover - runs in the child, ro
         for fd in (0, 1, 2):
             os.dup2(null, fd)
         close_fds_except({wfd})
-        os.execv(sys.executable, ["rctr-pause", "-I", "-S", "-c", _PAUSE_CODE])
+        os.execv(sys.executable, launch.argv("pause", "-c", _PAUSE_CODE))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent
         os.write(wfd, str(exc).encode() or b"error")
 

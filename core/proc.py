@@ -57,7 +57,9 @@ class Process:
     def alive(self) -> bool:
         """True while the process runs: same identity and not a zombie."""
         fields = _stat_fields(self.pid)
-        return bool(fields) and int(fields[19]) == self.start_time and fields[0] not in "ZX"
+        if not fields:
+            return False
+        return int(fields[19]) == self.start_time and fields[0] not in "ZX"
 
     def signal(self, signum: int) -> bool:
         """Send ``signum`` if the pid still names this process; False if it is gone."""

@@ -100,7 +100,7 @@ def spawn_in_userns(body: Callable[[int], None], *, flags: int = 0,
     return pid, from_child_r
 
 
-def run_in_userns(fn: Callable[[], Any], *, mount_ns: bool = True,
+def run_in_userns(fn: Callable[[], object], *, mount_ns: bool = True,
                   maps: tuple[list[dict[str, int]], list[dict[str, int]]] | None = None) -> Any:
     """Call ``fn()`` as root of a new user (and mount) namespace; return its JSON-able result.
 
@@ -114,7 +114,7 @@ def run_in_userns(fn: Callable[[], Any], *, mount_ns: bool = True,
     return call_in_userns(fn, flags=linux.CLONE_NEWNS if mount_ns else 0, maps=maps)
 
 
-def call_in_userns(fn: Callable[[], Any], *, flags: int = 0,
+def call_in_userns(fn: Callable[[], object], *, flags: int = 0,
                    maps: tuple[list[dict[str, int]], list[dict[str, int]]] | None = None) -> Any:
     """Call ``fn()`` in a forked child that is root of a new user namespace (and of the
     namespaces ``flags`` add), whoever the caller is; its JSON-able result, or Unavailable."""
@@ -122,7 +122,7 @@ def call_in_userns(fn: Callable[[], Any], *, flags: int = 0,
     return _reply(pid, rfd)
 
 
-def _as_root(fn: Callable[[], Any], mount_ns: bool) -> Any:
+def _as_root(fn: Callable[[], object], mount_ns: bool) -> Any:
     if not mount_ns:
         try:
             return json.loads(json.dumps(fn()))
@@ -142,11 +142,11 @@ def _as_root(fn: Callable[[], Any], mount_ns: bool) -> Any:
     return _reply(pid, rfd)
 
 
-def _report(fn: Callable[[], Any], wfd: int) -> None:  # pragma: no cover - runs in the child
+def _report(fn: Callable[[], object], wfd: int) -> None:  # pragma: no cover - runs in the child
     """Send ``fn()``'s result, or its error, to the parent as JSON; exit."""
     code = 1
     try:
-        payload: dict[str, Any] = {"result": fn()}
+        payload: dict[str, object] = {"result": fn()}
         code = 0
     except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
         payload = {"error": str(exc) or type(exc).__name__}

@@ -14,6 +14,30 @@ import sys
 
 __all__ = ["MAX_MESSAGE", "code_token"]
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    # The messages' shapes, for the checker (import them under TYPE_CHECKING too).
+    from typing import TypedDict
+
+    class ZygoteReady(TypedDict):
+        """The zygote's line on its ready fd."""
+
+        pid: int
+        token: str
+
+    class SpawnRequest(TypedDict):
+        """daemon -> zygote, with the shim's ready fd attached (SCM_RIGHTS)."""
+
+        dir: str
+        token: str
+
+    class SpawnAnswer(TypedDict, total=False):
+        """zygote -> daemon: one of ok (the shim is forked), stale, or error."""
+
+        ok: bool
+        stale: bool
+        error: str
+
 MAX_MESSAGE = 65536  # bytes of a request or an answer, at most
 _PACKAGES = ("shim", "core", "rootless", "netstack")  # the code a forked shim runs
 

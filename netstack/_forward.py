@@ -34,6 +34,10 @@ from rctr.core.proc import close_fds_except
 
 from ._ports import unprivileged_port_start
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ._types import PortMapping
+
 __all__ = ["bind_ports", "start_forwarder"]
 
 PIPE_SIZE = 1 << 20
@@ -41,7 +45,7 @@ UDP_IDLE = 60.0
 CONNECT_TIMEOUT = 10.0
 
 
-def bind_ports(mappings: list[dict[str, object]]) -> list[socket.socket]:
+def bind_ports(mappings: list[PortMapping]) -> list[socket.socket]:
     """One bound socket per mapping (TCP listening), in the caller's namespace.
 
     Fills in ``host_port`` for ports picked by the kernel (0) or from a range."""
@@ -56,11 +60,11 @@ def bind_ports(mappings: list[dict[str, object]]) -> list[socket.socket]:
     return sockets
 
 
-def _bind_one(m: dict[str, object]) -> socket.socket:
+def _bind_one(m: PortMapping) -> socket.socket:
     host_ip = str(m["host_ip"])
     family = socket.AF_INET6 if ":" in host_ip else socket.AF_INET
     kind = socket.SOCK_STREAM if m["proto"] == "tcp" else socket.SOCK_DGRAM
-    low, high = int(m["host_port"]), int(m.pop("host_port_end", m["host_port"]))  # type: ignore[call-overload]
+    low, high = int(m["host_port"]), int(m.pop("host_port_end", m["host_port"]))
     last: OSError | None = None
     for port in range(low, high + 1):
         sock = socket.socket(family, kind | socket.SOCK_CLOEXEC)
@@ -85,7 +89,7 @@ def _bind_one(m: dict[str, object]) -> socket.socket:
 
 
 def _bind_error(exc: OSError, host_ip: str, low: int, high: int,
-                m: dict[str, object]) -> FailedPrecondition:
+                m: PortMapping) -> FailedPrecondition:
     where = f"{host_ip}:{low}" + (f"-{high}" if high != low else "") + f"/{m['proto']}"
     if exc.errno == errno.EADDRINUSE:
         return FailedPrecondition(
@@ -106,7 +110,7 @@ def _bind_error(exc: OSError, host_ip: str, low: int, high: int,
     return FailedPrecondition(f"cannot publish {where}: {exc.strerror}")
 
 
-def start_forwarder(sockets: list[socket.socket], mappings: list[dict[str, object]],
+def start_forwarder(sockets: list[socket.socket], mappings: list[PortMapping],
                     netns: str) -> int:
     """Fork the forwarder for ``sockets`` (bound by ``bind_ports``); returns its pid.
 
@@ -143,12 +147,12 @@ def _become_forwarder(parent: int, ns_fd: int, sockets: list[socket.socket]) -> 
 
 
 class _Forwarder:
-    def __init__(self, sockets: list[socket.socket], mappings: list[dict[str, object]]) -> None:
+    def __init__(self, sockets: list[socket.socket], mappings: list[PortMapping]) -> None:
         self.sel = selectors.DefaultSelector()
         self.flows: dict[tuple[int, object], tuple[socket.socket, float]] = {}
         for sock, m in zip(sockets, mappings, strict=True):
             sock.setblocking(False)
-            target = ("127.0.0.1", int(m["container_port"]))  # type: ignore[call-overload]
+            target = ("127.0.0.1", int(m["container_port"]))
             handler = self._accept if m["proto"] == "tcp" else self._datagram
             self.sel.register(sock, selectors.EVENT_READ, (handler, sock, target))
 
@@ -194,7 +198,8 @@ class _Forwarder:
         except OSError:
             pass
 
-    def _reply(self, inner: socket.socket, host_sock: socket.socket, peer: object) -> None:
+    def _reply(self, inner: socket.socket, host_sock: socket.socket,
+               peer: tuple[object, ...]) -> None:
         try:
             data = inner.recv(65535)
             host_sock.sendto(data, peer)
@@ -238,7 +243,7 @@ def _pump(src: socket.socket, dst: socket.socket) -> None:
     A reset or a broken pipe shuts both sockets down, so the other direction's
     thread wakes up and ends too."""
     r, w = os.pipe2(os.O_CLOEXEC)
-    shut = ((socket.SHUT_WR, dst),)
+    shut: tuple[tuple[int, socket.socket], ...] = ((socket.SHUT_WR, dst),)
     try:
         try:
             import fcntl

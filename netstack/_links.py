@@ -28,6 +28,13 @@ from rctr.core.errors import Unavailable
 from ._netns import create_netns, is_netns
 from ._spawn import run_in_child
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from typing import Any
+
+    from ._types import Link
+
 __all__ = ["attach", "attach_in_helper", "detach_in_helper", "ensure_infra", "LINK_FIELDS",
            "LINK_TIMEOUT"]
 
@@ -48,13 +55,13 @@ def ensure_infra(path: str) -> None:
         create_netns(path)
 
 
-def attach(infra: str, netns: str, links: list[dict[str, object]]) -> None:
+def attach(infra: str, netns: str, links: list[Link]) -> None:
     """Plug the namespace ``netns`` into each link's bridge: ``{"bridge", "gateway",
     "prefix", "ip", "ifname", "mtu"}``.  For a single-threaded caller (the shim)."""
     run_in_child("setting up the container's network links", _attach, infra, netns, links)
 
 
-def attach_in_helper(infra: str, netns: str, links: list[dict[str, object]]) -> None:
+def attach_in_helper(infra: str, netns: str, links: Sequence[Mapping[str, object]]) -> None:
     """``attach`` for a caller with threads (the daemon), which should not fork: the same
     work in a fresh interpreter, which also makes the infra namespace if it is missing."""
     _helper("attach", infra, netns, json.dumps(links))
@@ -67,9 +74,10 @@ def detach_in_helper(netns: str, ifname: str) -> None:
 
 def _helper(*args: str) -> None:
     import subprocess
-    import sys
 
-    r = subprocess.run([sys.executable, "-m", "rctr.netstack._links", *args],
+    from rctr.core.launch import argv
+
+    r = subprocess.run(argv("links", *args),
                        capture_output=True, text=True, timeout=LINK_TIMEOUT,
                        stdin=subprocess.DEVNULL)
     if r.returncode != 0:
@@ -77,7 +85,7 @@ def _helper(*args: str) -> None:
                       f"{r.stderr.strip()[-500:] or r.returncode}")
 
 
-def _attach(infra: str, netns: str, links: list[dict[str, object]]) -> None:  # pragma: no cover
+def _attach(infra: str, netns: str, links: list[Link]) -> None:  # pragma: no cover
     from pyroute2 import IPRoute
 
     infra_fd = os.open(infra, os.O_RDONLY | os.O_CLOEXEC)
@@ -87,7 +95,7 @@ def _attach(infra: str, netns: str, links: list[dict[str, object]]) -> None:  # 
         for link in links:
             bridge = _ensure_bridge(ipr, link)
             outside = "rv" + secrets.token_hex(6)
-            ipr.link("add", ifname=outside, kind="veth", mtu=int(link["mtu"]),  # type: ignore[call-overload]
+            ipr.link("add", ifname=outside, kind="veth", mtu=int(link["mtu"]),
                      peer={"ifname": str(link["ifname"]), "net_ns_fd": ns_fd})
             index = ipr.link_lookup(ifname=outside)[0]
             ipr.link("set", index=index, master=bridge, state="up")
@@ -95,18 +103,19 @@ def _attach(infra: str, netns: str, links: list[dict[str, object]]) -> None:  # 
     with IPRoute() as ipr:
         for link in links:
             index = ipr.link_lookup(ifname=str(link["ifname"]))[0]
-            ipr.addr("add", index=index, address=str(link["ip"]), prefixlen=int(link["prefix"]))  # type: ignore[call-overload]
+            ipr.addr("add", index=index, address=str(link["ip"]), prefixlen=int(link["prefix"]))
             ipr.link("set", index=index, state="up")
 
 
-def _ensure_bridge(ipr, link: dict[str, object]) -> int:  # type: ignore[no-untyped-def]  # pragma: no cover
+# pyroute2 ships no type information: its IPRoute is Any to the checker.
+def _ensure_bridge(ipr: Any, link: Link) -> int:  # pragma: no cover
     name = str(link["bridge"])
     found = ipr.link_lookup(ifname=name)
     if found:
         return int(found[0])
-    ipr.link("add", ifname=name, kind="bridge", mtu=int(link["mtu"]))  # type: ignore[call-overload]
+    ipr.link("add", ifname=name, kind="bridge", mtu=int(link["mtu"]))
     index = int(ipr.link_lookup(ifname=name)[0])
-    ipr.addr("add", index=index, address=str(link["gateway"]), prefixlen=int(link["prefix"]))  # type: ignore[call-overload]
+    ipr.addr("add", index=index, address=str(link["gateway"]), prefixlen=int(link["prefix"]))
     ipr.link("set", index=index, state="up")
     return index
 

@@ -24,13 +24,17 @@ from rctr.core.errors import FailedPrecondition, Unavailable
 
 from ._spawn import end_child, read_log, spawn
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ._types import PortMapping
+
 __all__ = ["Pasta"]
 
 START_TIMEOUT = 30.0
 
 
 class Pasta:
-    def __init__(self, netns: str, args: list[str], ports: list[dict[str, object]],
+    def __init__(self, netns: str, args: list[str], ports: list[PortMapping],
                  pid_file: str, log_path: str) -> None:
         self.netns = netns
         self.args = args
@@ -96,6 +100,6 @@ class Pasta:
         end_child(pid)
 
 
-def _port_spec(m: dict[str, object]) -> str:
+def _port_spec(m: PortMapping) -> str:
     addr = "" if m["host_ip"] in ("0.0.0.0", "::") else f"{m['host_ip']}/"
     return f"{addr}{m['host_port']}:{m['container_port']}"

@@ -16,6 +16,12 @@ import ipaddress
 
 from rctr.core.errors import FailedPrecondition, InvalidArgument
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ._types import PortMapping
+
 __all__ = ["mappings_of", "check_unprivileged", "docker_ports", "unprivileged_port_start",
            "PROTOCOLS"]
 
@@ -24,9 +30,9 @@ _SYSCTL = "/proc/sys/net/ipv4/ip_unprivileged_port_start"
 
 
 def mappings_of(bindings: dict[str, list[dict[str, str]] | None] | None, publish_all: bool,
-                exposed: dict[str, object] | None) -> list[dict[str, object]]:
+                exposed: dict[str, object] | None) -> list[PortMapping]:
     """Every port to publish: the bindings, plus each exposed port with ``-P``."""
-    out: list[dict[str, object]] = []
+    out: list[PortMapping] = []
     bindings = dict(bindings or {})
     if publish_all:
         for key in exposed or {}:
@@ -81,7 +87,7 @@ def _host_ip(text: str, key: str) -> str:
     return str(addr)
 
 
-def _check_duplicates(mappings: list[dict[str, object]]) -> None:
+def _check_duplicates(mappings: list[PortMapping]) -> None:
     seen: dict[tuple[object, object, object], int] = {}
     for m in mappings:
         if m["host_port"] == 0 or m["host_port"] != m["host_port_end"]:
@@ -102,11 +108,11 @@ def unprivileged_port_start() -> int:
         return 1024
 
 
-def check_unprivileged(mappings: list[dict[str, object]]) -> None:
+def check_unprivileged(mappings: Sequence[PortMapping]) -> None:
     """Refuse host ports that an ordinary user cannot bind, saying how to allow them."""
     start = unprivileged_port_start()
     for m in mappings:
-        port = int(m["host_port"])  # type: ignore[call-overload]
+        port = int(m["host_port"])
         if 0 < port < start:
             raise FailedPrecondition(
                 f"cannot publish port {port}: ports below {start} need root on this host "
@@ -116,7 +122,7 @@ def check_unprivileged(mappings: list[dict[str, object]]) -> None:
                      f"sysctl -w net.ipv4.ip_unprivileged_port_start={port}")
 
 
-def docker_ports(mappings: list[dict[str, object]],
+def docker_ports(mappings: Sequence[PortMapping],
                  exposed: dict[str, object] | None = None) -> dict[str, list[dict[str, str]] | None]:
     """``NetworkSettings.Ports``: every exposed port, with its host bindings or null."""
     ports: dict[str, list[dict[str, str]] | None] = {key: None for key in exposed or {}}

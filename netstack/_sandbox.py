@@ -28,13 +28,17 @@ from ._pasta import Pasta
 from ._slirp import Slirp
 from ._spawn import end_child
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ._types import NetInfo, PortMapping, ShimNetwork
+
 __all__ = ["NetworkSandbox", "KINDS"]
 
 KINDS = ("slirp4netns", "pasta", "none")
 
 
 class NetworkSandbox:
-    def __init__(self, settings: dict[str, object], state_dir: str) -> None:
+    def __init__(self, settings: ShimNetwork, state_dir: str) -> None:
         kind = settings.get("kind")
         netns = settings.get("netns")
         if kind not in KINDS or not isinstance(netns, str) or not os.path.isabs(netns):
@@ -43,11 +47,11 @@ class NetworkSandbox:
         self.kind = str(kind)
         self.netns = netns
         self.dir = state_dir
-        self.options: dict[str, object] = dict(settings.get("options") or {})  # type: ignore[call-overload]
-        self.args = [str(a) for a in settings.get("args") or []]  # type: ignore[attr-defined]
-        self.ports = [dict(m) for m in settings.get("ports") or []]  # type: ignore[attr-defined]
+        self.options: dict[str, object] = dict(settings.get("options") or {})
+        self.args = [str(a) for a in settings.get("args") or []]
+        self.ports: list[PortMapping] = [m.copy() for m in settings.get("ports") or []]
         # User networks: veths to bridges in the user's infra namespace (see _links).
-        self.links = [dict(link) for link in settings.get("links") or []]  # type: ignore[attr-defined]
+        self.links = [link.copy() for link in settings.get("links") or []]
         self.infra = str(settings.get("infra") or "")
         self.handler = str(self.options.get("port_handler") or
                            ("pasta" if self.kind == "pasta" else "rctr"))
@@ -84,14 +88,14 @@ class NetworkSandbox:
                                self.path("pasta.pid"), self.path("pasta.log"))
             self.pasta.start()
 
-    def finish(self) -> dict[str, object]:
+    def finish(self) -> NetInfo:
         """Wait for the helpers; what the daemon reports (``net.json``)."""
         if self.slirp is not None:
             self.slirp.wait_ready()
             if self.handler == "slirp4netns":
                 for m in self.ports:
                     self.slirp.add_hostfwd(str(m["proto"]), str(m["host_ip"]),
-                                           int(m["host_port"]), int(m["container_port"]))  # type: ignore[call-overload]
+                                           int(m["host_port"]), int(m["container_port"]))
         return {"netns": self.netns, "ports": self.ports, "port_handler": self.handler,
                 "pids": [p for p in (self.forwarder, self.slirp and self.slirp.pid,
                                      self.pasta and self.pasta.pid) if p]}
@@ -127,7 +131,7 @@ class NetworkSandbox:
             self.made_netns = False
 
 
-def _pick_free_ports(mappings: list[dict[str, object]]) -> None:
+def _pick_free_ports(mappings: list[PortMapping]) -> None:
     """Choose the host port of each mapping that leaves it open, for a helper that binds
     by itself; binding here first also turns a taken port into rctr's clear error."""
     sockets = bind_ports(mappings)

@@ -18,6 +18,10 @@ import time
 from rctr.core import linux
 from rctr.core.proc import close_fds_except
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 __all__ = ["spawn", "read_log", "run_in_child", "end_child"]
 
 
@@ -79,7 +83,7 @@ def read_log(path: str, limit: int = 2000) -> str:
     return "; ".join(lines[-4:])
 
 
-def run_in_child(what: str, func, *args) -> None:  # type: ignore[no-untyped-def]
+def run_in_child(what: str, func: Callable[..., object], *args: object) -> None:
     """Run ``func(*args)`` in a forked child and wait for it; its error as ``OSError(what: …)``.
 
     For work that moves the calling thread between namespaces (``unshare``,

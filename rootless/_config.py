@@ -11,6 +11,12 @@ from __future__ import annotations
 import json
 import os
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NoReturn
+
+    from rctr.core.oci import Linux, Process, Spec
+
 from rctr.core.errors import InvalidArgument, NotFound
 from rctr.core.linux import CAPABILITIES, NAMESPACE_FLAGS
 
@@ -26,7 +32,7 @@ _HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer",
                "poststop")
 
 
-def load_config(bundle: str) -> dict:  # type: ignore[type-arg]
+def load_config(bundle: str) -> Spec:
     """Read and check ``bundle/config.json``; the root path comes back absolute."""
     bundle = os.path.abspath(bundle)
     path = os.path.join(bundle, "config.json")
@@ -39,7 +45,7 @@ def load_config(bundle: str) -> dict:  # type: ignore[type-arg]
     except OSError as exc:
         raise InvalidArgument(f"cannot read {path}: {exc.strerror}") from exc
     try:
-        config = json.loads(raw)
+        config: Spec = json.loads(raw)
     except ValueError as exc:
         raise InvalidArgument(f"{path} is not valid JSON: {exc}") from None
     if not isinstance(config, dict):
@@ -48,29 +54,35 @@ def load_config(bundle: str) -> dict:  # type: ignore[type-arg]
     return config
 
 
-def _need(cond: bool, field: str, problem: str) -> None:
+def _fail(field: str, problem: str) -> NoReturn:
+    raise InvalidArgument(f"config.json: {field}: {problem}")
+
+
+def _need(cond: object, field: str, problem: str) -> None:
     if not cond:
-        raise InvalidArgument(f"config.json: {field}: {problem}")
+        _fail(field, problem)
 
 
-def _check(config: dict, bundle: str) -> None:  # type: ignore[type-arg]
+def _check(config: Spec, bundle: str) -> None:
     root = config.get("root")
-    _need(isinstance(root, dict) and isinstance(root.get("path"), str), "root.path",
-          "missing (the rootfs directory, relative to the bundle)")
+    if not isinstance(root, dict) or not isinstance(root.get("path"), str):
+        _fail("root.path", "missing (the rootfs directory, relative to the bundle)")
     rootfs = os.path.normpath(os.path.join(bundle, root["path"]))
     if not os.path.isdir(rootfs):
         raise NotFound(f"rootfs {rootfs} does not exist or is not a directory")
     root["path"] = rootfs
     process = config.get("process")
-    _need(isinstance(process, dict), "process", "missing")
+    if not isinstance(process, dict):
+        _fail("process", "missing")
     validate_process(process, "process")
     linux = config.setdefault("linux", {})
     _need(isinstance(linux, dict), "linux", "must be an object")
     _check_namespaces(linux)
-    for key in ("uidMappings", "gidMappings"):
-        for i, m in enumerate(linux.get(key) or []):
-            _need(isinstance(m, dict) and all(isinstance(m.get(k), int) and m[k] >= 0
-                                              for k in ("containerID", "hostID", "size")),
+    for key, maps in (("uidMappings", linux.get("uidMappings")),
+                      ("gidMappings", linux.get("gidMappings"))):
+        for i, idmap in enumerate(maps or []):
+            _need(isinstance(idmap, dict) and all(isinstance(idmap.get(k), int) and idmap[k] >= 0
+                                                  for k in ("containerID", "hostID", "size")),
                   f"linux.{key}[{i}]", "needs non-negative integers containerID, hostID, size")
     for i, m in enumerate(config.get("mounts") or []):
         _need(isinstance(m, dict) and isinstance(m.get("destination"), str)
@@ -91,7 +103,7 @@ def _check(config: dict, bundle: str) -> None:  # type: ignore[type-arg]
         seccomp.validate(linux["seccomp"])
 
 
-def _check_namespaces(linux: dict) -> None:  # type: ignore[type-arg]
+def _check_namespaces(linux: Linux) -> None:
     seen = set()
     for i, ns in enumerate(linux.get("namespaces") or []):
         kind = ns.get("type") if isinstance(ns, dict) else None
@@ -105,7 +117,7 @@ def _check_namespaces(linux: dict) -> None:  # type: ignore[type-arg]
     _need("mount" in seen, "linux.namespaces", "a mount namespace is required")
 
 
-def validate_process(process: dict, field: str) -> None:  # type: ignore[type-arg]
+def validate_process(process: Process, field: str) -> None:
     """Check a process object (the container's, or an exec's process.json)."""
     args = process.get("args")
     _need(isinstance(args, list) and args and all(isinstance(a, str) for a in args),

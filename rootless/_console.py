@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import os
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import socket
+
 __all__ = ["connect", "setup_container_pty", "receive_master", "relay"]
 
 
-def connect(console: str | int | None):  # type: ignore[no-untyped-def]
+def connect(console: str | int | None) -> socket.socket:
     """A connected socket to send the master over: a path to connect to, or an inherited fd."""
     import socket
 
@@ -31,7 +35,7 @@ def connect(console: str | int | None):  # type: ignore[no-untyped-def]
     return sock
 
 
-def setup_container_pty(sock, bind_console: bool = True) -> None:  # type: ignore[no-untyped-def]
+def setup_container_pty(sock: socket.socket, bind_console: bool = True) -> None:
     import socket
 
     master, slave = os.openpty()
@@ -48,7 +52,7 @@ def setup_container_pty(sock, bind_console: bool = True) -> None:  # type: ignor
     os.login_tty(slave)
 
 
-def receive_master(sock) -> int:  # type: ignore[no-untyped-def]
+def receive_master(sock: socket.socket) -> int:
     import socket
 
     _, fds, _, _ = socket.recv_fds(sock, 1024, 1)

@@ -14,6 +14,10 @@ import select
 import signal
 import time
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from rctr.core.oci import Hook, Spec, State
+
 __all__ = ["run_hooks", "HookError"]
 
 
@@ -21,7 +25,7 @@ class HookError(Exception):
     pass
 
 
-def _run_one(hook: dict, state: bytes) -> None:  # type: ignore[type-arg]
+def _run_one(hook: Hook, state: bytes) -> None:
     path = hook["path"]
     args = hook.get("args") or [path]
     env = dict(item.split("=", 1) for item in hook.get("env") or [] if "=" in item)
@@ -53,7 +57,7 @@ def _run_one(hook: dict, state: bytes) -> None:  # type: ignore[type-arg]
 
 def _collect(fd: int, pid: int, timeout: float | None) -> bytes:
     deadline = None if timeout is None else time.monotonic() + timeout
-    chunks = []
+    chunks: list[bytes] = []
     try:
         while True:
             wait = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -70,7 +74,7 @@ def _collect(fd: int, pid: int, timeout: float | None) -> bytes:
         os.close(fd)
 
 
-def run_hooks(config: dict, kind: str, state: dict) -> None:  # type: ignore[type-arg]
+def run_hooks(config: Spec, kind: str, state: State) -> None:
     """Run every hook of ``kind``; the first failure raises HookError."""
     hooks = (config.get("hooks") or {}).get(kind) or []
     if not hooks:

@@ -26,19 +26,28 @@ from ._hooks import run_hooks
 from ._process import apply_process, build_seccomp, find_executable, process_env
 from ._sync import Channel
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import NoReturn
+
+    from rctr.core.oci import Process, SeccompProfile, Spec, State
+    from rctr.core.seccomp import Filter
+
 __all__ = ["container_stage1", "exec_stage1", "NamespacePlan"]
 
 
 class NamespacePlan:
     """Which namespaces to join (type -> fd or path) and which to create."""
 
-    def __init__(self, join: list[tuple[str, str | int]], create: list[str]) -> None:
+    def __init__(self, join: Sequence[tuple[str, str | int]], create: list[str]) -> None:
         self.join = join
         self.create = create
 
     @classmethod
-    def from_config(cls, config: dict) -> NamespacePlan:  # type: ignore[type-arg]
-        join, create = [], []
+    def from_config(cls, config: Spec) -> NamespacePlan:
+        join: list[tuple[str, str | int]] = []
+        create: list[str] = []
         for ns in config["linux"].get("namespaces") or []:
             if ns.get("path"):
                 join.append((ns["type"], ns["path"]))
@@ -83,7 +92,7 @@ def _enter(ch: Channel, plan: NamespacePlan, uid_maps_wanted: bool) -> None:
         linux.loopback_up()  # runc and crun do too: a new namespace's lo starts down
 
 
-def _fork_and_report(ch: Channel, child) -> None:  # type: ignore[no-untyped-def]
+def _fork_and_report(ch: Channel, child: Callable[[], NoReturn]) -> None:
     # The child shares the channel: it waits until the pid is sent, so that its
     # own messages ("ready") can never arrive before "pid".
     gate_r, gate_w = os.pipe()
@@ -105,7 +114,7 @@ def _fork_and_report(ch: Channel, child) -> None:  # type: ignore[no-untyped-def
         os.close(gate_w)
 
 
-def container_stage1(ch: Channel, config: dict, bundle: str, fifo: str,  # type: ignore[type-arg]
+def container_stage1(ch: Channel, config: Spec, bundle: str, fifo: str,
                      console: int | None, preserve_fds: int, cgroup: str = "") -> None:
     try:
         if cgroup:  # before any namespace: a cgroup namespace would be rooted here
@@ -119,8 +128,8 @@ def container_stage1(ch: Channel, config: dict, bundle: str, fifo: str,  # type:
     os._exit(0)
 
 
-def _container_init(ch: Channel, config: dict, bundle: str, fifo: str,  # type: ignore[type-arg]
-                    console: int | None, preserve_fds: int) -> None:
+def _container_init(ch: Channel, config: Spec, bundle: str, fifo: str,
+                    console: int | None, preserve_fds: int) -> NoReturn:
     try:
         os.setsid()
         process = config["process"]
@@ -130,7 +139,7 @@ def _container_init(ch: Channel, config: dict, bundle: str, fifo: str,  # type: 
         seccomp = build_seccomp(config["linux"].get("seccomp"))
         rootfs = _mounts.prepare_rootfs(config, bundle)
         ch.send("create-runtime")
-        state = json.loads(ch.expect("go"))
+        state: State = json.loads(ch.expect("go"))
         run_hooks(config, "createContainer", state)
         _mounts.pivot_root(rootfs)
         if console_sock is not None:
@@ -147,7 +156,7 @@ def _container_init(ch: Channel, config: dict, bundle: str, fifo: str,  # type: 
     _wait_for_start_and_exec(config, state, state_dir, os.path.basename(fifo), exe, env)
 
 
-def _become_process(ch: Channel, process: dict, seccomp,  # type: ignore[no-untyped-def, type-arg]
+def _become_process(ch: Channel, process: Process, seccomp: Filter | None,
                     preserve_fds: int) -> tuple[str, dict[str, str]]:
     """The last steps that can still fail visibly: then tell the runtime we are ready."""
     env = process_env(process)
@@ -159,7 +168,7 @@ def _become_process(ch: Channel, process: dict, seccomp,  # type: ignore[no-unty
     return exe, env
 
 
-def _set_names(config: dict) -> None:  # type: ignore[type-arg]
+def _set_names(config: Spec) -> None:
     if config.get("hostname"):
         linux.sethostname(config["hostname"])
     if config.get("domainname"):
@@ -173,16 +182,15 @@ def _keep_fds(count: int, env: dict[str, str]) -> None:
         env.setdefault("LISTEN_FDS", str(count))
 
 
-def _wait_for_start_and_exec(config: dict, state: dict, state_dir: int, fifo: str,  # type: ignore[type-arg]
-                             exe: str, env: dict[str, str]) -> None:
+def _wait_for_start_and_exec(config: Spec, state: State, state_dir: int, fifo: str,
+                             exe: str, env: dict[str, str]) -> NoReturn:
     try:
         # Blocks until `start` opens the fifo for reading (runc's exec.fifo).
         fd = os.open(fifo, os.O_WRONLY | os.O_CLOEXEC, dir_fd=state_dir)
         os.write(fd, b"0")
         os.close(fd)
         os.close(state_dir)
-        state = dict(state, status="created", pid=os.getpid())
-        run_hooks(config, "startContainer", state)
+        run_hooks(config, "startContainer", {**state, "status": "created", "pid": os.getpid()})
         os.execve(exe, config["process"]["args"], env)
     except BaseException as exc:
         sys.stderr.write(f"rctr runtime: container process: {exc}\n")
@@ -190,14 +198,14 @@ def _wait_for_start_and_exec(config: dict, state: dict, state_dir: int, fifo: st
         os._exit(127 if isinstance(exc, FileNotFoundError) else 126)
 
 
-def exec_stage1(ch: Channel, ns_fds: list[tuple[str, int]], process: dict,  # type: ignore[type-arg]
-                seccomp: dict | None, console: int | None, preserve_fds: int,
+def exec_stage1(ch: Channel, ns_fds: list[tuple[str, int]], process: Process,
+                seccomp: SeccompProfile | None, console: int | None, preserve_fds: int,
                 cgroup: str = "") -> None:
     try:
         if cgroup:  # counted with the container, as runc exec does
             cgroups.enter(cgroup)
         built = build_seccomp(seccomp)  # before entering the container's mount namespace
-        _enter(ch, NamespacePlan(list(ns_fds), []), False)  # type: ignore[arg-type]
+        _enter(ch, NamespacePlan(ns_fds, []), False)
         _fork_and_report(ch, lambda: _exec_child(ch, process, built, console, preserve_fds))
     except BaseException as exc:
         _report(ch, exc)
@@ -205,8 +213,8 @@ def exec_stage1(ch: Channel, ns_fds: list[tuple[str, int]], process: dict,  # ty
     os._exit(0)
 
 
-def _exec_child(ch: Channel, process: dict, seccomp,  # type: ignore[no-untyped-def, type-arg]
-                console: int | None, preserve_fds: int) -> None:
+def _exec_child(ch: Channel, process: Process, seccomp: Filter | None,
+                console: int | None, preserve_fds: int) -> NoReturn:
     try:
         if process.get("terminal"):
             os.setsid()

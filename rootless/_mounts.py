@@ -31,6 +31,10 @@ from rctr.core.mountopts import (
 )
 from rctr.core.securejoin import secure_join
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from rctr.core.oci import Device, Mount, Spec
+
 __all__ = [
     "parse_options", "prepare_rootfs", "pivot_root", "finish_rootfs", "DEFAULT_DEVICES",
     "remount_flags",
@@ -83,7 +87,7 @@ def _bind(source: str, target: str, flags: int, propagation: list[int]) -> None:
         linux.mount(None, target, None, p)
 
 
-def _mount_or_bind(m: dict, target: str, fallback: str) -> None:  # type: ignore[type-arg]
+def _mount_or_bind(m: Mount, target: str, fallback: str) -> None:
     """Mount a kernel filesystem; if the namespaces forbid it, bind the host's copy."""
     flags, propagation, data = parse_options(m.get("options") or [])
     try:
@@ -95,7 +99,7 @@ def _mount_or_bind(m: dict, target: str, fallback: str) -> None:  # type: ignore
         linux.mount(None, target, None, p)
 
 
-def _mount_cgroup(m: dict, target: str) -> None:  # type: ignore[type-arg]
+def _mount_cgroup(m: Mount, target: str) -> None:
     flags, propagation, _ = parse_options(m.get("options") or [])
     if cgroups.unified_mount() is not None:
         # A cgroup2 of our own, rooted at the container's cgroup: allowed in a cgroup
@@ -109,7 +113,7 @@ def _mount_cgroup(m: dict, target: str) -> None:  # type: ignore[type-arg]
     _bind("/sys/fs/cgroup", target, flags | MS_BIND | MS_REC, propagation)
 
 
-def _mount_devpts(m: dict, target: str) -> None:  # type: ignore[type-arg]
+def _mount_devpts(m: Mount, target: str) -> None:
     flags, propagation, data = parse_options(m.get("options") or [])
     try:
         linux.mount("devpts", target, "devpts", flags, data or None)
@@ -121,7 +125,7 @@ def _mount_devpts(m: dict, target: str) -> None:  # type: ignore[type-arg]
         linux.mount("devpts", target, "devpts", flags, data or None)
 
 
-def _mount_one(rootfs: str, bundle: str, m: dict) -> None:  # type: ignore[type-arg]
+def _mount_one(rootfs: str, bundle: str, m: Mount) -> None:
     target = secure_join(rootfs, m["destination"])
     kind = m.get("type") or ""
     flags, propagation, data = parse_options(m.get("options") or [])
@@ -146,7 +150,7 @@ def _mount_one(rootfs: str, bundle: str, m: dict) -> None:  # type: ignore[type-
             linux.mount(None, target, None, p)
 
 
-def _bind_devices(rootfs: str, devices: list[dict]) -> None:  # type: ignore[type-arg]
+def _bind_devices(rootfs: str, devices: list[Device]) -> None:
     paths = list(DEFAULT_DEVICES) + [d["path"] for d in devices if d.get("path")]
     for path in dict.fromkeys(paths):
         if not os.path.exists(path):
@@ -173,7 +177,7 @@ def _dev_links(rootfs: str, has_devpts: bool) -> None:
         os.symlink(source, target)
 
 
-def prepare_rootfs(config: dict, bundle: str) -> str:  # type: ignore[type-arg]
+def prepare_rootfs(config: Spec, bundle: str) -> str:
     """Mount everything under the rootfs; return the rootfs path."""
     rootfs = config["root"]["path"]
     # Nothing we mount may propagate back to the host (runc: MS_SLAVE|MS_REC).
@@ -236,7 +240,7 @@ def apply_sysctls(sysctls: dict[str, str]) -> None:
             raise OSError(exc.errno, f"sysctl {key}={value}: {exc.strerror}", path) from None
 
 
-def finish_rootfs(config: dict) -> None:  # type: ignore[type-arg]
+def finish_rootfs(config: Spec) -> None:
     """After pivot_root: sysctls, masked and read-only paths, read-only root."""
     lx = config["linux"]
     apply_sysctls(lx.get("sysctl") or {})

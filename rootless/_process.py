@@ -18,6 +18,11 @@ from rctr.core.linux import CAPABILITIES
 
 from ._config import RLIMITS
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from rctr.core.oci import Capabilities, Process, SeccompProfile, User
+    from rctr.core.seccomp import Filter
+
 __all__ = ["apply_process", "build_seccomp", "find_executable", "process_env"]
 
 
@@ -28,7 +33,7 @@ def _mask(names: list[str] | None) -> int:
     return bits
 
 
-def _apply_rlimits(process: dict) -> None:  # type: ignore[type-arg]
+def _apply_rlimits(process: Process) -> None:
     for rl in process.get("rlimits") or []:
         try:
             resource.setrlimit(RLIMITS[rl["type"]], (rl["soft"], rl["hard"]))
@@ -48,7 +53,7 @@ def _setgroups_allowed() -> bool:
         return True
 
 
-def _apply_user(user: dict) -> None:  # type: ignore[type-arg]
+def _apply_user(user: User) -> None:
     uid, gid = user.get("uid", 0), user.get("gid", 0)
     groups = user.get("additionalGids") or []
     if _setgroups_allowed():
@@ -60,7 +65,7 @@ def _apply_user(user: dict) -> None:  # type: ignore[type-arg]
     os.setresuid(uid, uid, uid)
 
 
-def _apply_caps(caps: dict) -> None:  # type: ignore[type-arg]
+def _apply_caps(caps: Capabilities) -> None:
     last = linux.cap_last_cap()
     bounding = _mask(caps.get("bounding"))
     for cap in range(last + 1):
@@ -68,7 +73,7 @@ def _apply_caps(caps: dict) -> None:  # type: ignore[type-arg]
             linux.capbset_drop(cap)
 
 
-def _set_caps(caps: dict) -> None:  # type: ignore[type-arg]
+def _set_caps(caps: Capabilities) -> None:
     linux.capset(_mask(caps.get("effective")), _mask(caps.get("permitted")),
                  _mask(caps.get("inheritable")))
     ambient = caps.get("ambient") or []
@@ -81,7 +86,7 @@ def _set_caps(caps: dict) -> None:  # type: ignore[type-arg]
             pass
 
 
-def build_seccomp(profile: dict | None):  # type: ignore[no-untyped-def, type-arg]
+def build_seccomp(profile: SeccompProfile | None) -> Filter | None:
     """The container's filter, built now: after pivot_root libseccomp cannot be opened."""
     if not profile:
         return None
@@ -90,7 +95,7 @@ def build_seccomp(profile: dict | None):  # type: ignore[no-untyped-def, type-ar
     return seccomp.compile(profile)
 
 
-def apply_process(process: dict, seccomp) -> None:  # type: ignore[no-untyped-def, type-arg]
+def apply_process(process: Process, seccomp: Filter | None) -> None:
     """Rlimits, seccomp, capabilities, user, umask, cwd and no_new_privs, in order.
 
     ``seccomp`` is a filter from ``build_seccomp`` (or None).
@@ -117,7 +122,7 @@ def apply_process(process: dict, seccomp) -> None:  # type: ignore[no-untyped-de
             seccomp.load()
 
 
-def process_env(process: dict) -> dict[str, str]:  # type: ignore[type-arg]
+def process_env(process: Process) -> dict[str, str]:
     env: dict[str, str] = {}
     for item in process.get("env") or []:
         key, sep, value = item.partition("=")

@@ -26,6 +26,15 @@ from rctr.core.idmap import find_helper, needs_helper, write_id_maps
 from ._state import CREATED, CREATING, RUNNING, STOPPED, Container, StateDir, check_id
 from ._sync import ChannelClosed, ChildError, channel_pair
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import socket
+
+    from rctr.core.oci import Process as ProcessSpec
+    from rctr.core.oci import Spec, State
+
+    from ._state import Record
+
 __all__ = ["Runtime", "ContainerSetupError", "exit_code"]
 
 _SETUP_TIMEOUT = 120.0  # seconds a child may take between two protocol steps
@@ -60,7 +69,7 @@ def _write_pid_file(path: str | None, pid: int) -> None:
         write_atomic(os.path.abspath(path), str(pid).encode(), sync=False)
 
 
-def _fill_user_namespace(config: dict) -> bool:  # type: ignore[type-arg]
+def _fill_user_namespace(config: Spec) -> bool:
     """Check the user namespace plan; True when a new one needs id maps written."""
     linux = config["linux"]
     kinds = {ns["type"]: ns for ns in linux.get("namespaces") or []}
@@ -77,8 +86,8 @@ def _fill_user_namespace(config: dict) -> bool:  # type: ignore[type-arg]
 
         linux.setdefault("uidMappings", rootless_mappings(os.geteuid(), SUBUID_FILE))
         linux.setdefault("gidMappings", rootless_mappings(os.getegid(), SUBGID_FILE))
-    for kind in ("uid", "gid"):
-        if needs_helper(kind, linux[f"{kind}Mappings"]):
+    for kind, maps in (("uid", linux["uidMappings"]), ("gid", linux["gidMappings"])):
+        if needs_helper(kind, maps):
             find_helper(f"new{kind}map")  # fail now, with the fix, rather than mid-setup
     return True
 
@@ -100,13 +109,13 @@ class Runtime:
                             console_socket=console_socket, preserve_fds=preserve_fds,
                             console_fd=console_fd)
 
-    def _create(self, container_id: str, bundle: str, config: dict, *,  # type: ignore[type-arg]
+    def _create(self, container_id: str, bundle: str, config: Spec, *,
                 pid_file: str | None, console_socket: str | None, preserve_fds: int,
                 console_fd: int | None) -> Container:
         new_userns = _fill_user_namespace(config)
         console = self._console_for(config, console_socket, console_fd)
         directory = self.states.reserve(container_id)
-        record = {
+        record: Record = {
             "ociVersion": config.get("ociVersion", "1.0.2"), "id": container_id, "pid": 0,
             "init_start_time": 0, "bundle": bundle, "rootfs": config["root"]["path"],
             "created": _now_rfc3339(), "owner": _owner(),
@@ -140,7 +149,7 @@ class Runtime:
                 os.close(console)
 
     @staticmethod
-    def _console_for(config: dict, path: str | None, fd: int | None) -> int | None:  # type: ignore[type-arg]
+    def _console_for(config: Spec, path: str | None, fd: int | None) -> int | None:
         if not config["process"].get("terminal"):
             return None
         if fd is not None:
@@ -152,8 +161,8 @@ class Runtime:
         sock = _console.connect(path)
         return sock.detach()
 
-    def _spawn_init(self, config: dict, bundle: str, fifo: str, console: int | None,  # type: ignore[type-arg]
-                    preserve_fds: int, record: dict, new_userns: bool,  # type: ignore[type-arg]
+    def _spawn_init(self, config: Spec, bundle: str, fifo: str, console: int | None,
+                    preserve_fds: int, record: Record, new_userns: bool,
                     cgroup: str) -> Process:
         from ._init import container_stage1
 
@@ -231,10 +240,10 @@ class Runtime:
             os.close(fd)
         os.unlink(container.exec_fifo)
 
-    def state(self, container_id: str) -> dict:  # type: ignore[type-arg]
+    def state(self, container_id: str) -> State:
         return self.states.load(container_id).oci_state()
 
-    def list(self) -> list[dict]:  # type: ignore[type-arg]
+    def list(self) -> list[State]:
         return [c.oci_state() for c in self.states.list()]
 
     def kill(self, container_id: str, signum: int, all_processes: bool = False) -> None:
@@ -283,7 +292,7 @@ class Runtime:
 
     # -- exec and run: processes we wait for ---------------------------------------------------
 
-    def exec(self, container_id: str, process: dict, *, pid_file: str | None = None,  # type: ignore[type-arg]
+    def exec(self, container_id: str, process: ProcessSpec, *, pid_file: str | None = None,
              console_socket: str | None = None, detach: bool = False,
              preserve_fds: int = 0) -> int:
         """Run ``process`` in the container's namespaces; its exit code (0 when detached)."""
@@ -328,7 +337,8 @@ class Runtime:
         return _wait_foreground(pid, relay_sock)
 
     @staticmethod
-    def _console_pair(process: dict, path: str | None, detach: bool):  # type: ignore[no-untyped-def, type-arg]
+    def _console_pair(process: ProcessSpec, path: str | None,
+                      detach: bool) -> tuple[socket.socket | None, int | None]:
         """(socket we read the master from, fd the container side sends it on)."""
         if not process.get("terminal"):
             return None, None
@@ -374,7 +384,7 @@ class Runtime:
                 self.delete(container_id, force=True)
 
 
-def _make_cgroup(config: dict) -> str:  # type: ignore[type-arg]
+def _make_cgroup(config: Spec) -> str:
     """The container's cgroup directory, made and limited; "" without ``linux.cgroupsPath``.
 
     As runc rootless: a cgroup that cannot be made is fatal only when the config
@@ -460,7 +470,7 @@ def _wait_gone(proc: Process, timeout: float) -> None:
         time.sleep(0.005)
 
 
-def _wait_foreground(pid: int, relay_sock) -> int:  # type: ignore[no-untyped-def]
+def _wait_foreground(pid: int, relay_sock: socket.socket | None) -> int:
     """Forward signals to ``pid``, relay its terminal if any, reap it, return its exit code."""
     def forward(signum: int, _frame: object) -> None:
         try:

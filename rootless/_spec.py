@@ -11,6 +11,12 @@ from __future__ import annotations
 
 import os
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from rctr.core.oci import Linux, Mount, Spec
+
 from rctr.core.subid import SUBGID_FILE, SUBUID_FILE, rootless_mappings
 
 __all__ = ["default_spec", "NO_SUBID_WARNING"]
@@ -25,7 +31,7 @@ NO_SUBID_WARNING = (
 )
 
 
-def _mounts(rootless: bool) -> list[dict[str, object]]:
+def _mounts(rootless: bool) -> list[Mount]:
     devpts_opts = ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]
     if not rootless:
         devpts_opts.append("gid=5")
@@ -45,11 +51,14 @@ def _mounts(rootless: bool) -> list[dict[str, object]]:
     ]
 
 
-def default_spec(rootless: bool = False, warn=None) -> dict[str, object]:  # type: ignore[no-untyped-def]
+def default_spec(rootless: bool = False, warn: Callable[[str], object] | None = None) -> Spec:
     """The configuration ``rctr runtime spec`` writes; ``warn(msg)`` hears about missing subids."""
     caps = list(_DEFAULT_CAPS)
-    linux: dict[str, object] = {
-        "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount", "cgroup")],
+    namespaces = ["pid", "network", "ipc", "uts", "mount", "cgroup"]
+    if rootless:
+        namespaces.append("user")
+    linux: Linux = {
+        "namespaces": [{"type": t} for t in namespaces],
         "maskedPaths": [
             "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
             "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware",
@@ -60,17 +69,16 @@ def default_spec(rootless: bool = False, warn=None) -> dict[str, object]:  # typ
         ],
     }
     if rootless:
-        linux["namespaces"].append({"type": "user"})  # type: ignore[attr-defined]
         uid, gid = os.geteuid(), os.getegid()
-        linux["uidMappings"] = rootless_mappings(uid, SUBUID_FILE)
-        linux["gidMappings"] = rootless_mappings(gid, SUBGID_FILE)
+        linux["uidMappings"] = uid_maps = rootless_mappings(uid, SUBUID_FILE)
+        linux["gidMappings"] = gid_maps = rootless_mappings(gid, SUBGID_FILE)
         if warn is not None:
             import pwd
 
             user = pwd.getpwuid(uid).pw_name
-            for kind, path, maps in (("uid", SUBUID_FILE, linux["uidMappings"]),
-                                     ("gid", SUBGID_FILE, linux["gidMappings"])):
-                if len(maps) == 1:  # type: ignore[arg-type]
+            for kind, path, maps in (("uid", SUBUID_FILE, uid_maps),
+                                     ("gid", SUBGID_FILE, gid_maps)):
+                if len(maps) == 1:
                     warn(NO_SUBID_WARNING.format(kind=kind, uid=uid, path=path, user=user))
     else:
         linux["resources"] = {"devices": [{"allow": False, "access": "rwm"}]}

@@ -19,6 +19,27 @@ from rctr.core.errors import InvalidArgument, NotFound
 from rctr.core.ids import check_id
 from rctr.core.proc import Process
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NotRequired, TypedDict
+
+    from rctr.core.oci import Spec, State
+
+    class Record(TypedDict):
+        """state.json: the OCI state's fixed facts, the init's identity and the config."""
+
+        ociVersion: str
+        id: str
+        pid: int
+        init_start_time: int
+        bundle: str
+        rootfs: str
+        created: str
+        owner: str
+        annotations: dict[str, str]
+        config: Spec
+        cgroup: NotRequired[str]  # the container's cgroup directory, once made
+
 __all__ = ["StateDir", "Container", "check_id", "CREATED", "RUNNING", "STOPPED", "CREATING"]
 
 CREATING, CREATED, RUNNING, STOPPED = "creating", "created", "running", "stopped"
@@ -29,7 +50,7 @@ EXEC_FIFO = "exec.fifo"
 class Container:
     """A container as its state.json records it, with its live status."""
 
-    def __init__(self, directory: str, record: dict) -> None:  # type: ignore[type-arg]
+    def __init__(self, directory: str, record: Record) -> None:
         self.dir = directory
         self.record = record
 
@@ -38,8 +59,8 @@ class Container:
         return str(self.record["id"])
 
     @property
-    def config(self) -> dict:  # type: ignore[type-arg]
-        return self.record["config"]  # type: ignore[no-any-return]
+    def config(self) -> Spec:
+        return self.record["config"]
 
     @property
     def exec_fifo(self) -> str:
@@ -53,7 +74,7 @@ class Container:
             return STOPPED
         return CREATED if os.path.exists(self.exec_fifo) else RUNNING
 
-    def oci_state(self, status: str | None = None) -> dict:  # type: ignore[type-arg]
+    def oci_state(self, status: str | None = None) -> State:
         """The state object of the OCI runtime spec (what `state` prints and hooks read)."""
         status = status or self.status()
         rec = self.record
@@ -91,7 +112,7 @@ class StateDir:
             raise AlreadyExists(f"container {container_id!r} already exists") from None
         return directory
 
-    def save(self, directory: str, record: dict) -> Container:  # type: ignore[type-arg]
+    def save(self, directory: str, record: Record) -> Container:
         # Atomic, without fsync: the root is under XDG_RUNTIME_DIR, volatile by
         # design.  A process crash sees old or new; after a power loss the whole
         # directory is gone, so a sync would protect nothing.
@@ -102,7 +123,7 @@ class StateDir:
         directory = self.path(container_id)
         try:
             with open(os.path.join(directory, STATE_FILE), "rb") as f:
-                record = json.loads(f.read())
+                record: Record = json.loads(f.read())
         except FileNotFoundError:
             raise NotFound(f"container {container_id!r} does not exist") from None
         except ValueError as exc:

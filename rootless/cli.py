@@ -16,6 +16,10 @@ import sys
 
 from rctr.core.errors import RctrError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from rctr.core.oci import Process, State
+
 __all__ = ["main"]
 
 
@@ -105,7 +109,7 @@ def _print_json(obj: object) -> None:
     sys.stdout.write(json.dumps(obj, indent=2) + "\n")
 
 
-def _table(states: list[dict]) -> None:  # type: ignore[type-arg]
+def _table(states: list[State]) -> None:
     rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
     rows += [(s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"], s["owner"])
              for s in states]
@@ -114,10 +118,12 @@ def _table(states: list[dict]) -> None:  # type: ignore[type-arg]
         sys.stdout.write("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n")
 
 
-def _exec_process(args: argparse.Namespace, base: dict) -> dict:  # type: ignore[type-arg]
+def _exec_process(args: argparse.Namespace, base: Process) -> Process:
+    process: Process
     if args.process:
         with open(args.process, "rb") as f:
-            return json.loads(f.read())  # type: ignore[no-any-return]
+            process = json.loads(f.read())
+        return process
     if not args.command:
         from rctr.core.errors import InvalidArgument
 

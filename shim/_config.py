@@ -12,6 +12,14 @@ import os
 from rctr.core.errors import InvalidArgument
 from rctr.core.ids import check_id
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
+    from rctr.netstack._types import ShimNetwork
+
+    T = TypeVar("T")
+
 __all__ = ["ShimConfig", "load_config", "RUNTIMES"]
 
 RUNTIMES = ("rctr", "crun", "runc")
@@ -24,7 +32,7 @@ class ShimConfig:
                  "stdin_once", "log_path", "log_max_size", "log_max_file", "width", "height",
                  "network")
 
-    def __init__(self, raw: dict) -> None:  # type: ignore[type-arg]
+    def __init__(self, raw: dict[str, Any]) -> None:
         runtime = _field(raw, "runtime", dict)
         log = _field(raw, "log", dict)
         self.id: str = check_id(_field(raw, "id", str))
@@ -45,13 +53,13 @@ class ShimConfig:
         self.height: int = int(raw.get("height") or 24)
         # The container's network for rctr.netstack, or None: the spec joins an existing
         # namespace (host, container:NAME) and there is nothing for the shim to run.
-        network = raw.get("network")
+        network: ShimNetwork | None = raw.get("network")
         if network is not None and not isinstance(network, dict):
             raise InvalidArgument("shim.json: network must be an object or null")
-        self.network: dict | None = network  # type: ignore[type-arg]
+        self.network = network
 
 
-def _field(obj: dict, key: str, kind: type, name: str | None = None):  # type: ignore[no-untyped-def, type-arg]
+def _field(obj: dict[str, Any], key: str, kind: type[T], name: str | None = None) -> T:
     value = obj.get(key)
     if not isinstance(value, kind) or (kind is str and not value):
         raise InvalidArgument(f"shim.json: {name or key} is missing or not a {kind.__name__}")

@@ -10,6 +10,17 @@ import json
 
 from rctr.core.errors import InvalidArgument
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TypedDict
+
+    class Command(TypedDict, total=False):
+        """A parsed line: ``op``, and for a resize its checked ``width`` and ``height``."""
+
+        op: str
+        width: int
+        height: int
+
 __all__ = ["ControlParser", "CLOSE_STDIN", "RESIZE"]
 
 CLOSE_STDIN, RESIZE = "close_stdin", "resize"
@@ -22,9 +33,9 @@ class ControlParser:
     def __init__(self) -> None:
         self._buf = b""
 
-    def feed(self, data: bytes) -> list[dict[str, object] | InvalidArgument]:
+    def feed(self, data: bytes) -> list[Command | InvalidArgument]:
         self._buf += data
-        out: list[dict[str, object] | InvalidArgument] = []
+        out: list[Command | InvalidArgument] = []
         *lines, self._buf = self._buf.split(b"\n")
         if len(self._buf) > _MAX_LINE:
             self._buf = b""
@@ -35,9 +46,9 @@ class ControlParser:
         return out
 
 
-def _parse(line: bytes) -> dict[str, object] | InvalidArgument:
+def _parse(line: bytes) -> Command | InvalidArgument:
     try:
-        cmd = json.loads(line)
+        cmd: Command = json.loads(line)
     except ValueError:
         return InvalidArgument(f"control: not JSON: {line[:200]!r}")
     if not isinstance(cmd, dict):

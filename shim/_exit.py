@@ -17,6 +17,10 @@ from rctr.core.atomic import write_json_atomic
 
 from ._io import rfc3339_nano
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ._layout import ExitRecord
+
 __all__ = ["open_fifo", "exit_record", "write_exit"]
 
 
@@ -30,7 +34,7 @@ def open_fifo(path: str) -> int:
 
 
 def exit_record(status: int, finished_ns: int | None = None,
-                error: str | None = None) -> dict[str, object]:
+                error: str | None = None) -> ExitRecord:
     """A wait status as Docker reports it: 128 + signal for a killed process; ``error``
     says why the shim stopped the container, when it did."""
     if os.WIFSIGNALED(status):
@@ -38,8 +42,8 @@ def exit_record(status: int, finished_ns: int | None = None,
         code, sig = 128 + signum, signum
     else:
         code, sig = os.WEXITSTATUS(status), None
-    record: dict[str, object] = {"exit_code": code, "signal": sig,
-                                 "finished_at": rfc3339_nano(finished_ns)}
+    record: ExitRecord = {"exit_code": code, "signal": sig,
+                          "finished_at": rfc3339_nano(finished_ns)}
     if error:
         record["error"] = error
     return record

@@ -27,6 +27,35 @@ The ready fd (``--ready-fd N``) carries one line: ``{"pid": N}`` (with
 
 from __future__ import annotations
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    # The JSON files' shapes, for the checker: on disk they stay plain JSON objects.
+    from typing import NotRequired, TypedDict
+
+    from rctr.netstack._types import NetInfo
+
+    class ShimPid(TypedDict):
+        """shim.pid."""
+
+        pid: int
+        start_time: int | None
+
+    class ExitRecord(TypedDict):
+        """exit.json: Docker's view of the exit (128 + signal for a killed init)."""
+
+        exit_code: int
+        signal: int | None
+        finished_at: str
+        error: NotRequired[str]  # why the shim stopped the container, when it did
+
+    class Ready(TypedDict, total=False):
+        """The ready fd's one line: pid (and network), or error and hint."""
+
+        pid: int
+        network: NetInfo
+        error: str
+        hint: str | None
+
 __all__ = [
     "SHIM_JSON", "SHIM_PID", "PID", "STARTTIME", "PROCESS_JSON", "RUNTIME_LOG", "SHIM_LOG",
     "EXIT_JSON", "EXIT_FIFO", "CONTROL_FIFO", "ATTACH_SOCK", "CONSOLE_SOCK", "NETNS", "NET_JSON",

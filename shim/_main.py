@@ -18,6 +18,16 @@ from rctr.core.proc import start_time
 from . import _layout as L
 from ._shimlog import ShimLog
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from rctr.netstack import NetworkSandbox
+
+    from ._attach import AttachServer
+    from ._layout import Ready, ShimPid
+    from ._stdio import Stdio
+
 __all__ = ["main", "UsageError"]
 
 
@@ -69,9 +79,9 @@ class _Shim:
         self.made: list[str] = []
         self.fds: list[int] = []
         self.init_pid: int | None = None
-        self.stdio = None
-        self.attach = None
-        self.net = None
+        self.stdio: Stdio | None = None
+        self.attach: AttachServer | None = None
+        self.net: NetworkSandbox | None = None
 
     def path(self, name: str) -> str:
         return os.path.join(self.dir, name)
@@ -89,33 +99,33 @@ class _Shim:
 
         set_name("rctr-shim")  # forked from the zygote, a shim has the zygote's command line
         set_child_subreaper()
-        write_json_atomic(self.path(L.SHIM_PID),
-                          {"pid": os.getpid(), "start_time": start_time(os.getpid())}, 0o644)
+        shim_pid: ShimPid = {"pid": os.getpid(), "start_time": start_time(os.getpid())}
+        write_json_atomic(self.path(L.SHIM_PID), shim_pid, 0o644)
         cfg = load_config(self.path(L.SHIM_JSON))
         if cfg.network is not None:
             # First: the runtime's create joins the namespace this makes, and a port
             # that cannot be published should fail the start before anything runs.
             from rctr.netstack import NetworkSandbox
 
-            self.net = NetworkSandbox(cfg.network, self.dir)
-            self.net.prepare()
+            self.net = net = NetworkSandbox(cfg.network, self.dir)
+            net.prepare()
         exit_fd = self._fifo(open_fifo, L.EXIT_FIFO)
         control_fd = self._fifo(open_fifo, L.CONTROL_FIFO)
         log = JsonFileLog(cfg.log_path, cfg.log_max_size, cfg.log_max_file)
-        self.attach = AttachServer(self.path(L.ATTACH_SOCK))
+        self.attach = attach = AttachServer(self.path(L.ATTACH_SOCK))
         self.made.append(L.ATTACH_SOCK)
         if cfg.tty and cfg.runtime != "rctr":
             self.made.append(L.CONSOLE_SOCK)
-        self.stdio = Stdio(cfg.tty, cfg.stdin)
-        self.init_pid = create_container(cfg, self.dir, self.stdio)
-        self.stdio.close_child_ends()
+        self.stdio = stdio = Stdio(cfg.tty, cfg.stdin)
+        self.init_pid = create_container(cfg, self.dir, stdio)
+        stdio.close_child_ends()
         self._record_init(cfg.bundle)
-        ready: dict[str, object] = {"pid": self.init_pid}
+        ready: Ready = {"pid": self.init_pid}
         if self.net is not None:
             ready["network"] = network = self.net.finish()
             write_json_atomic(self.path(L.NET_JSON), network, 0o644)
         self._ready(ready)
-        server = Server(self.stdio, self.init_pid, log, self.attach, control_fd, self.log,
+        server = Server(stdio, self.init_pid, log, attach, control_fd, self.log,
                         stdin=cfg.stdin, stdin_once=cfg.stdin_once,
                         helpers=self.net.helpers() if self.net is not None else None)
         status = server.run()
@@ -127,10 +137,10 @@ class _Shim:
         os.close(exit_fd)  # the daemon's POLLHUP: exit.json is in place
         server.close_clients()
         log.close()
-        self.stdio.close_all()
+        stdio.close_all()
         return 0
 
-    def _fifo(self, opener, name: str) -> int:  # type: ignore[no-untyped-def]
+    def _fifo(self, opener: Callable[[str], int], name: str) -> int:
         fd = opener(self.path(name))
         self.made.append(name)
         self.fds.append(fd)
@@ -152,7 +162,7 @@ class _Shim:
             self.log.warning(f"the init {self.init_pid} is a child of {ppid}, not of the shim: "
                              "its exit status cannot be collected")
 
-    def _ready(self, message: dict[str, object]) -> None:
+    def _ready(self, message: Ready) -> None:
         fd, self.ready_fd = self.ready_fd, None
         if fd is None:
             return

@@ -298,7 +298,7 @@ class Server:
             elif cmd["op"] == CLOSE_STDIN:
                 self.close_stdin()
             elif cmd["op"] == RESIZE:
-                self._resize(int(cmd["width"]), int(cmd["height"]))  # type: ignore[call-overload]
+                self._resize(int(cmd["width"]), int(cmd["height"]))
 
     def _resize(self, width: int, height: int) -> None:
         if self.stdio.master is None:

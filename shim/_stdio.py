@@ -26,6 +26,8 @@ class Stdio:
         self.stdin: int | None = None
         self.master: int | None = None
         self._opened: list[int] = []
+        # The container's stdin, stdout and stderr; empty once create has passed them on.
+        self.child: tuple[int, ...]
         null = self._keep(os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC))
         if tty:
             self.child = (null, null, null)
@@ -61,7 +63,7 @@ class Stdio:
             if fd in self._opened:
                 self._opened.remove(fd)
                 os.close(fd)
-        self.child = ()  # type: ignore[assignment]
+        self.child = ()
         for fd in (*self.outputs, *([self.stdin] if self.stdin is not None else [])):
             os.set_blocking(fd, False)
 

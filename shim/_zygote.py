@@ -33,6 +33,10 @@ from rctr.core.zygote import MAX_MESSAGE, code_token
 
 from ._sockets import listen_unix
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from rctr.core.zygote import SpawnAnswer, SpawnRequest, ZygoteReady
+
 __all__ = ["serve"]
 
 
@@ -47,7 +51,8 @@ def serve(sock_path: str, ready_fd: int, check_every: float = 60.0) -> int:
     token = code_token()
     listener = listen_unix(sock_path, 64)
     bound = os.stat(sock_path).st_ino
-    os.write(ready_fd, json.dumps({"pid": os.getpid(), "token": token}).encode() + b"\n")
+    ready: ZygoteReady = {"pid": os.getpid(), "token": token}
+    os.write(ready_fd, json.dumps(ready).encode() + b"\n")
     os.close(ready_fd)
     gc.collect()
     gc.freeze()  # what is loaded now is never scanned again: the pages stay shared
@@ -96,7 +101,7 @@ def _serve_one(conn: socket.socket, listener: socket.socket, token: str) -> bool
     fds: list[int] = []
     try:
         data, fds = _receive(conn)
-        request = json.loads(data)
+        request: SpawnRequest = json.loads(data)
         if not isinstance(request, dict):
             raise ValueError("the request must be a JSON object")
         if request.get("token") != token:
@@ -128,7 +133,7 @@ def _receive(conn: socket.socket) -> tuple[bytes, list[int]]:
     return data, list(fds)
 
 
-def _answer(conn: socket.socket, message: dict[str, object]) -> None:
+def _answer(conn: socket.socket, message: SpawnAnswer) -> None:
     try:
         conn.sendall(json.dumps(message).encode() + b"\n")
     except OSError:

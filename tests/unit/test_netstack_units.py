@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -92,7 +93,7 @@ def test_mappings_from_bindings_and_publish_all() -> None:
     ({"80/tcp": [{"HostPort": "8080"}], "81/tcp": [{"HostPort": "8080"}]}, "published twice"),
     ({"80/tcp": ["8080"]}, "each binding is an object"),
 ])
-def test_bad_bindings(bindings: dict, words: str) -> None:  # type: ignore[type-arg]
+def test_bad_bindings(bindings: dict[str, list[object]], words: str) -> None:
     with pytest.raises(InvalidArgument, match=words):
         mappings_of(bindings, False, None)
 
@@ -158,7 +159,7 @@ def test_pasta_command_line() -> None:
     assert "--no-map-gw" not in Pasta("/n", ["--map-gw"], [], "/p", "/l").argv()
 
 
-def test_default_route_parses_proc_net_route(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_default_route_parses_proc_net_route(tmp_path: Path) -> None:
     table = tmp_path / "route"
     table.write_text("Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\n"
                      "lo\t0000007F\t00000000\t0001\t0\t0\t0\t000000FF\t0\n"

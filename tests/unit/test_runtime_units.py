@@ -91,10 +91,10 @@ def test_exit_code_of_signals() -> None:
 
 def test_default_spec_rootless_has_a_user_namespace() -> None:
     spec = default_spec(rootless=True)
-    kinds = [ns["type"] for ns in spec["linux"]["namespaces"]]  # type: ignore[index]
-    assert "user" in kinds and "mount" in kinds
-    assert spec["linux"]["uidMappings"][0]["containerID"] == 0  # type: ignore[index]
-    devpts = next(m for m in spec["mounts"] if m["type"] == "devpts")  # type: ignore[union-attr]
+    kinds = [ns["type"] for ns in spec["linux"]["namespaces"]]
+    assert kinds == ["pid", "network", "ipc", "uts", "mount", "cgroup", "user"]
+    assert spec["linux"]["uidMappings"][0]["containerID"] == 0
+    devpts = next(m for m in spec["mounts"] if m["type"] == "devpts")
     assert not any(o.startswith("gid=") for o in devpts["options"])
 
 

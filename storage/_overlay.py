@@ -14,9 +14,10 @@ namespace performs it.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable
 from typing import TypedDict
+
+from rctr.core import launch
 
 from ._blobs import BlobStore
 from ._build import build_layer, warn_overflow
@@ -97,7 +98,7 @@ _MOUNT_PROGRAMS = {
                        "check /dev/fuse and the fuse-overlayfs package; "
                        "run `rctr doctor` for details"),
     # the filesystem process daemonizes once the mount is up, and exits when it goes
-    "fusepy": ([sys.executable, "-m", "rctr.storage._fusepy"],
+    "fusepy": (launch.argv("fusepy"),
                "check /dev/fuse and libfuse 2 (Debian's libfuse2), which fusepy loads; "
                "run `rctr doctor` for details"),
 }

@@ -379,7 +379,7 @@ def m_parallel(run: Runner, tool: Tool, rounds: int, k: int, uid: int) -> dict[s
 # rctr's profile
 # --------------------------------------------------------------------------
 
-_SHIM_IMPORTS = ("rctr.shim._main", "rctr.shim._attach", "rctr.shim._config", "rctr.shim._create",
+_SHIM_IMPORTS = ("rctr.shim._lifecycle", "rctr.shim._attach_server", "rctr.shim._request", "rctr.shim._create",
                  "rctr.shim._exit", "rctr.shim._io", "rctr.shim._serve", "rctr.shim._stdio",
                  "rctr.core.linux")
 

@@ -6,7 +6,7 @@ write are named; a config may carry more, and they pass through untouched.
 These are TypedDicts: at run time a config stays the plain dict json gives,
 so what is written to state.json is exactly what was read.  Every key is
 optional to the checker (``total=False``) because the runtime checks presence
-itself (rootless/_config.py) and reports a missing field as a clear error.
+itself (rootless/_bundle.py) and reports a missing field as a clear error.
 
 Import it under ``TYPE_CHECKING``: the runtime's start-up path need not load
 ``typing``.

@@ -6,6 +6,6 @@ it, so the daemon can drive this runtime, crun or runc the same way.
 """
 
 from ._runtime import ContainerSetupError, Runtime, exit_code
-from ._spec import default_spec
+from ._default_spec import default_spec
 
 __all__ = ["Runtime", "ContainerSetupError", "default_spec", "exit_code"]

@@ -21,7 +21,7 @@ import sys
 from rctr.core import cgroups, linux
 from rctr.core.linux import NAMESPACE_FLAGS
 
-from . import _console, _mounts
+from . import _console, _rootfs
 from ._hooks import run_hooks
 from ._process import apply_process, build_seccomp, find_executable, process_env
 from ._sync import Channel
@@ -137,15 +137,15 @@ def _container_init(ch: Channel, config: Spec, bundle: str, fifo: str,
         state_dir = os.open(os.path.dirname(fifo), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         console_sock = _console.connect(console) if process.get("terminal") else None
         seccomp = build_seccomp(config["linux"].get("seccomp"))
-        rootfs = _mounts.prepare_rootfs(config, bundle)
+        rootfs = _rootfs.prepare_rootfs(config, bundle)
         ch.send("create-runtime")
         state: State = json.loads(ch.expect("go"))
         run_hooks(config, "createContainer", state)
-        _mounts.pivot_root(rootfs)
+        _rootfs.pivot_root(rootfs)
         if console_sock is not None:
             _console.setup_container_pty(console_sock)
         _set_names(config)
-        _mounts.finish_rootfs(config)
+        _rootfs.finish_rootfs(config)
         if "oomScoreAdj" in process:
             with open("/proc/self/oom_score_adj", "w") as f:
                 f.write(str(process["oomScoreAdj"]))

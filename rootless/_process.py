@@ -16,7 +16,7 @@ import resource
 from rctr.core import linux
 from rctr.core.linux import CAPABILITIES
 
-from ._config import RLIMITS
+from ._bundle import RLIMITS
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -20,7 +20,7 @@ from rctr.core.linux import NAMESPACE_FLAGS
 from rctr.core.proc import Process
 
 from . import _console
-from ._config import load_config, validate_process
+from ._bundle import load_config, validate_process
 from ._hooks import HookError, run_hooks
 from rctr.core.idmap import find_helper, needs_helper, write_id_maps
 from ._state import CREATED, CREATING, RUNNING, STOPPED, Container, StateDir, check_id

@@ -187,7 +187,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _spec(args: argparse.Namespace) -> int:
-    from ._spec import default_spec
+    from ._default_spec import default_spec
 
     path = os.path.join(args.bundle, "config.json")
     if os.path.exists(path):

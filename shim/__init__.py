@@ -4,9 +4,9 @@ The shim creates the container through the runtime (rctr's in-process, or
 crun/runc), holds its stdio, writes its output to a json-file log and to
 attached clients, reaps it as a child subreaper and records its exit.  It
 outlives the daemon that started it; the daemon talks to it only through
-the files in its state directory (``_layout`` lists them).
+the files in its state directory (``_statedir`` lists them).
 """
 
-from ._main import main
+from ._lifecycle import main
 
 __all__ = ["main"]

@@ -10,6 +10,6 @@ if sys.argv[1:2] == ["--zygote"]:
         sys.exit(2)
     sys.exit(serve(sys.argv[2], int(sys.argv[4])))
 
-from ._main import main
+from ._lifecycle import main
 
 sys.exit(main())

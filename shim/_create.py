@@ -28,8 +28,8 @@ import socket
 
 from rctr.core.proc import close_fds_except
 
-from ._config import ShimConfig
-from ._layout import CONSOLE_SOCK, PID, RUNTIME_LOG
+from ._request import ShimConfig
+from ._statedir import CONSOLE_SOCK, PID, RUNTIME_LOG
 from ._sockets import listen_unix
 from ._stdio import Stdio
 

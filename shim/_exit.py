@@ -19,7 +19,7 @@ from ._io import rfc3339_nano
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from ._layout import ExitRecord
+    from ._statedir import ExitRecord
 
 __all__ = ["open_fifo", "exit_record", "write_exit"]
 

@@ -7,7 +7,7 @@ are recomputed from the state before every wait, which keeps back-pressure
 simple: stdin input is read from clients only while its buffer has room,
 output is written to a client only while it has something queued, and the
 container's output is read only while no attach client is far behind (see
-``_attach``).
+``_attach_server``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import select
 import signal
 import time
 
-from ._attach import AttachServer, Client
+from ._attach_server import AttachServer, Client
 from ._control import CLOSE_STDIN, RESIZE, ControlParser
 from ._io import STREAM_NAMES, JsonFileLog, LineDecoder, log_lines, rfc3339_nano
 from ._shimlog import ShimLog

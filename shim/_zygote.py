@@ -76,7 +76,8 @@ def _preload() -> None:
     import rctr.core.proc  # noqa: F401
     import rctr.netstack  # noqa: F401 - the container's network, for most containers
     import rctr.rootless  # noqa: F401 - the in-process runtime's create, in the creator
-    from rctr.shim import _attach, _config, _create, _exit, _io, _main, _serve, _stdio  # noqa: F401
+    from rctr.shim import (  # noqa: F401
+        _attach_server, _create, _exit, _io, _lifecycle, _request, _serve, _stdio)
 
 
 def _still_ours(path: str, inode: int) -> bool:
@@ -160,7 +161,7 @@ def _fork_shim(state_dir: str, ready_fd: int, conn: socket.socket,
 
 
 def _become_shim(state_dir: str, ready_fd: int) -> int:  # pragma: no cover - in the child
-    from rctr.shim._main import main
+    from rctr.shim._lifecycle import main
 
     try:
         return main([state_dir, "--ready-fd", str(ready_fd)])

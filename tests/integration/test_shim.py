@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from harness import RCTR, Bundle, UserShell
 
-from rctr.shim._attach import STALL_SECONDS
+from rctr.shim._attach_server import STALL_SECONDS
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90),
               pytest.mark.requires("root", "user", "userns", "subuid", "newuidmap")]

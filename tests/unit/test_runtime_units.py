@@ -16,7 +16,7 @@ from rctr.core.proc import Process
 from rctr.core.securejoin import secure_join
 from rctr.core.subid import subid_ranges
 from rctr.rootless import default_spec, exit_code
-from rctr.rootless._config import load_config
+from rctr.rootless._bundle import load_config
 from rctr.core.mountopts import parse_options
 from rctr.rootless._state import StateDir, check_id
 

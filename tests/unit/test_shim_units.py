@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 
 from rctr.core.errors import InvalidArgument
-from rctr.shim._attach import HARD_LIMIT, STALL_SECONDS, AttachServer, Client
-from rctr.shim._config import load_config
+from rctr.shim._attach_server import HARD_LIMIT, STALL_SECONDS, AttachServer, Client
+from rctr.shim._request import load_config
 from rctr.shim._control import ControlParser
 from rctr.shim._exit import exit_record, open_fifo, write_exit
 from rctr.shim._io import JsonFileLog, LineDecoder, frame, log_lines, rfc3339_nano
-from rctr.shim._main import UsageError, main, parse_args
+from rctr.shim._lifecycle import UsageError, main, parse_args
 
 
 def test_frame_is_dockers_stdcopy_header() -> None:

@@ -4,7 +4,7 @@ The daemon talks to a shim only through these files (containerd's shim has a
 ttrpc API; ours is files, FIFOs and one socket, so a restarted daemon can
 re-adopt a running shim from the directory alone)::
 
-    shim.json      daemon -> shim: what to run (see _config)
+    shim.json      daemon -> shim: what to run (see _request)
     shim.pid       {"pid": N, "start_time": T}: the shim itself, as (pid, start time)
     pid            the container init's pid (written by the runtime)
     starttime      the init's start time, clock ticks since boot (/proc/PID/stat field 22)

@@ -2,7 +2,7 @@
 
 The daemon starts the shim in its own session, already inside the user and
 mount namespaces of the pause process, and then talks to it only through
-the files of ``_layout``.  The shim stays single-threaded and imports only
+the files of ``_statedir``.  The shim stays single-threaded and imports only
 what it needs: one runs per container, for the container's whole life.
 """
 
@@ -15,7 +15,7 @@ import sys
 from rctr.core.atomic import write_atomic, write_json_atomic
 from rctr.core.proc import start_time
 
-from . import _layout as L
+from . import _statedir as L
 from ._shimlog import ShimLog
 
 TYPE_CHECKING = False
@@ -24,8 +24,8 @@ if TYPE_CHECKING:
 
     from rctr.netstack import NetworkSandbox
 
-    from ._attach import AttachServer
-    from ._layout import Ready, ShimPid
+    from ._attach_server import AttachServer
+    from ._statedir import Ready, ShimPid
     from ._stdio import Stdio
 
 __all__ = ["main", "UsageError"]
@@ -89,8 +89,8 @@ class _Shim:
     def run(self) -> int:
         from rctr.core.linux import set_child_subreaper, set_name
 
-        from ._attach import AttachServer
-        from ._config import load_config
+        from ._attach_server import AttachServer
+        from ._request import load_config
         from ._create import create_container
         from ._exit import open_fifo, write_exit
         from ._io import JsonFileLog

@@ -18,7 +18,7 @@ import socket
 import struct
 from collections.abc import Callable, Iterator
 
-# For the type checker only (start-up imports: see _fast).
+# For the type checker only (start-up imports: see _run_fastpath).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, BinaryIO

@@ -10,7 +10,7 @@ imports nothing itself until a completion is asked for.
 
 from __future__ import annotations
 
-# For the type checker only (start-up imports: see _fast).
+# For the type checker only (start-up imports: see _run_fastpath).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from rctr.core.errors import EX_CONFIG
 from rctr.core.paths import check_owned
 
-# For the type checker only (start-up imports: see _fast).
+# For the type checker only (start-up imports: see _run_fastpath).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any

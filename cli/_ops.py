@@ -16,10 +16,10 @@ from ._client import APIError, Client, q
 from ._errors import EXIT_ERROR, report, start_exit_code
 from ._progress import StreamResult, show_stream
 from ._refs import registry_of, split
-from ._runopts import CreateRequest
-from ._stream import RawTerminal, Session, parse_detach_keys
+from ._create_request import CreateRequest
+from ._attach_io import RawTerminal, Session, parse_detach_keys
 
-# For the type checker only (start-up imports: see _fast).
+# For the type checker only (start-up imports: see _run_fastpath).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, TextIO

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from rctr.cli._context import CLIError
-from rctr.cli._runopts import (build_create, parse_mount, parse_ports, parse_volume,
-                                resource_settings)
+from rctr.cli._create_request import (build_create, parse_mount, parse_ports, parse_volume,
+                                      resource_settings)
 
 
 def body(*, detach: bool = False, for_run: bool = True, **opts: Any) -> dict[str, Any]:

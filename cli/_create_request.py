@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from ._context import CLIError
 from ._units import parse_bytes, parse_duration
 
-# For the type checker only (start-up imports: see _fast).
+# For the type checker only (start-up imports: see _run_fastpath).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any

@@ -1,4 +1,4 @@
-"""cli._fast: the click-free parse of ``run``/``create`` must equal click's, or defer to it."""
+"""cli._run_fastpath: the click-free parse of ``run``/``create`` must equal click's, or defer to it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from rctr.cli import _cmd_run, _fast
+from rctr.cli import _cmd_run, _run_fastpath
 
 SAMPLES = [
     ["img"],
@@ -54,29 +54,29 @@ def _click_params(verb: str, args: list[str]) -> dict:
 @pytest.mark.parametrize("verb", ["run", "create"])
 def test_the_fast_parse_equals_clicks(verb: str, args: list[str]) -> None:
     if verb == "create" and any(a in args for a in ("-dit", "-itd", "--no-sig-proxy")):
-        assert _fast.parse(verb, args) is None  # run-only flags: click's error for create
+        assert _run_fastpath.parse(verb, args) is None  # run-only flags: click's error for create
         return
-    assert _fast.parse(verb, args) == _click_params(verb, args)
+    assert _run_fastpath.parse(verb, args) == _click_params(verb, args)
 
 
 @pytest.mark.parametrize("args", DEFERRED, ids=lambda a: " ".join(a) or "empty")
 def test_anything_unusual_is_left_to_click(args: list[str]) -> None:
-    assert _fast.parse("run", args) is None
+    assert _run_fastpath.parse("run", args) is None
 
 
 def test_other_verbs_are_left_to_click() -> None:
-    assert _fast.parse("ps", ["-a"]) is None
-    assert _fast.main(["-H", "unix:///x", "run", "img"]) is None
+    assert _run_fastpath.parse("ps", ["-a"]) is None
+    assert _run_fastpath.main(["-H", "unix:///x", "run", "img"]) is None
 
 
-# Imports that cost milliseconds and that rctr run's path does without (see _fast).
+# Imports that cost milliseconds and that rctr run's path does without (see _run_fastpath).
 HEAVY = ("click", "dataclasses", "inspect", "typing", "urllib.parse", "datetime", "csv")
 
 
 def test_the_run_path_imports_nothing_heavy() -> None:
     code = ("import sys\n"
-            "from rctr.cli import _fast, _ops, _runopts, _stream, _client, _errors, _daemon\n"
-            "assert _fast.parse('run', ['--rm', 'img', 'true'])\n"
+            "from rctr.cli import _run_fastpath, _run_flow, _ops, _create_request, _attach_io, _client, _errors, _daemon\n"
+            "assert _run_fastpath.parse('run', ['--rm', 'img', 'true'])\n"
             f"print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r} or m in {HEAVY!r}))\n")
     out = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True,
                          timeout=60)

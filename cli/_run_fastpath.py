@@ -3,11 +3,11 @@
 click and what it pulls in (re, inspect, uuid, enum, typing) cost about 15 ms of
 imports on every command, a fifth of ``rctr run --rm IMG true``.  These two
 verbs start every container, so an argument list made only of the flags in
-``_runcmd``'s table is parsed here, into the same dict click would pass, and
+``_run_flags``'s table is parsed here, into the same dict click would pass, and
 handed to the same implementation.  Anything else (a global option before the
 verb, an unknown or malformed flag, ``--help``, a number that does not parse, no
 image) returns None and goes to click, which owns help and error messages.
-tests/unit/test_cli_fast.py compares this parser's results with click's.
+tests/unit/test_cli_run_fastpath.py compares this parser's results with click's.
 
 The modules this path imports keep off other costly imports too, measured
 with ``python -X importtime``: no ``dataclasses`` (it imports ``inspect``,
@@ -18,9 +18,9 @@ only for the type checker (3 ms), ``datetime`` and ``csv`` only where used.
 from __future__ import annotations
 
 
-from ._runcmd import CREATE_FLAGS, FLAG, INT, MULTI, RUN_FLAGS, SWITCH, VALUE, Flag, defaults
+from ._run_flags import CREATE_FLAGS, FLAG, INT, MULTI, RUN_FLAGS, SWITCH, VALUE, Flag, defaults
 
-# For the type checker only (start-up imports: see _fast).
+# For the type checker only (start-up imports: see above).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -128,7 +128,7 @@ def main(args: list[str]) -> int | None:
         return None
     from ._context import Env
     from ._errors import run_guarded
-    from ._runcmd import create_container_only, run_container
+    from ._run_flow import create_container_only, run_container
 
     env = Env.from_options(None)
     if args[0] == "create":

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from ._client import STDERR, Hijacked, iter_frames
 from ._context import CLIError
 
-# For the type checker only (start-up imports: see _fast).
+# For the type checker only (start-up imports: see _run_fastpath).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, BinaryIO

@@ -324,22 +324,41 @@ def build_create(o: Mapping[str, Any], *, detach: bool | None = None, for_run: b
     environ = os.environ if environ is None else environ
     cwd = os.getcwd() if cwd is None else cwd
     detach = bool(o.get("detach")) if detach is None else detach
-    interactive = bool(o.get("interactive"))
     restart = parse_restart(o.get("restart") or "no")
     if o.get("rm") and restart["Name"] != "no":
         raise CLIError("Conflicting options: --restart and --rm")
     pull = o.get("pull") or "missing"
     if pull not in PULL_POLICIES:
         raise CLIError(f"invalid pull option: {pull!r}: must be one of {', '.join(PULL_POLICIES)}")
+    env = _environment(o, environ)
+    exposed, bindings = _ports(o)
+    binds, volumes = _volumes(o, cwd)
+    config = _config(o, env, exposed, volumes, attach_out=not (for_run and detach),
+                     stdin_once=for_run and not detach)
+    host = _host_config(o, restart, binds, bindings, read)
+    endpoints = _endpoints(host["NetworkMode"], o.get("network_alias") or ())
+    body = dict(config, HostConfig=host, NetworkingConfig={"EndpointsConfig": endpoints})
+    return CreateRequest(body, o.get("name"), o.get("platform"), pull)
 
+
+def _environment(o: Mapping[str, Any], environ: Mapping[str, str]) -> list[str]:
+    """``--env-file`` first, then ``-e``, as docker's CLI merges them."""
     env: list[str] = []
     for path in o.get("env_file") or ():
         env += parse_env_file(path, environ)
-    env += parse_env(o.get("env") or (), environ)
+    return env + parse_env(o.get("env") or (), environ)
 
+
+def _ports(o: Mapping[str, Any]) -> tuple[dict[str, dict], dict[str, list[dict[str, str]]]]:
+    """``-p`` and ``--expose``: ExposedPorts and PortBindings."""
     exposed, bindings = parse_ports(o.get("publish") or ())
     for port in o.get("expose") or ():
         exposed.update(parse_ports([port.split(":")[-1]])[0])
+    return exposed, bindings
+
+
+def _volumes(o: Mapping[str, Any], cwd: str) -> tuple[list[str], dict[str, dict]]:
+    """``-v``: binds (HostConfig.Binds) and anonymous volumes (Config.Volumes)."""
     binds, volumes = [], {}
     for spec in o.get("volume") or ():
         bind, anon = parse_volume(spec, cwd)
@@ -347,12 +366,16 @@ def build_create(o: Mapping[str, Any], *, detach: bool | None = None, for_run: b
             binds.append(bind)
         else:
             volumes[anon] = {}
-    tmpfs = {}
-    for spec in o.get("tmpfs") or ():
-        path, _, options = spec.partition(":")
-        tmpfs[path] = options
+    return binds, volumes
 
-    attach_out = not (for_run and detach)  # create attaches stdout/stderr, as docker's does
+
+def _config(o: Mapping[str, Any], env: list[str], exposed: dict[str, dict],
+            volumes: dict[str, dict], *, attach_out: bool, stdin_once: bool) -> dict[str, Any]:
+    """The body's top level (docker's container.Config): the process, its stdio, its image.
+
+    ``attach_out``: create attaches stdout/stderr, as docker's does; only ``run -d`` does not.
+    """
+    interactive = bool(o.get("interactive"))
     config: dict[str, Any] = {
         "Hostname": o.get("hostname") or "",
         "User": o.get("user") or "",
@@ -362,7 +385,7 @@ def build_create(o: Mapping[str, Any], *, detach: bool | None = None, for_run: b
         "ExposedPorts": exposed,
         "Tty": bool(o.get("tty")),
         "OpenStdin": interactive,
-        "StdinOnce": interactive and for_run and not detach,
+        "StdinOnce": interactive and stdin_once,
         "Env": env,
         "Cmd": list(o["command"]) if o.get("command") else None,
         "Image": o["image"],
@@ -380,14 +403,19 @@ def build_create(o: Mapping[str, Any], *, detach: bool | None = None, for_run: b
         config["StopSignal"] = o["stop_signal"]
     if o.get("stop_timeout") is not None:
         config["StopTimeout"] = int(o["stop_timeout"])
+    return config
 
-    network = o.get("network") or "default"
+
+def _host_config(o: Mapping[str, Any], restart: dict[str, Any], binds: list[str],
+                 bindings: dict[str, list[dict[str, str]]],
+                 read: Callable[[str], str]) -> dict[str, Any]:
+    """``HostConfig``: what the container may use and how it is connected and kept."""
     host: dict[str, Any] = {
         "Binds": binds,
         "Mounts": [parse_mount(m) for m in o.get("mount") or ()],
         "PortBindings": bindings,
         "PublishAllPorts": bool(o.get("publish_all")),
-        "NetworkMode": network,
+        "NetworkMode": o.get("network") or "default",
         "AutoRemove": bool(o.get("rm")),
         "RestartPolicy": restart,
         "CapAdd": list(o.get("cap_add") or ()),
@@ -405,18 +433,31 @@ def build_create(o: Mapping[str, Any], *, detach: bool | None = None, for_run: b
         "Sysctls": _kv(o.get("sysctl") or (), "sysctl", allow_bare=False),
         "Ulimits": _ulimits(o.get("ulimit") or ()),
     }
-    if tmpfs:
-        host["Tmpfs"] = tmpfs
+    if o.get("tmpfs"):
+        host["Tmpfs"] = _tmpfs(o["tmpfs"])
     if o.get("init"):
         host["Init"] = True
     host.update(resource_settings(o))
     if o.get("shm_size"):
         host["ShmSize"] = _bytes(o["shm_size"], "--shm-size")
+    return host
+
+
+def _tmpfs(specs: Sequence[str]) -> dict[str, str]:
+    """``--tmpfs PATH[:OPTIONS]``, the options as docker passes them (``rw,size=1m``)."""
+    out = {}
+    for spec in specs:
+        path, _, options = spec.partition(":")
+        out[path] = options
+    return out
+
+
+def _endpoints(network: str, aliases: Sequence[str]) -> dict[str, dict[str, list[str]]]:
+    """NetworkingConfig.EndpointsConfig: an entry for a user network only (its aliases)."""
     mode = network.partition(":")[0]
-    endpoints = {} if network in _BUILTIN_NETWORKS or mode in ("container", "slirp4netns", "pasta") \
-        else {network: {"Aliases": list(o.get("network_alias") or ())}}
-    body = dict(config, HostConfig=host, NetworkingConfig={"EndpointsConfig": endpoints})
-    return CreateRequest(body, o.get("name"), o.get("platform"), pull)
+    if network in _BUILTIN_NETWORKS or mode in ("container", "slirp4netns", "pasta"):
+        return {}
+    return {network: {"Aliases": list(aliases)}}
 
 
 def resource_settings(o: dict[str, Any]) -> dict[str, Any]:

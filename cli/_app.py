@@ -8,7 +8,8 @@ only when its command runs (or its own ``--help`` is asked for).
 from __future__ import annotations
 
 import sys
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
 import click
 
@@ -105,11 +106,13 @@ class LazyGroup(click.Group):
 class RootGroup(LazyGroup):
     """Maps every failure to one line on stderr and docker's exit codes."""
 
-    def main(self, args: Any = None, prog_name: str | None = None, **kw: Any) -> Any:
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True,
+             **extra: Any) -> NoReturn:
         from ._errors import run_guarded
 
-        kw["standalone_mode"] = False
-        sys.exit(run_guarded(lambda: super(RootGroup, self).main(args, prog_name, **kw)))
+        sys.exit(run_guarded(lambda: super(RootGroup, self).main(
+            args, prog_name, complete_var, standalone_mode=False, **extra)))
 
 
 @click.group(cls=RootGroup, lazy=COMMANDS,

@@ -120,7 +120,9 @@ def _stdin_reader() -> Callable[[], bytes]:
         fd = sys.stdin.fileno()
     except (AttributeError, ValueError, OSError):
         buffer = sys.stdin.buffer
-        return lambda: buffer.read1(65536)
+        # A buffered reader (read1: what has arrived, without waiting for 64 KiB), which
+        # typeshed types as BinaryIO.
+        return lambda: buffer.read1(65536)  # type: ignore[union-attr]  # see above
     return lambda: os.read(fd, 65536)
 
 

@@ -16,12 +16,13 @@ import shutil
 import sys
 import tarfile
 import tempfile
+from collections.abc import Callable
 from typing import IO, Any
 
 import click
 
 from . import _complete
-from ._client import APIError, Client, q
+from ._client import APIError, Client, Response, q
 from ._context import CLIError, Env
 
 __all__ = ["cp", "rename_root", "split_arg"]
@@ -41,7 +42,8 @@ def _stat(header: str | None) -> dict[str, Any]:
     if not header:
         return {}
     try:
-        return json.loads(base64.b64decode(header))
+        stat: dict[str, Any] = json.loads(base64.b64decode(header))
+        return stat
     except ValueError:
         return {}
 
@@ -85,8 +87,9 @@ def _check(name: str, dest_dir: str) -> None:
         raise CLIError(f"refusing to extract {name!r}: it leaves the destination")
 
 
-def _extract(stream: IO[bytes], dest_dir: str, root: str, new_root: str) -> None:
-    with tarfile.open(fileobj=stream, mode="r|*") as tar:
+def _extract(stream: Response, dest_dir: str, root: str, new_root: str) -> None:
+    # A stream mode only reads its file object (tarfile._Stream); typeshed asks for a whole file.
+    with tarfile.open(fileobj=stream, mode="r|*") as tar:  # type: ignore[call-overload]  # see above
         for member in tar:
             name = rename_root(member.name, root, new_root)
             if name is None:
@@ -121,7 +124,7 @@ def copy_from(client: Client, container: str, src: str, dest: str) -> None:
         _extract(resp, parent, root, os.path.basename(dest))
 
 
-def _spool(add: Any) -> IO[bytes]:
+def _spool(add: Callable[[tarfile.TarFile], None]) -> IO[bytes]:
     tmp = tempfile.TemporaryFile()
     with tarfile.open(fileobj=tmp, mode="w") as tar:
         add(tar)
@@ -168,9 +171,9 @@ def copy_to(client: Client, src: str, container: str, dest: str, follow: bool,
 
         def add(tar: tarfile.TarFile) -> None:
             tar.add(local, arcname=os.path.basename(dest.rstrip("/")))
-    with _spool(add) as tmp:
+    with _spool(add) as spooled:
         client.call("PUT", path, params={"path": target, "noOverwriteDirNonDir": True, **ids},
-                    data=tmp)
+                    data=spooled)
 
 
 @click.command()

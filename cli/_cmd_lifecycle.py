@@ -132,7 +132,7 @@ def rename(env: Env, container: str, new_name: str) -> None:
 @click.option("--pids-limit", type=int, help="Tune container pids limit (-1 for unlimited)")
 @click.argument("containers", nargs=-1, required=True, shell_complete=_complete.containers)
 @click.pass_obj
-def update(env: Env, containers: tuple[str, ...], **options: Any) -> None:
+def update(env: Env, /, containers: tuple[str, ...], **options: Any) -> None:
     """Update configuration of one or more containers."""
     from ._create_request import parse_restart, resource_settings
 

@@ -60,7 +60,7 @@ def _local_time(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S %z %Z", time.localtime(ts))
 
 
-def container_row(c: dict[str, Any], trunc: bool = True, now: float | None = None) -> dict:
+def container_row(c: dict[str, Any], trunc: bool = True, now: float | None = None) -> dict[str, str]:
     """One container of ``GET /containers/json`` as docker's ps formatter sees it."""
     names = [n.lstrip("/") for n in c.get("Names") or [] if n.count("/") <= 1]
     image = c.get("Image") or ""

@@ -52,7 +52,7 @@ _SETTINGS = {"allow_interspersed_args": False, "help_option_names": ["--help"]}
 @click.command(context_settings=_SETTINGS)
 @_options(RUN_FLAGS)
 @click.pass_obj
-def run(obj: Env, detach: bool, detach_keys: str | None, sig_proxy: bool, **opts: Any) -> None:
+def run(obj: Env, /, detach: bool, detach_keys: str | None, sig_proxy: bool, **opts: Any) -> None:
     """Create and run a new container from an image."""
     run_container(obj, detach, detach_keys, sig_proxy, opts)
 
@@ -60,6 +60,6 @@ def run(obj: Env, detach: bool, detach_keys: str | None, sig_proxy: bool, **opts
 @click.command(context_settings=_SETTINGS)
 @create_options
 @click.pass_obj
-def create(obj: Env, **opts: Any) -> None:
+def create(obj: Env, /, **opts: Any) -> None:
     """Create a new container (and print its id)."""
     create_container_only(obj, opts)

@@ -411,6 +411,5 @@ def unshare(command: tuple[str, ...]) -> None:
     except ImportError as exc:
         raise CLIError(f"rctr unshare is not available in this build: {exc}") from None
     argv = list(command) or [os.environ.get("SHELL") or "/bin/sh"]
-    result = join_and_exec(argv)
-    raise SystemExit(result if isinstance(result, int) else 0)
+    join_and_exec(argv)  # execs argv in the namespace, or raises
 

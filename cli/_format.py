@@ -120,8 +120,8 @@ def _parse(source: str) -> list[_Node]:
             stack[-1][1].append(_Node("text", text))
         pos = m.end()
         if m.group(3):
-            rest = source[pos:]
-            pos += len(rest) - len(rest.lstrip())
+            after = source[pos:]
+            pos += len(after) - len(after.lstrip())
         toks = _tokens(m.group(2).strip())
         if not toks or toks[0].startswith("/*"):
             continue

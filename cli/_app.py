@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
+
+if TYPE_CHECKING:
+    from click.shell_completion import CompletionItem
 
 __all__ = ["LazyGroup", "app"]
 
@@ -82,7 +85,7 @@ class LazyGroup(click.Group):
         command: click.Command = getattr(import_module(f"rctr.cli.{module}"), attr)
         return command
 
-    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[Any]:
+    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[CompletionItem]:
         """Command names from the table, without importing their modules (click's own
         would load every command for its help text)."""
         from click.shell_completion import CompletionItem

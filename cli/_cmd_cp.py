@@ -17,7 +17,7 @@ import sys
 import tarfile
 import tempfile
 from collections.abc import Callable
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import click
 
@@ -74,7 +74,7 @@ def rename_root(name: str, root: str, new_root: str) -> str | None:
 
 
 # Python 3.11.4 added extraction filters; older 3.11s get the same checks from _check.
-_FILTER: dict[str, Any] = {"filter": "tar"} if hasattr(tarfile, "tar_filter") else {}
+_FILTER: dict[str, Literal["tar"]] = {"filter": "tar"} if hasattr(tarfile, "tar_filter") else {}
 
 
 def _check(name: str, dest_dir: str) -> None:

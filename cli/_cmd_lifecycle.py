@@ -47,7 +47,7 @@ def start(env: Env, attach: bool, interactive: bool, detach_keys: str | None,
     sys.exit(code)
 
 
-def _timeout(seconds: int | None) -> dict[str, Any]:
+def _timeout(seconds: int | None) -> dict[str, int]:
     return {"t": seconds} if seconds is not None else {}
 
 

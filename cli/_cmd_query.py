@@ -240,7 +240,7 @@ def port(env: Env, container: str, private_port: str | None) -> None:
         for b in bindings:
             print(_host_port(b))
         return
-    def order(item: tuple[str, Any]) -> tuple[int, str]:
+    def order(item: tuple[str, object]) -> tuple[int, str]:
         number, _, proto = item[0].partition("/")
         return (int(number) if number.isdigit() else 0, proto)
 

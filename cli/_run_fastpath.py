@@ -30,9 +30,9 @@ __all__ = ["main", "parse"]
 _TABLES = {"run": RUN_FLAGS, "create": CREATE_FLAGS}
 
 
-def _index(flags: tuple[Flag, ...]) -> dict[str, tuple[Flag, Any]]:
+def _index(flags: tuple[Flag, ...]) -> dict[str, tuple[Flag, bool]]:
     """Every spelling -> (flag, the value a bare switch spelling gives)."""
-    out: dict[str, tuple[Flag, Any]] = {}
+    out: dict[str, tuple[Flag, bool]] = {}
     for f in flags:
         if f.kind == SWITCH:
             on, off = f.names

@@ -28,11 +28,11 @@ class Flag:
     __slots__ = ("dest", "kind", "names", "help", "default")
 
     def __init__(self, dest: str, kind: str, names: tuple[str, ...], help: str,
-                 default: Any = None) -> None:
+                 default: str | bool | None = None) -> None:
         self.dest, self.kind, self.names, self.help, self.default = dest, kind, names, help, default
 
 
-def _f(dest: str, kind: str, *names: str, help: str, default: Any = None) -> Flag:
+def _f(dest: str, kind: str, *names: str, help: str, default: str | bool | None = None) -> Flag:
     return Flag(dest, kind, names, help, default)
 
 

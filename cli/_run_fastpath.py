@@ -50,59 +50,68 @@ def parse(verb: str, args: list[str]) -> dict[str, Any] | None:
         return None
     index = _index(flags)
     opts = defaults(flags)
-    i = 0
-    while i < len(args):
+    i: int | None = 0
+    while i is not None and i < len(args):
         arg = args[i]
         if arg == "--":
             i += 1
             break
         if not arg.startswith("-") or arg == "-":
             break
-        i += 1
-        if arg.startswith("--"):
-            name, eq, attached = arg.partition("=")
-            found = index.get(name)
-            if found is None:
-                return None
-            f, switch_value = found
-            if f.kind in (FLAG, SWITCH):
-                if eq:
-                    return None  # click's error
-                opts[f.dest] = switch_value
-                continue
-            if not eq:
-                if i >= len(args):
-                    return None
-                attached = args[i]
-                i += 1
-            if not _store(opts, f, attached):
-                return None
-            continue
-        # A cluster of short options: -it, -dit, -e FOO=1, -eFOO=1, -itv /a:/b.
-        j = 1
-        while j < len(arg):
-            found = index.get("-" + arg[j])
-            if found is None:
-                return None
-            f, switch_value = found
-            j += 1
-            if f.kind in (FLAG, SWITCH):
-                opts[f.dest] = switch_value
-                continue
-            value = arg[j:]
-            if not value:
-                if i >= len(args):
-                    return None
-                value = args[i]
-                i += 1
-            if not _store(opts, f, value):
-                return None
-            break
-    if i >= len(args):
-        return None  # no image: click says so
+        read = _long_option if arg.startswith("--") else _short_options
+        i = read(index, opts, args, i + 1)
+    if i is None or i >= len(args):
+        return None  # click's error, or no image: click says so
     opts["image"] = args[i]
     opts["command"] = tuple(args[i + 1:])
     return opts
+
+
+def _long_option(index: dict[str, tuple[Flag, bool]], opts: dict[str, Any], args: list[str],
+                 i: int) -> int | None:
+    """``--name X``, ``--name=X`` or ``--rm`` at ``args[i - 1]`` into ``opts``: the index of
+    the next argument, or None to let click decide."""
+    name, eq, attached = args[i - 1].partition("=")
+    found = index.get(name)
+    if found is None:
+        return None
+    f, switch_value = found
+    if f.kind in (FLAG, SWITCH):
+        if eq:
+            return None  # click's error
+        opts[f.dest] = switch_value
+        return i
+    if not eq:
+        if i >= len(args):
+            return None
+        attached = args[i]
+        i += 1
+    return i if _store(opts, f, attached) else None
+
+
+def _short_options(index: dict[str, tuple[Flag, bool]], opts: dict[str, Any], args: list[str],
+                   i: int) -> int | None:
+    """A cluster of short options at ``args[i - 1]`` (-it, -dit, -e FOO=1, -eFOO=1, -itv /a:/b)
+    into ``opts``: the index of the next argument, or None to let click decide."""
+    arg = args[i - 1]
+    j = 1
+    while j < len(arg):
+        found = index.get("-" + arg[j])
+        if found is None:
+            return None
+        f, switch_value = found
+        j += 1
+        if f.kind in (FLAG, SWITCH):
+            opts[f.dest] = switch_value
+            continue
+        value = arg[j:]  # the rest of the cluster is the value, else the next argument
+        if not value:
+            if i >= len(args):
+                return None
+            value = args[i]
+            i += 1
+        return i if _store(opts, f, value) else None
+    return i
 
 
 def _store(opts: dict[str, Any], f: Flag, value: str) -> bool:

@@ -27,6 +27,9 @@ SAMPLES = [
     ["--", "img", "--rm"],
     ["--entrypoint", "", "img", "-x"],
     ["--name", "-weird-", "img"],
+    ["-i", "--", "img", "-x"],
+    ["-eA=1", "-it", "-w/srv", "img", "--rm"],
+    ["--cpus=", "-e", "", "img"],
     ["--log-opt", "max-size=1k", "--security-opt", "no-new-privileges", "--ulimit", "nofile=10",
      "--sysctl", "net.ipv4.ip_forward=1", "--add-host", "h:1.2.3.4", "--dns", "1.1.1.1",
      "--group-add", "audio", "--tmpfs", "/run", "--env-file", "f", "--no-healthcheck", "img"],
@@ -42,6 +45,10 @@ DEFERRED = [
     ["--stop-timeout", "soon", "img"],    # not a number
     ["--name"],                           # a value missing
     ["-e"],
+    ["-iZ", "img"],                       # an unknown letter in a cluster
+    ["--env", "A=1"],                     # flags, and no image
+    ["--rm", "--"],                       # no image after --
+    ["-it", "--pids-limit=x", "img"],     # an attached value that does not parse
 ]
 
 

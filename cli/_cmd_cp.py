@@ -132,6 +132,18 @@ def _spool(add: Callable[[tarfile.TarFile], None]) -> IO[bytes]:
     return tmp
 
 
+def _path_stat(client: Client, archive_path: str, path: str) -> dict[str, Any] | None:
+    """``HEAD /containers/{id}/archive``: the stat of ``path`` in the container, None if absent."""
+    try:
+        resp = client.open("HEAD", archive_path, params={"path": path})
+    except APIError as exc:
+        if exc.status != 404:
+            raise
+        return None
+    resp.close()
+    return _stat(resp.getheader("X-Docker-Container-Path-Stat"))
+
+
 def copy_to(client: Client, src: str, container: str, dest: str, follow: bool,
             archive: bool = False) -> None:
     path = f"/containers/{q(container)}/archive"
@@ -146,14 +158,7 @@ def copy_to(client: Client, src: str, container: str, dest: str, follow: bool,
     local = os.path.realpath(src) if follow else src
     if not os.path.lexists(local):
         raise CLIError(f"stat {src}: no such file or directory")
-    try:
-        resp = client.open("HEAD", path, params={"path": dest})
-        resp.close()
-        dest_stat: dict[str, Any] | None = _stat(resp.getheader("X-Docker-Container-Path-Stat"))
-    except APIError as exc:
-        if exc.status != 404:
-            raise
-        dest_stat = None
+    dest_stat = _path_stat(client, path, dest)
     src_dir = os.path.isdir(local)
     if dest_stat is not None and _is_dir(dest_stat):
         target = dest

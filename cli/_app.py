@@ -8,9 +8,13 @@ only when its command runs (or its own ``--help`` is asked for).
 from __future__ import annotations
 
 import sys
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
+
+if TYPE_CHECKING:
+    from click.shell_completion import CompletionItem
 
 __all__ = ["LazyGroup", "app"]
 
@@ -81,7 +85,7 @@ class LazyGroup(click.Group):
         command: click.Command = getattr(import_module(f"rctr.cli.{module}"), attr)
         return command
 
-    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[Any]:
+    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[CompletionItem]:
         """Command names from the table, without importing their modules (click's own
         would load every command for its help text)."""
         from click.shell_completion import CompletionItem
@@ -105,11 +109,13 @@ class LazyGroup(click.Group):
 class RootGroup(LazyGroup):
     """Maps every failure to one line on stderr and docker's exit codes."""
 
-    def main(self, args: Any = None, prog_name: str | None = None, **kw: Any) -> Any:
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True,
+             **extra: Any) -> NoReturn:
         from ._errors import run_guarded
 
-        kw["standalone_mode"] = False
-        sys.exit(run_guarded(lambda: super(RootGroup, self).main(args, prog_name, **kw)))
+        sys.exit(run_guarded(lambda: super(RootGroup, self).main(
+            args, prog_name, complete_var, standalone_mode=False, **extra)))
 
 
 @click.group(cls=RootGroup, lazy=COMMANDS,

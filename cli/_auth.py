@@ -17,6 +17,11 @@ from rctr.core.atomic import write_json_atomic
 
 from ._refs import DEFAULT_REGISTRY
 
+# For the type checker only (start-up imports: see _run_fastpath).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 __all__ = ["auth_header", "login_path", "lookup", "remove", "save"]
 
 _HUB = {"docker.io", "index.docker.io", "registry-1.docker.io"}
@@ -42,7 +47,7 @@ def _key(server: str) -> str:
     return DEFAULT_REGISTRY if host in _HUB else host
 
 
-def _read(path: str) -> dict:
+def _read(path: str) -> dict[str, Any]:
     try:
         with open(path, "rb") as f:
             data = json.loads(f.read())

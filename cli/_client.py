@@ -18,10 +18,19 @@ import socket
 import struct
 from collections.abc import Callable, Iterator
 
-# For the type checker only (start-up imports: see _fast).
+# For the type checker only (start-up imports: see _run_fastpath).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, BinaryIO
+    from collections.abc import Mapping
+    from typing import IO, Any, TypedDict, Unpack
+
+    class RequestOptions(TypedDict, total=False):
+        """The keywords of :meth:`Client.open`, which ``call``, ``get``… pass on."""
+        params: Mapping[str, object] | None
+        body: object
+        data: bytes | IO[bytes] | None
+        headers: dict[str, str] | None
+        timeout: float | None
 
 __all__ = [
     "API_VERSION",
@@ -346,7 +355,7 @@ class Client:
         self.socket_path = socket_path
         self.prefix = f"/v{version}" if version else ""
 
-    def url(self, path: str, params: dict[str, Any] | None = None) -> str:
+    def url(self, path: str, params: Mapping[str, object] | None = None) -> str:
         url = path if path.startswith("/_") else self.prefix + path
         if params:
             pairs: list[tuple[str, str]] = []
@@ -360,8 +369,8 @@ class Client:
                 url += "?" + urlencode(pairs)
         return url
 
-    def open(self, method: str, path: str, *, params: dict[str, Any] | None = None,
-             body: Any = None, data: bytes | BinaryIO | None = None,
+    def open(self, method: str, path: str, *, params: Mapping[str, object] | None = None,
+             body: object = None, data: bytes | IO[bytes] | None = None,
              headers: dict[str, str] | None = None,
              timeout: float | None = None) -> Response:
         """Send one request; return the response once its status is a success."""
@@ -370,12 +379,12 @@ class Client:
             _raise_for(resp)
         return resp
 
-    def _request(self, method: str, path: str, params: dict[str, Any] | None, body: Any,
-                 data: bytes | BinaryIO | None, headers: dict[str, str] | None,
+    def _request(self, method: str, path: str, params: Mapping[str, object] | None, body: object,
+                 data: bytes | IO[bytes] | None, headers: dict[str, str] | None,
                  timeout: float | None) -> Response:
         """Send one request on a new connection; the response with its head read."""
         hdrs = {"Host": "localhost", **(headers or {})}
-        payload: bytes | BinaryIO | None = data
+        payload: bytes | IO[bytes] | None = data
         if body is not None:
             payload = json.dumps(body).encode()
             hdrs.setdefault("Content-Type", "application/json")
@@ -405,7 +414,7 @@ class Client:
             raise
         return resp
 
-    def call(self, method: str, path: str, **kw: Any) -> Any:
+    def call(self, method: str, path: str, **kw: Unpack[RequestOptions]) -> Any:
         """A request whose answer is JSON (or empty: None)."""
         resp = self.open(method, path, **kw)
         with resp:
@@ -417,16 +426,16 @@ class Client:
         except ValueError:
             return raw.decode("utf-8", "replace")
 
-    def get(self, path: str, **kw: Any) -> Any:
+    def get(self, path: str, **kw: Unpack[RequestOptions]) -> Any:
         return self.call("GET", path, **kw)
 
-    def post(self, path: str, **kw: Any) -> Any:
+    def post(self, path: str, **kw: Unpack[RequestOptions]) -> Any:
         return self.call("POST", path, **kw)
 
-    def delete(self, path: str, **kw: Any) -> Any:
+    def delete(self, path: str, **kw: Unpack[RequestOptions]) -> Any:
         return self.call("DELETE", path, **kw)
 
-    def stream(self, method: str, path: str, **kw: Any) -> Iterator[Any]:
+    def stream(self, method: str, path: str, **kw: Unpack[RequestOptions]) -> Iterator[Any]:
         """A request answered with a stream of JSON messages (chunked)."""
         resp = self.open(method, path, **kw)
         with resp:
@@ -440,8 +449,8 @@ class Client:
         except (ConnectionFailed, APIError, OSError):
             return False
 
-    def hijack(self, path: str, *, params: dict[str, Any] | None = None,
-               body: Any = None) -> Hijacked:
+    def hijack(self, path: str, *, params: Mapping[str, object] | None = None,
+               body: object = None) -> Hijacked:
         """POST with ``Upgrade: tcp``; after a 101 (or 200) the socket is a raw stream."""
         resp = self._request("POST", path, params, body, None,
                              {"Connection": "Upgrade", "Upgrade": "tcp"}, None)
@@ -456,7 +465,7 @@ def _raise_for(resp: Response) -> None:
         raise APIError(resp.status, _error_message(resp.status, resp.reason, resp.read()))
 
 
-def _send(sock: socket.socket, head: bytes, payload: bytes | BinaryIO | None) -> None:
+def _send(sock: socket.socket, head: bytes, payload: bytes | IO[bytes] | None) -> None:
     if payload is None or isinstance(payload, bytes):
         sock.sendall(head + (payload or b""))
         return
@@ -465,11 +474,11 @@ def _send(sock: socket.socket, head: bytes, payload: bytes | BinaryIO | None) ->
         sock.sendall(block)
 
 
-def _remaining(f: BinaryIO) -> int:
+def _remaining(f: IO[bytes]) -> int:
     return os.fstat(f.fileno()).st_size - f.tell()
 
 
-def _param(value: Any) -> Any:
+def _param(value: object) -> str | list[str] | None:
     if value is None:
         return None
     if isinstance(value, bool):

@@ -16,12 +16,13 @@ import shutil
 import sys
 import tarfile
 import tempfile
-from typing import IO, Any
+from collections.abc import Callable
+from typing import IO, Any, Literal
 
 import click
 
 from . import _complete
-from ._client import APIError, Client, q
+from ._client import APIError, Client, Response, q
 from ._context import CLIError, Env
 
 __all__ = ["cp", "rename_root", "split_arg"]
@@ -41,7 +42,8 @@ def _stat(header: str | None) -> dict[str, Any]:
     if not header:
         return {}
     try:
-        return json.loads(base64.b64decode(header))
+        stat: dict[str, Any] = json.loads(base64.b64decode(header))
+        return stat
     except ValueError:
         return {}
 
@@ -72,7 +74,7 @@ def rename_root(name: str, root: str, new_root: str) -> str | None:
 
 
 # Python 3.11.4 added extraction filters; older 3.11s get the same checks from _check.
-_FILTER: dict[str, Any] = {"filter": "tar"} if hasattr(tarfile, "tar_filter") else {}
+_FILTER: dict[str, Literal["tar"]] = {"filter": "tar"} if hasattr(tarfile, "tar_filter") else {}
 
 
 def _check(name: str, dest_dir: str) -> None:
@@ -85,8 +87,9 @@ def _check(name: str, dest_dir: str) -> None:
         raise CLIError(f"refusing to extract {name!r}: it leaves the destination")
 
 
-def _extract(stream: IO[bytes], dest_dir: str, root: str, new_root: str) -> None:
-    with tarfile.open(fileobj=stream, mode="r|*") as tar:
+def _extract(stream: Response, dest_dir: str, root: str, new_root: str) -> None:
+    # A stream mode only reads its file object (tarfile._Stream); typeshed asks for a whole file.
+    with tarfile.open(fileobj=stream, mode="r|*") as tar:  # type: ignore[call-overload]  # see above
         for member in tar:
             name = rename_root(member.name, root, new_root)
             if name is None:
@@ -121,12 +124,24 @@ def copy_from(client: Client, container: str, src: str, dest: str) -> None:
         _extract(resp, parent, root, os.path.basename(dest))
 
 
-def _spool(add: Any) -> IO[bytes]:
+def _spool(add: Callable[[tarfile.TarFile], None]) -> IO[bytes]:
     tmp = tempfile.TemporaryFile()
     with tarfile.open(fileobj=tmp, mode="w") as tar:
         add(tar)
     tmp.seek(0)
     return tmp
+
+
+def _path_stat(client: Client, archive_path: str, path: str) -> dict[str, Any] | None:
+    """``HEAD /containers/{id}/archive``: the stat of ``path`` in the container, None if absent."""
+    try:
+        resp = client.open("HEAD", archive_path, params={"path": path})
+    except APIError as exc:
+        if exc.status != 404:
+            raise
+        return None
+    resp.close()
+    return _stat(resp.getheader("X-Docker-Container-Path-Stat"))
 
 
 def copy_to(client: Client, src: str, container: str, dest: str, follow: bool,
@@ -143,14 +158,7 @@ def copy_to(client: Client, src: str, container: str, dest: str, follow: bool,
     local = os.path.realpath(src) if follow else src
     if not os.path.lexists(local):
         raise CLIError(f"stat {src}: no such file or directory")
-    try:
-        resp = client.open("HEAD", path, params={"path": dest})
-        resp.close()
-        dest_stat: dict[str, Any] | None = _stat(resp.getheader("X-Docker-Container-Path-Stat"))
-    except APIError as exc:
-        if exc.status != 404:
-            raise
-        dest_stat = None
+    dest_stat = _path_stat(client, path, dest)
     src_dir = os.path.isdir(local)
     if dest_stat is not None and _is_dir(dest_stat):
         target = dest
@@ -168,9 +176,9 @@ def copy_to(client: Client, src: str, container: str, dest: str, follow: bool,
 
         def add(tar: tarfile.TarFile) -> None:
             tar.add(local, arcname=os.path.basename(dest.rstrip("/")))
-    with _spool(add) as tmp:
+    with _spool(add) as spooled:
         client.call("PUT", path, params={"path": target, "noOverwriteDirNonDir": True, **ids},
-                    data=tmp)
+                    data=spooled)
 
 
 @click.command()

@@ -51,8 +51,8 @@ def exec_(env: Env, detach: bool, detach_keys: str | None, env_file: tuple[str, 
           privileged: bool, container: str, command: tuple[str, ...],
           env_vars: tuple[str, ...]) -> None:
     """Execute a command in a running container."""
-    from ._runopts import parse_env, parse_env_file
-    from ._stream import DEFAULT_DETACH_KEYS, RawTerminal, Session, parse_detach_keys
+    from ._create_request import parse_env, parse_env_file
+    from ._attach_io import DEFAULT_DETACH_KEYS, RawTerminal, Session, parse_detach_keys
 
     variables = [v for path in env_file for v in parse_env_file(path, os.environ)]
     variables += parse_env(env_vars, os.environ)
@@ -96,7 +96,7 @@ def attach(env: Env, detach_keys: str | None, no_stdin: bool, sig_proxy: bool,
            container: str) -> None:
     """Attach local standard input, output, and error streams to a running container."""
     from ._ops import attach_and_start
-    from ._stream import DEFAULT_DETACH_KEYS
+    from ._attach_io import DEFAULT_DETACH_KEYS
 
     client = env.client
     info = client.get(f"/containers/{q(container)}/json")

@@ -10,13 +10,13 @@ import os
 import shutil
 import sys
 import tempfile
-from typing import IO, Any
+from typing import IO, Any, TextIO
 
 import click
 
 from . import _complete
 from ._auth import auth_header
-from ._client import APIError, qi
+from ._client import APIError, Response, qi
 from ._context import CLIError, Env, confirm
 from ._errors import EXIT_ERROR, report
 from ._format import render_rows
@@ -190,7 +190,8 @@ def load(env: Env, input_: str | None, quiet: bool) -> None:
             sys.stdout.write(resp.read().decode("utf-8", "replace"))
 
 
-def _copy_showing_progress(source: Any, target: Any, terminal: Any) -> None:
+def _copy_showing_progress(source: Response | IO[bytes], target: IO[bytes],
+                           terminal: TextIO | None) -> None:
     """Copy ``source`` to ``target``; on a ``terminal``, a byte count redrawn in place."""
     from ._units import human_size
 
@@ -241,7 +242,7 @@ def import_(env: Env, change: tuple[str, ...], message: str | None, platform: st
             source: str, reference: str | None) -> None:
     """Import the contents from a tarball (file, URL or -) to create a filesystem image."""
     repo, tag_, _ = split(reference) if reference else ("", "", "")
-    params: dict[str, Any] = {"repo": repo or None, "tag": tag_ or None, "message": message,
+    params: dict[str, object] = {"repo": repo or None, "tag": tag_ or None, "message": message,
                               "changes": list(change) or None, "platform": platform}
     if source.startswith(("http://", "https://")):
         result = show_stream(env.client.stream("POST", "/images/create",

@@ -36,7 +36,7 @@ def start(env: Env, attach: bool, interactive: bool, detach_keys: str | None,
     if len(containers) > 1:
         raise CLIError("you cannot start and attach multiple containers at once")
     from ._ops import attach_and_start
-    from ._stream import DEFAULT_DETACH_KEYS
+    from ._attach_io import DEFAULT_DETACH_KEYS
 
     info = client.get(f"/containers/{q(containers[0])}/json")
     config = info.get("Config") or {}
@@ -47,7 +47,7 @@ def start(env: Env, attach: bool, interactive: bool, detach_keys: str | None,
     sys.exit(code)
 
 
-def _timeout(seconds: int | None) -> dict[str, Any]:
+def _timeout(seconds: int | None) -> dict[str, int]:
     return {"t": seconds} if seconds is not None else {}
 
 
@@ -132,9 +132,9 @@ def rename(env: Env, container: str, new_name: str) -> None:
 @click.option("--pids-limit", type=int, help="Tune container pids limit (-1 for unlimited)")
 @click.argument("containers", nargs=-1, required=True, shell_complete=_complete.containers)
 @click.pass_obj
-def update(env: Env, containers: tuple[str, ...], **options: Any) -> None:
+def update(env: Env, /, containers: tuple[str, ...], **options: Any) -> None:
     """Update configuration of one or more containers."""
-    from ._runopts import parse_restart, resource_settings
+    from ._create_request import parse_restart, resource_settings
 
     body = resource_settings(options)
     if options.get("restart"):

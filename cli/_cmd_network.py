@@ -33,7 +33,7 @@ def network() -> None:
 def create(env: Env, driver: str, subnet: str | None, gateway: str | None, internal: bool,
            attachable: bool, label: tuple[str, ...], opt: tuple[str, ...], name: str) -> None:
     """Create a network."""
-    from ._runopts import _kv
+    from ._create_request import _kv
 
     ipam = {"Driver": "default", "Config": [{"Subnet": subnet, "Gateway": gateway or ""}]
             if subnet else []}

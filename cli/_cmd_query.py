@@ -60,7 +60,7 @@ def _local_time(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S %z %Z", time.localtime(ts))
 
 
-def container_row(c: dict[str, Any], trunc: bool = True, now: float | None = None) -> dict:
+def container_row(c: dict[str, Any], trunc: bool = True, now: float | None = None) -> dict[str, str]:
     """One container of ``GET /containers/json`` as docker's ps formatter sees it."""
     names = [n.lstrip("/") for n in c.get("Names") or [] if n.count("/") <= 1]
     image = c.get("Image") or ""
@@ -240,7 +240,7 @@ def port(env: Env, container: str, private_port: str | None) -> None:
         for b in bindings:
             print(_host_port(b))
         return
-    def order(item: tuple[str, Any]) -> tuple[int, str]:
+    def order(item: tuple[str, object]) -> tuple[int, str]:
         number, _, proto = item[0].partition("/")
         return (int(number) if number.isdigit() else 0, proto)
 

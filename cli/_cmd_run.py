@@ -1,7 +1,8 @@
-"""``rctr run`` and ``rctr create`` as click commands, built from ``_runcmd``'s table.
+"""``rctr run`` and ``rctr create`` as click commands, built from ``_run_flags``'s table.
 
-Argument lists that ``_fast`` can parse never reach these; they serve ``--help``,
-the error messages, and everything ``_fast`` leaves to click.
+Argument lists that ``_run_fastpath`` can parse never reach these; they serve
+``--help``, the error messages, and everything the fast path leaves to click.
+What the verbs do is in ``_run_flow``, shared with the fast path.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import click
 
 from . import _complete
 from ._context import Env
-from ._runcmd import CREATE_FLAGS, FLAG, INT, MULTI, RUN_FLAGS, SWITCH, Flag, create_container_only, run_container
+from ._run_flags import CREATE_FLAGS, FLAG, INT, MULTI, RUN_FLAGS, SWITCH, Flag
+from ._run_flow import create_container_only, run_container
 
 __all__ = ["create", "create_options", "run"]
 
@@ -50,7 +52,7 @@ _SETTINGS = {"allow_interspersed_args": False, "help_option_names": ["--help"]}
 @click.command(context_settings=_SETTINGS)
 @_options(RUN_FLAGS)
 @click.pass_obj
-def run(obj: Env, detach: bool, detach_keys: str | None, sig_proxy: bool, **opts: Any) -> None:
+def run(obj: Env, /, detach: bool, detach_keys: str | None, sig_proxy: bool, **opts: Any) -> None:
     """Create and run a new container from an image."""
     run_container(obj, detach, detach_keys, sig_proxy, opts)
 
@@ -58,6 +60,6 @@ def run(obj: Env, detach: bool, detach_keys: str | None, sig_proxy: bool, **opts
 @click.command(context_settings=_SETTINGS)
 @create_options
 @click.pass_obj
-def create(obj: Env, **opts: Any) -> None:
+def create(obj: Env, /, **opts: Any) -> None:
     """Create a new container (and print its id)."""
     create_container_only(obj, opts)

@@ -37,7 +37,7 @@ def _cpu_percent(s: dict[str, Any]) -> float:
         or 1
     cpu_delta, system_delta = total - pre_total, system - pre_system
     if cpu_delta > 0 and system_delta > 0:
-        return cpu_delta / system_delta * cpus * 100.0
+        return float(cpu_delta / system_delta * cpus * 100.0)
     return 0.0
 
 

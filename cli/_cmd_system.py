@@ -11,6 +11,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import click
@@ -37,7 +38,7 @@ def _client_version() -> dict[str, str]:
             "Os": sys.platform, "Arch": go_arch()}
 
 
-def _lines(pairs: list[tuple[str, Any]], indent: str) -> list[str]:
+def _lines(pairs: list[tuple[str, object]], indent: str) -> list[str]:
     width = max((len(k) for k, _ in pairs), default=0) + 2
     return [f"{indent}{(k + ':').ljust(width)}{v}" for k, v in pairs if v not in (None, "")]
 
@@ -112,7 +113,7 @@ def info(env: Env, fmt: str | None) -> None:
     for key in ("Running", "Paused", "Stopped"):
         print(f"  {key}: {data.get('Containers' + key, 0)}")
     print(f" Images: {data.get('Images', 0)}")
-    pairs: list[tuple[str, Any]] = []
+    pairs: list[tuple[str, object]] = []
     for label, key in _INFO_FIELDS:
         value = data.get(key)
         pairs.append((label, str(value).lower() if isinstance(value, bool) else value))
@@ -134,7 +135,7 @@ def info(env: Env, fmt: str | None) -> None:
         print(text, file=sys.stderr)
 
 
-def _mirrors(index_configs: Any) -> list[str]:
+def _mirrors(index_configs: object) -> list[str]:
     """``registry → mirror`` for every mirrored registry in /info's IndexConfigs."""
     if not isinstance(index_configs, dict):
         return []
@@ -184,7 +185,7 @@ def events(env: Env, since: str | None, until: str | None, filter_: tuple[str, .
         print(render_rows(fmt, [ev]) if fmt else format_event(ev), flush=True)
 
 
-def _prune(env: Env, what: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+def _prune(env: Env, what: str, params: Mapping[str, object] | None = None) -> dict[str, Any]:
     try:
         return env.client.post(f"/{what}/prune", params=params) or {}
     except APIError as exc:
@@ -358,7 +359,7 @@ def _wipe_local_state(rundir: str) -> None:
         raise CLIError(f"system reset: could not remove {' and '.join(paths)}: {exc}") from None
 
 
-def _delete(env: Env, path: str, params: dict[str, Any]) -> int:
+def _delete(env: Env, path: str, params: Mapping[str, object]) -> int:
     from ._errors import report
 
     try:
@@ -411,6 +412,5 @@ def unshare(command: tuple[str, ...]) -> None:
     except ImportError as exc:
         raise CLIError(f"rctr unshare is not available in this build: {exc}") from None
     argv = list(command) or [os.environ.get("SHELL") or "/bin/sh"]
-    result = join_and_exec(argv)
-    raise SystemExit(result if isinstance(result, int) else 0)
+    join_and_exec(argv)  # execs argv in the namespace, or raises
 

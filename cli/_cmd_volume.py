@@ -31,7 +31,7 @@ def volume() -> None:
 def create(env: Env, driver: str, label: tuple[str, ...], opt: tuple[str, ...],
            name: str | None) -> None:
     """Create a volume."""
-    from ._runopts import _kv
+    from ._create_request import _kv
 
     body = {"Name": name or "", "Driver": driver, "DriverOpts": _kv(opt, "opt", allow_bare=False),
             "Labels": _kv(label, "label")}

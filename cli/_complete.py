@@ -10,10 +10,10 @@ imports nothing itself until a completion is asked for.
 
 from __future__ import annotations
 
-# For the type checker only (start-up imports: see _fast).
+# For the type checker only (start-up imports: see _run_fastpath).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
     from typing import Any
 
     import click
@@ -45,7 +45,7 @@ def _quiet(find: Callable[[click.Context, str], list[CompletionItem]],
     return complete
 
 
-def _get(ctx: click.Context, path: str, params: dict[str, Any] | None = None) -> Any:
+def _get(ctx: click.Context, path: str, params: Mapping[str, object] | None = None) -> Any:
     """``GET path`` from the daemon that ``-H``/``RCTR_HOST`` or the default names; never started."""
     from ._client import Client
     from ._context import Env

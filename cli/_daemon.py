@@ -26,10 +26,16 @@ from collections.abc import Callable
 from rctr.core.errors import EX_CONFIG
 from rctr.core.paths import check_owned
 
-# For the type checker only (start-up imports: see _fast).
+# For the type checker only (start-up imports: see _run_fastpath).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    import subprocess
+    from typing import Protocol
+
+    class Process(Protocol):
+        """What ``ensure_running`` needs of the daemon it started: ``Popen.poll``."""
+
+        def poll(self) -> int | None: ...
 
 __all__ = [
     "DaemonStartFailed",
@@ -78,7 +84,7 @@ def socket_alive(path: str) -> bool:
     return True
 
 
-def spawn_daemon(rundir: str) -> Any:
+def spawn_daemon(rundir: str) -> subprocess.Popen[bytes]:
     """``python -m rctr.daemon``, detached: its own session, no terminal, a log file."""
     import subprocess
 
@@ -128,7 +134,7 @@ def log_tail(rundir: str, lines: int = 20) -> str:
 
 
 def ensure_running(rundir: str, *, ping: Callable[[], bool],
-                   spawn: Callable[[str], Any] = spawn_daemon,
+                   spawn: Callable[[str], Process | None] = spawn_daemon,
                    timeout: float = START_TIMEOUT) -> bool:
     """Make sure a daemon serves ``<rundir>/rctr.sock``; True if this call started it.
 
@@ -190,7 +196,7 @@ def _settings_error(rundir: str) -> Exception:
     return CLIError(last.replace("cannot start: ", "cannot start rctrd: ", 1))
 
 
-def _wait_ready(ping: Callable[[], bool], proc: Any, timeout: float) -> bool:
+def _wait_ready(ping: Callable[[], bool], proc: Process | None, timeout: float) -> bool:
     """Poll ``/_ping`` until "OK", the deadline, or the daemon's exit."""
     deadline = time.monotonic() + timeout
     delay = 0.01

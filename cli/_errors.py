@@ -12,12 +12,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-# For the type checker only (start-up imports: see _fast).
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
-
-
 __all__ = ["EXIT_ERROR", "each", "report", "run_guarded", "start_exit_code"]
 
 EXIT_ERROR = 125
@@ -35,7 +29,7 @@ def start_exit_code(message: str) -> int:
     return EXIT_ERROR
 
 
-def each(names: tuple[str, ...], action: Callable[[str], Any], echo: bool = True) -> None:
+def each(names: tuple[str, ...], action: Callable[[str], object], echo: bool = True) -> None:
     """``action`` on every name, as docker's commands on several objects: a failure is
     reported and the rest go on; print the name (or the action's result); exit 125 if any
     failed."""
@@ -83,7 +77,7 @@ def report(exc: BaseException) -> int | None:
     return None
 
 
-def run_guarded(main: Callable[[], Any]) -> int:
+def run_guarded(main: Callable[[], object]) -> int:
     """Run a command's ``main`` (click's, not standalone, or the fast path's) and turn every
     outcome into an exit code."""
     try:

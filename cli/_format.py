@@ -120,41 +120,45 @@ def _parse(source: str) -> list[_Node]:
             stack[-1][1].append(_Node("text", text))
         pos = m.end()
         if m.group(3):
-            rest = source[pos:]
-            pos += len(rest) - len(rest.lstrip())
+            after = source[pos:]
+            pos += len(after) - len(after.lstrip())
         toks = _tokens(m.group(2).strip())
-        if not toks or toks[0].startswith("/*"):
-            continue
-        head = toks[0]
-        if head == "end":
-            if len(stack) == 1:
-                raise TemplateError("unexpected {{end}}")
-            stack.pop()
-        elif head == "else":
-            node = stack[-1][0]
-            if node is None:
-                raise TemplateError("unexpected {{else}}")
-            stack[-1] = (node, node.orelse)
-        elif head in ("range", "if"):
-            node = _Node(head)
-            rest = toks[1:]
-            if ":=" in rest:
-                i = rest.index(":=")
-                node.variables = [v.rstrip(",") for v in rest[:i]]
-                rest = rest[i + 1:]
-            node.pipeline = _split_pipes(rest)
-            stack[-1][1].append(node)
-            stack.append((node, node.body))
-        elif head in ("with", "define", "template", "block", "printf") or head.startswith("("):
-            raise TemplateError(f"{{{{{head}}}}} is not supported by rctr's --format")
-        else:
-            stack[-1][1].append(_Node("expr", pipeline=_split_pipes(toks)))
+        if toks and not toks[0].startswith("/*"):
+            _action(toks, stack)
     if len(stack) != 1:
         raise TemplateError("unclosed {{range}} or {{if}}")
     tail = source[pos:]
     if tail:
         root.append(_Node("text", tail))
     return root
+
+
+def _action(toks: list[str], stack: list[tuple[_Node | None, list[_Node]]]) -> None:
+    """One ``{{…}}``: opens a block, switches to its else, closes it, or is an expression."""
+    head = toks[0]
+    if head == "end":
+        if len(stack) == 1:
+            raise TemplateError("unexpected {{end}}")
+        stack.pop()
+    elif head == "else":
+        node = stack[-1][0]
+        if node is None:
+            raise TemplateError("unexpected {{else}}")
+        stack[-1] = (node, node.orelse)
+    elif head in ("range", "if"):
+        node = _Node(head)
+        rest = toks[1:]
+        if ":=" in rest:
+            i = rest.index(":=")
+            node.variables = [v.rstrip(",") for v in rest[:i]]
+            rest = rest[i + 1:]
+        node.pipeline = _split_pipes(rest)
+        stack[-1][1].append(node)
+        stack.append((node, node.body))
+    elif head in ("with", "define", "template", "block", "printf") or head.startswith("("):
+        raise TemplateError(f"{{{{{head}}}}} is not supported by rctr's --format")
+    else:
+        stack[-1][1].append(_Node("expr", pipeline=_split_pipes(toks)))
 
 
 def _split_pipes(toks: list[str]) -> list[list[str]]:

@@ -16,12 +16,13 @@ from ._client import APIError, Client, q
 from ._errors import EXIT_ERROR, report, start_exit_code
 from ._progress import StreamResult, show_stream
 from ._refs import registry_of, split
-from ._runopts import CreateRequest
-from ._stream import RawTerminal, Session, parse_detach_keys
+from ._create_request import CreateRequest
+from ._attach_io import RawTerminal, Session, parse_detach_keys
 
-# For the type checker only (start-up imports: see _fast).
+# For the type checker only (start-up imports: see _run_fastpath).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from types import FrameType
     from typing import Any, TextIO
 
 __all__ = ["Waiter", "attach_and_start", "create_container", "pull_image", "tagged"]
@@ -80,7 +81,7 @@ class Waiter:
     def __init__(self, client: Client, cid: str, condition: str, grace: float = 0.05) -> None:
         self.client, self.cid, self.condition = client, cid, condition
         self.registered = threading.Event()
-        self.value: Any = None
+        self.value: object = None
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._wait, name="wait", daemon=True)
         self.thread.start()
@@ -143,7 +144,7 @@ class _SignalProxy:
         self.client, self.cid, self.enabled = client, cid, enabled
         self.saved: dict[int, Any] = {}
 
-    def _forward(self, signum: int, _frame: Any) -> None:
+    def _forward(self, signum: int, _frame: FrameType | None) -> None:
         try:
             self.client.post(f"/containers/{q(self.cid)}/kill", params={"signal": str(signum)})
         except Exception:  # the container may be gone; nothing to forward to

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 from ._client import APIError
 
-# For the type checker only (start-up imports: see _fast).
+# For the type checker only (start-up imports: see _run_fastpath).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, TextIO

@@ -2,7 +2,7 @@
 
 ``rctr runtime ...`` goes straight to the runtime's runc-compatible adaptor
 without importing click: it is on the start-up path of every container.
-So do plain ``rctr run`` and ``rctr create`` argument lists (``_fast``).
+So do plain ``rctr run`` and ``rctr create`` argument lists (``_run_fastpath``).
 Every other command is a click command, loaded lazily, and so is every shell
 completion request (``_RCTR_COMPLETE`` set: see ``_cmd_completion``), whatever
 its arguments.
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return runtime_main(args[1:])
     if fast and args[:1] in (["run"], ["create"]):
-        from ._fast import main as fast_main
+        from ._run_fastpath import main as fast_main
 
         code = fast_main(args)
         if code is not None:

@@ -11,7 +11,7 @@ from rctr.cli._client import APIError
 from rctr.cli._format import Template, TemplateError, go_str, render_rows, tabulate
 from rctr.cli._progress import show_stream
 from rctr.cli._refs import normalize, registry_of, split
-from rctr.cli._stream import DetachMatcher, parse_detach_keys
+from rctr.cli._attach_io import DetachMatcher, parse_detach_keys
 from rctr.cli._units import (bytes_size, human_duration, human_size, parse_bytes, parse_duration,
                              parse_timestamp)
 

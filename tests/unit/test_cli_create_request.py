@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from rctr.cli._context import CLIError
-from rctr.cli._runopts import (build_create, parse_mount, parse_ports, parse_volume,
-                                resource_settings)
+from rctr.cli._create_request import (build_create, parse_mount, parse_ports, parse_volume,
+                                      resource_settings)
 
 
 def body(*, detach: bool = False, for_run: bool = True, **opts: Any) -> dict[str, Any]:
@@ -211,3 +211,73 @@ def test_resource_settings_are_only_what_was_given() -> None:
         "PidsLimit": 0}
     with pytest.raises(CLIError, match="--memory"):
         resource_settings({"memory": "lots"})
+
+
+EVERY_FLAG: dict[str, Any] = dict(
+    image="alpine", command=("sh", "-c", "true"), interactive=True, tty=True, rm=True, name="web",
+    env=("A=1", "HOME"), workdir="/srv", user="1:2", volume=("/anon", "/h:/c:ro"),
+    mount=("type=tmpfs,dst=/t",), tmpfs=("/run:size=1m",), publish=("8080:80",), publish_all=True,
+    expose=("127.0.0.1:90", "91/udp"), network="net1", network_alias=("a",), hostname="box",
+    entrypoint="/init", init=True, read_only=True, stop_signal="SIGINT", stop_timeout=4,
+    cap_add=("NET_ADMIN",), cap_drop=("MKNOD",), privileged=True, memory="1g", cpus="0.5",
+    pids_limit=-1, shm_size="64m", ulimit=("nofile=5",), sysctl=("k=v",), add_host=("h:1.2.3.4",),
+    dns=("9.9.9.9",), group_add=("audio",), log_driver="json-file", log_opt=("max-size=1m",),
+    security_opt=("no-new-privileges",), health_cmd="true", health_interval="1s",
+    health_retries=2, label=("l=1",), platform="linux/amd64", pull="always")
+
+
+def test_every_flag_at_once_in_dockers_order() -> None:
+    """The whole body, keys in order (json.dumps keeps it), as the daemon receives it."""
+    req = build_create(EVERY_FLAG, detach=False, environ={"HOME": "/root"}, cwd="/")
+    expected = {
+        "Hostname": "box", "User": "1:2",
+        "AttachStdin": True, "AttachStdout": True, "AttachStderr": True,
+        "ExposedPorts": {"80/tcp": {}, "90/tcp": {}, "91/udp": {}},
+        "Tty": True, "OpenStdin": True, "StdinOnce": True,
+        "Env": ["A=1", "HOME=/root"], "Cmd": ["sh", "-c", "true"], "Image": "alpine",
+        "Volumes": {"/anon": {}}, "WorkingDir": "/srv", "Entrypoint": ["/init"],
+        "Labels": {"l": "1"},
+        "Healthcheck": {"Test": ["CMD-SHELL", "true"], "Interval": 1_000_000_000, "Timeout": 0,
+                        "StartPeriod": 0, "Retries": 2},
+        "StopSignal": "SIGINT", "StopTimeout": 4,
+        "HostConfig": {
+            "Binds": ["/h:/c:ro"], "Mounts": [{"Type": "tmpfs", "Target": "/t"}],
+            "PortBindings": {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]},
+            "PublishAllPorts": True, "NetworkMode": "net1", "AutoRemove": True,
+            "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+            "CapAdd": ["NET_ADMIN"], "CapDrop": ["MKNOD"], "Privileged": True,
+            "ReadonlyRootfs": True, "Memory": 1 << 30, "NanoCpus": 500_000_000,
+            "LogConfig": {"Type": "json-file", "Config": {"max-size": "1m"}},
+            "SecurityOpt": ["no-new-privileges"], "ExtraHosts": ["h:1.2.3.4"], "Dns": ["9.9.9.9"],
+            "GroupAdd": ["audio"], "Sysctls": {"k": "v"},
+            "Ulimits": [{"Name": "nofile", "Soft": 5, "Hard": 5}],
+            "Tmpfs": {"/run": "size=1m"}, "Init": True, "PidsLimit": -1, "ShmSize": 64 << 20},
+        "NetworkingConfig": {"EndpointsConfig": {"net1": {"Aliases": ["a"]}}},
+    }
+    assert json.dumps(req.body) == json.dumps(expected)
+    assert (req.params, req.pull) == ({"name": "web", "platform": "linux/amd64"}, "always")
+
+
+def test_no_flags_body_in_dockers_order() -> None:
+    b = body()
+    assert list(b) == ["Hostname", "User", "AttachStdin", "AttachStdout", "AttachStderr",
+                       "ExposedPorts", "Tty", "OpenStdin", "StdinOnce", "Env", "Cmd", "Image",
+                       "Volumes", "WorkingDir", "Entrypoint", "Labels", "HostConfig",
+                       "NetworkingConfig"]
+    assert list(b["HostConfig"]) == [
+        "Binds", "Mounts", "PortBindings", "PublishAllPorts", "NetworkMode", "AutoRemove",
+        "RestartPolicy", "CapAdd", "CapDrop", "Privileged", "ReadonlyRootfs", "Memory", "NanoCpus",
+        "LogConfig", "SecurityOpt", "ExtraHosts", "Dns", "GroupAdd", "Sysctls", "Ulimits"]
+    assert (b["HostConfig"]["Memory"], b["HostConfig"]["NanoCpus"]) == (0, 0)
+
+
+def test_detach_is_read_from_the_options_when_not_given() -> None:
+    b = build_create({"image": "a", "detach": True, "interactive": True}, environ={}, cwd="/").body
+    assert (b["AttachStdin"], b["AttachStdout"], b["StdinOnce"]) == (False, False, False)
+    assert build_create({"image": "a"}, for_run=False, environ={}, cwd="/").body["AttachStdout"]
+
+
+def test_expose_takes_the_container_port_of_a_mapping() -> None:
+    assert body(expose=("127.0.0.1:8080:90", "7000-7001"))["ExposedPorts"] == {
+        "90/tcp": {}, "7000/tcp": {}, "7001/tcp": {}}
+    assert body(expose=("90",))["HostConfig"]["PortBindings"] == {}

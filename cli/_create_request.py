@@ -16,10 +16,15 @@ from collections.abc import Callable, Mapping, Sequence
 from ._context import CLIError
 from ._units import parse_bytes, parse_duration
 
-# For the type checker only (start-up imports: see _fast).
+# For the type checker only (start-up imports: see _run_fastpath).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Literal
+
+    from ._api_types import (ContainerConfig, CreateBody, Empty, EndpointSettings, Healthcheck,
+                             HostConfig, Mount, MountBindOptions, MountTmpfsOptions,
+                             MountVolumeOptions, PortBinding, Ports, Resources, RestartPolicy,
+                             Ulimit, UpdateConfig)
 
 __all__ = [
     "CreateRequest",
@@ -43,7 +48,7 @@ class CreateRequest:
 
     __slots__ = ("body", "name", "platform", "pull")
 
-    def __init__(self, body: dict[str, Any], name: str | None = None, platform: str | None = None,
+    def __init__(self, body: CreateBody, name: str | None = None, platform: str | None = None,
                  pull: str = "missing") -> None:
         self.body, self.name, self.platform, self.pull = body, name, platform, pull
 
@@ -108,10 +113,10 @@ def _port_range(text: str, what: str, low: int) -> tuple[int, int]:
     return a, b
 
 
-def parse_ports(specs: Sequence[str]) -> tuple[dict[str, dict], dict[str, list[dict[str, str]]]]:
+def parse_ports(specs: Sequence[str]) -> Ports:
     """``-p [ip:][hostPort:]containerPort[/proto]`` (ranges too): ExposedPorts, PortBindings."""
-    exposed: dict[str, dict] = {}
-    bindings: dict[str, list[dict[str, str]]] = {}
+    exposed: dict[str, Empty] = {}
+    bindings: dict[str, list[PortBinding]] = {}
     for spec in specs:
         raw, _, proto = spec.rpartition("/") if "/" in spec else (spec, "", "tcp")
         proto = proto.lower() or "tcp"
@@ -166,49 +171,18 @@ def _flag(key: str, value: str) -> bool:
     raise CLIError(f"invalid value for {key}: {value}")
 
 
-def parse_mount(spec: str) -> dict[str, Any]:
+def parse_mount(spec: str) -> Mount:
     """``--mount type=bind,src=…,dst=…,readonly`` to one HostConfig.Mounts entry."""
     import csv  # here: only --mount needs it, and rctr run's start-up should not pay for it
 
-    fields = next(csv.reader([spec]), [])
-    mount: dict[str, Any] = {"Type": "volume"}
-    bind: dict[str, Any] = {}
-    volume: dict[str, Any] = {}
-    tmpfs: dict[str, Any] = {}
-    for item in fields:
+    mount: Mount = {"Type": "volume"}
+    bind: MountBindOptions = {}
+    volume: MountVolumeOptions = {}
+    tmpfs: MountTmpfsOptions = {}
+    for item in next(csv.reader([spec]), []):
         key, sep, value = item.partition("=")
         key = key.strip().lower()
-        if key == "type":
-            mount["Type"] = value
-        elif key in ("source", "src"):
-            mount["Source"] = value
-        elif key in ("target", "destination", "dst"):
-            mount["Target"] = value
-        elif key in ("readonly", "ro"):
-            mount["ReadOnly"] = _flag(key, value)
-        elif key == "consistency":
-            mount["Consistency"] = value
-        elif key == "bind-propagation":
-            bind["Propagation"] = value
-        elif key == "bind-nonrecursive":
-            bind["NonRecursive"] = _flag(key, value)
-        elif key == "volume-nocopy":
-            volume["NoCopy"] = _flag(key, value)
-        elif key == "volume-label":
-            volume.setdefault("Labels", {}).update(_kv([value], "volume-label"))
-        elif key == "volume-driver":
-            volume.setdefault("DriverConfig", {})["Name"] = value
-        elif key == "volume-opt":
-            volume.setdefault("DriverConfig", {}).setdefault("Options", {}).update(
-                _kv([value], "volume-opt", allow_bare=False))
-        elif key == "tmpfs-size":
-            tmpfs["SizeBytes"] = _bytes(value, "tmpfs-size")
-        elif key == "tmpfs-mode":
-            try:
-                tmpfs["Mode"] = int(value, 8)
-            except ValueError:
-                raise CLIError(f"invalid value for tmpfs-mode: {value}") from None
-        else:
+        if not _mount_field(key, value, mount, bind, volume, tmpfs):
             raise CLIError(f"unexpected key '{key}' in '{item}'")
         if not sep and key not in ("readonly", "ro", "volume-nocopy", "bind-nonrecursive"):
             raise CLIError(f"invalid field '{item}' must be a key=value pair")
@@ -221,16 +195,57 @@ def parse_mount(spec: str) -> dict[str, Any]:
         raise CLIError("source is required when type is bind")
     if kind == "tmpfs" and mount.get("Source"):
         raise CLIError("source must not be given for tmpfs mounts")
-    for name, opts, own in (("BindOptions", bind, "bind"), ("VolumeOptions", volume, "volume"),
-                            ("TmpfsOptions", tmpfs, "tmpfs")):
-        if opts:
-            if kind != own:
-                raise CLIError(f"cannot mix '{own}-*' options with mount type '{kind}'")
-            mount[name] = opts
+    for own, given in (("bind", bind), ("volume", volume), ("tmpfs", tmpfs)):
+        if given and kind != own:
+            raise CLIError(f"cannot mix '{own}-*' options with mount type '{kind}'")
+    if bind:
+        mount["BindOptions"] = bind
+    if volume:
+        mount["VolumeOptions"] = volume
+    if tmpfs:
+        mount["TmpfsOptions"] = tmpfs
     return mount
 
 
-def parse_restart(value: str) -> dict[str, Any]:
+def _mount_field(key: str, value: str, mount: Mount, bind: MountBindOptions,
+                 volume: MountVolumeOptions, tmpfs: MountTmpfsOptions) -> bool:
+    """Put one ``key=value`` of ``--mount`` where it belongs; False for an unknown key."""
+    if key == "type":
+        mount["Type"] = value
+    elif key in ("source", "src"):
+        mount["Source"] = value
+    elif key in ("target", "destination", "dst"):
+        mount["Target"] = value
+    elif key in ("readonly", "ro"):
+        mount["ReadOnly"] = _flag(key, value)
+    elif key == "consistency":
+        mount["Consistency"] = value
+    elif key == "bind-propagation":
+        bind["Propagation"] = value
+    elif key == "bind-nonrecursive":
+        bind["NonRecursive"] = _flag(key, value)
+    elif key == "volume-nocopy":
+        volume["NoCopy"] = _flag(key, value)
+    elif key == "volume-label":
+        volume.setdefault("Labels", {}).update(_kv([value], "volume-label"))
+    elif key == "volume-driver":
+        volume.setdefault("DriverConfig", {})["Name"] = value
+    elif key == "volume-opt":
+        volume.setdefault("DriverConfig", {}).setdefault("Options", {}).update(
+            _kv([value], "volume-opt", allow_bare=False))
+    elif key == "tmpfs-size":
+        tmpfs["SizeBytes"] = _bytes(value, "tmpfs-size")
+    elif key == "tmpfs-mode":
+        try:
+            tmpfs["Mode"] = int(value, 8)
+        except ValueError:
+            raise CLIError(f"invalid value for tmpfs-mode: {value}") from None
+    else:
+        return False
+    return True
+
+
+def parse_restart(value: str) -> RestartPolicy:
     name, _, count = value.partition(":")
     if name not in RESTART_POLICIES:
         raise CLIError(f"invalid restart policy {value!r}: use {', '.join(RESTART_POLICIES)}")
@@ -264,12 +279,12 @@ def _nanos(value: str | None, flag: str) -> int:
     return int(round(seconds * 1e9))
 
 
-def _healthcheck(o: Mapping[str, Any]) -> dict[str, Any] | None:
-    times = {key: _nanos(o.get(flag), "--" + flag.replace("_", "-")) for key, flag in (
-        ("Interval", "health_interval"), ("Timeout", "health_timeout"),
-        ("StartPeriod", "health_start_period"))}
-    retries = o.get("health_retries") or 0
-    have = bool(o.get("health_cmd")) or any(times.values()) or bool(retries)
+def _healthcheck(o: Mapping[str, Any]) -> Healthcheck | None:
+    interval = _nanos(o.get("health_interval"), "--health-interval")
+    timeout = _nanos(o.get("health_timeout"), "--health-timeout")
+    start_period = _nanos(o.get("health_start_period"), "--health-start-period")
+    retries: int = o.get("health_retries") or 0
+    have = bool(o.get("health_cmd")) or bool(interval or timeout or start_period or retries)
     if o.get("no_healthcheck"):
         if have:
             raise CLIError("--no-healthcheck conflicts with --health-* options")
@@ -278,8 +293,11 @@ def _healthcheck(o: Mapping[str, Any]) -> dict[str, Any] | None:
         return None
     if retries < 0:
         raise CLIError("--health-retries cannot be negative")
-    health: dict[str, Any] = {"Test": ["CMD-SHELL", o["health_cmd"]]} if o.get("health_cmd") else {}
-    health.update(times, Retries=retries)
+    health: Healthcheck = {}
+    if o.get("health_cmd"):
+        health["Test"] = ["CMD-SHELL", o["health_cmd"]]
+    health.update({"Interval": interval, "Timeout": timeout, "StartPeriod": start_period,
+                   "Retries": retries})
     return health
 
 
@@ -300,8 +318,8 @@ def _security_opts(opts: Sequence[str], read: Callable[[str], str]) -> list[str]
     return out
 
 
-def _ulimits(items: Sequence[str]) -> list[dict[str, Any]]:
-    out = []
+def _ulimits(items: Sequence[str]) -> list[Ulimit]:
+    out: list[Ulimit] = []
     for item in items:
         name, _, limits = item.partition("=")
         soft, _, hard = limits.partition(":")
@@ -324,36 +342,60 @@ def build_create(o: Mapping[str, Any], *, detach: bool | None = None, for_run: b
     environ = os.environ if environ is None else environ
     cwd = os.getcwd() if cwd is None else cwd
     detach = bool(o.get("detach")) if detach is None else detach
-    interactive = bool(o.get("interactive"))
     restart = parse_restart(o.get("restart") or "no")
     if o.get("rm") and restart["Name"] != "no":
         raise CLIError("Conflicting options: --restart and --rm")
     pull = o.get("pull") or "missing"
     if pull not in PULL_POLICIES:
         raise CLIError(f"invalid pull option: {pull!r}: must be one of {', '.join(PULL_POLICIES)}")
+    env = _environment(o, environ)
+    exposed, bindings = _ports(o)
+    binds, volumes = _volumes(o, cwd)
+    config = _config(o, env, exposed, volumes, attach_out=not (for_run and detach),
+                     stdin_once=for_run and not detach)
+    host = _host_config(o, restart, binds, bindings, read)
+    endpoints = _endpoints(host["NetworkMode"], o.get("network_alias") or ())
+    body: CreateBody = {**config, "HostConfig": host, "NetworkingConfig": {"EndpointsConfig": endpoints}}
+    return CreateRequest(body, o.get("name"), o.get("platform"), pull)
 
+
+def _environment(o: Mapping[str, Any], environ: Mapping[str, str]) -> list[str]:
+    """``--env-file`` first, then ``-e``, as docker's CLI merges them."""
     env: list[str] = []
     for path in o.get("env_file") or ():
         env += parse_env_file(path, environ)
-    env += parse_env(o.get("env") or (), environ)
+    return env + parse_env(o.get("env") or (), environ)
 
+
+def _ports(o: Mapping[str, Any]) -> Ports:
+    """``-p`` and ``--expose``: ExposedPorts and PortBindings."""
     exposed, bindings = parse_ports(o.get("publish") or ())
     for port in o.get("expose") or ():
         exposed.update(parse_ports([port.split(":")[-1]])[0])
-    binds, volumes = [], {}
+    return exposed, bindings
+
+
+def _volumes(o: Mapping[str, Any], cwd: str) -> tuple[list[str], dict[str, Empty]]:
+    """``-v``: binds (HostConfig.Binds) and anonymous volumes (Config.Volumes)."""
+    binds: list[str] = []
+    volumes: dict[str, Empty] = {}
     for spec in o.get("volume") or ():
         bind, anon = parse_volume(spec, cwd)
         if bind:
             binds.append(bind)
-        else:
+        elif anon is not None:
             volumes[anon] = {}
-    tmpfs = {}
-    for spec in o.get("tmpfs") or ():
-        path, _, options = spec.partition(":")
-        tmpfs[path] = options
+    return binds, volumes
 
-    attach_out = not (for_run and detach)  # create attaches stdout/stderr, as docker's does
-    config: dict[str, Any] = {
+
+def _config(o: Mapping[str, Any], env: list[str], exposed: dict[str, Empty],
+            volumes: dict[str, Empty], *, attach_out: bool, stdin_once: bool) -> ContainerConfig:
+    """The body's top level (docker's container.Config): the process, its stdio, its image.
+
+    ``attach_out``: create attaches stdout/stderr, as docker's does; only ``run -d`` does not.
+    """
+    interactive = bool(o.get("interactive"))
+    config: ContainerConfig = {
         "Hostname": o.get("hostname") or "",
         "User": o.get("user") or "",
         "AttachStdin": interactive and attach_out,
@@ -362,7 +404,7 @@ def build_create(o: Mapping[str, Any], *, detach: bool | None = None, for_run: b
         "ExposedPorts": exposed,
         "Tty": bool(o.get("tty")),
         "OpenStdin": interactive,
-        "StdinOnce": interactive and for_run and not detach,
+        "StdinOnce": interactive and stdin_once,
         "Env": env,
         "Cmd": list(o["command"]) if o.get("command") else None,
         "Image": o["image"],
@@ -380,14 +422,18 @@ def build_create(o: Mapping[str, Any], *, detach: bool | None = None, for_run: b
         config["StopSignal"] = o["stop_signal"]
     if o.get("stop_timeout") is not None:
         config["StopTimeout"] = int(o["stop_timeout"])
+    return config
 
-    network = o.get("network") or "default"
-    host: dict[str, Any] = {
+
+def _host_config(o: Mapping[str, Any], restart: RestartPolicy, binds: list[str],
+                 bindings: dict[str, list[PortBinding]], read: Callable[[str], str]) -> HostConfig:
+    """``HostConfig``: what the container may use and how it is connected and kept."""
+    host: HostConfig = {
         "Binds": binds,
         "Mounts": [parse_mount(m) for m in o.get("mount") or ()],
         "PortBindings": bindings,
         "PublishAllPorts": bool(o.get("publish_all")),
-        "NetworkMode": network,
+        "NetworkMode": o.get("network") or "default",
         "AutoRemove": bool(o.get("rm")),
         "RestartPolicy": restart,
         "CapAdd": list(o.get("cap_add") or ()),
@@ -405,27 +451,50 @@ def build_create(o: Mapping[str, Any], *, detach: bool | None = None, for_run: b
         "Sysctls": _kv(o.get("sysctl") or (), "sysctl", allow_bare=False),
         "Ulimits": _ulimits(o.get("ulimit") or ()),
     }
-    if tmpfs:
-        host["Tmpfs"] = tmpfs
+    if o.get("tmpfs"):
+        host["Tmpfs"] = _tmpfs(o["tmpfs"])
     if o.get("init"):
         host["Init"] = True
-    host.update(resource_settings(o))
+    _add_resources(host, o)
     if o.get("shm_size"):
         host["ShmSize"] = _bytes(o["shm_size"], "--shm-size")
+    return host
+
+
+def _tmpfs(specs: Sequence[str]) -> dict[str, str]:
+    """``--tmpfs PATH[:OPTIONS]``, the options as docker passes them (``rw,size=1m``)."""
+    out = {}
+    for spec in specs:
+        path, _, options = spec.partition(":")
+        out[path] = options
+    return out
+
+
+def _endpoints(network: str, aliases: Sequence[str]) -> dict[str, EndpointSettings]:
+    """NetworkingConfig.EndpointsConfig: an entry for a user network only (its aliases)."""
     mode = network.partition(":")[0]
-    endpoints = {} if network in _BUILTIN_NETWORKS or mode in ("container", "slirp4netns", "pasta") \
-        else {network: {"Aliases": list(o.get("network_alias") or ())}}
-    body = dict(config, HostConfig=host, NetworkingConfig={"EndpointsConfig": endpoints})
-    return CreateRequest(body, o.get("name"), o.get("platform"), pull)
+    if network in _BUILTIN_NETWORKS or mode in ("container", "slirp4netns", "pasta"):
+        return {}
+    return {network: {"Aliases": list(aliases)}}
 
 
-def resource_settings(o: dict[str, Any]) -> dict[str, Any]:
+def resource_settings(o: Mapping[str, Any]) -> UpdateConfig:
     """The resource flags that ``update`` shares with ``run``, as Docker's HostConfig fields;
-    only those given."""
-    out: dict[str, Any] = {}
-    for key, field, flag in (("memory", "Memory", "--memory"),
-                             ("memory_swap", "MemorySwap", "--memory-swap"),
-                             ("memory_reservation", "MemoryReservation", "--memory-reservation")):
+    only those given (``update`` adds its restart policy)."""
+    out: UpdateConfig = {}
+    _add_resources(out, o)
+    return out
+
+
+_MEMORY_FLAGS: tuple[tuple[str, Literal["Memory", "MemorySwap", "MemoryReservation"], str], ...] = (
+    ("memory", "Memory", "--memory"),
+    ("memory_swap", "MemorySwap", "--memory-swap"),
+    ("memory_reservation", "MemoryReservation", "--memory-reservation"),
+)
+
+
+def _add_resources(out: Resources, o: Mapping[str, Any]) -> None:
+    for key, field, flag in _MEMORY_FLAGS:
         if o.get(key):
             out[field] = -1 if o[key] == "-1" else _bytes(o[key], flag)
     if o.get("cpus"):
@@ -434,7 +503,6 @@ def resource_settings(o: dict[str, Any]) -> dict[str, Any]:
         out["CpuShares"] = int(o["cpu_shares"])
     if o.get("pids_limit") is not None:
         out["PidsLimit"] = int(o["pids_limit"])
-    return out
 
 
 def _nano_cpus(value: str | None) -> int:

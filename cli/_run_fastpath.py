@@ -3,11 +3,11 @@
 click and what it pulls in (re, inspect, uuid, enum, typing) cost about 15 ms of
 imports on every command, a fifth of ``rctr run --rm IMG true``.  These two
 verbs start every container, so an argument list made only of the flags in
-``_runcmd``'s table is parsed here, into the same dict click would pass, and
+``_run_flags``'s table is parsed here, into the same dict click would pass, and
 handed to the same implementation.  Anything else (a global option before the
 verb, an unknown or malformed flag, ``--help``, a number that does not parse, no
 image) returns None and goes to click, which owns help and error messages.
-tests/unit/test_cli_fast.py compares this parser's results with click's.
+tests/unit/test_cli_run_fastpath.py compares this parser's results with click's.
 
 The modules this path imports keep off other costly imports too, measured
 with ``python -X importtime``: no ``dataclasses`` (it imports ``inspect``,
@@ -18,9 +18,9 @@ only for the type checker (3 ms), ``datetime`` and ``csv`` only where used.
 from __future__ import annotations
 
 
-from ._runcmd import CREATE_FLAGS, FLAG, INT, MULTI, RUN_FLAGS, SWITCH, VALUE, Flag, defaults
+from ._run_flags import CREATE_FLAGS, FLAG, INT, MULTI, RUN_FLAGS, SWITCH, VALUE, Flag, defaults
 
-# For the type checker only (start-up imports: see _fast).
+# For the type checker only (start-up imports: see above).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -30,9 +30,9 @@ __all__ = ["main", "parse"]
 _TABLES = {"run": RUN_FLAGS, "create": CREATE_FLAGS}
 
 
-def _index(flags: tuple[Flag, ...]) -> dict[str, tuple[Flag, Any]]:
+def _index(flags: tuple[Flag, ...]) -> dict[str, tuple[Flag, bool]]:
     """Every spelling -> (flag, the value a bare switch spelling gives)."""
-    out: dict[str, tuple[Flag, Any]] = {}
+    out: dict[str, tuple[Flag, bool]] = {}
     for f in flags:
         if f.kind == SWITCH:
             on, off = f.names
@@ -50,59 +50,68 @@ def parse(verb: str, args: list[str]) -> dict[str, Any] | None:
         return None
     index = _index(flags)
     opts = defaults(flags)
-    i = 0
-    while i < len(args):
+    i: int | None = 0
+    while i is not None and i < len(args):
         arg = args[i]
         if arg == "--":
             i += 1
             break
         if not arg.startswith("-") or arg == "-":
             break
-        i += 1
-        if arg.startswith("--"):
-            name, eq, attached = arg.partition("=")
-            found = index.get(name)
-            if found is None:
-                return None
-            f, switch_value = found
-            if f.kind in (FLAG, SWITCH):
-                if eq:
-                    return None  # click's error
-                opts[f.dest] = switch_value
-                continue
-            if not eq:
-                if i >= len(args):
-                    return None
-                attached = args[i]
-                i += 1
-            if not _store(opts, f, attached):
-                return None
-            continue
-        # A cluster of short options: -it, -dit, -e FOO=1, -eFOO=1, -itv /a:/b.
-        j = 1
-        while j < len(arg):
-            found = index.get("-" + arg[j])
-            if found is None:
-                return None
-            f, switch_value = found
-            j += 1
-            if f.kind in (FLAG, SWITCH):
-                opts[f.dest] = switch_value
-                continue
-            value = arg[j:]
-            if not value:
-                if i >= len(args):
-                    return None
-                value = args[i]
-                i += 1
-            if not _store(opts, f, value):
-                return None
-            break
-    if i >= len(args):
-        return None  # no image: click says so
+        read = _long_option if arg.startswith("--") else _short_options
+        i = read(index, opts, args, i + 1)
+    if i is None or i >= len(args):
+        return None  # click's error, or no image: click says so
     opts["image"] = args[i]
     opts["command"] = tuple(args[i + 1:])
     return opts
+
+
+def _long_option(index: dict[str, tuple[Flag, bool]], opts: dict[str, Any], args: list[str],
+                 i: int) -> int | None:
+    """``--name X``, ``--name=X`` or ``--rm`` at ``args[i - 1]`` into ``opts``: the index of
+    the next argument, or None to let click decide."""
+    name, eq, attached = args[i - 1].partition("=")
+    found = index.get(name)
+    if found is None:
+        return None
+    f, switch_value = found
+    if f.kind in (FLAG, SWITCH):
+        if eq:
+            return None  # click's error
+        opts[f.dest] = switch_value
+        return i
+    if not eq:
+        if i >= len(args):
+            return None
+        attached = args[i]
+        i += 1
+    return i if _store(opts, f, attached) else None
+
+
+def _short_options(index: dict[str, tuple[Flag, bool]], opts: dict[str, Any], args: list[str],
+                   i: int) -> int | None:
+    """A cluster of short options at ``args[i - 1]`` (-it, -dit, -e FOO=1, -eFOO=1, -itv /a:/b)
+    into ``opts``: the index of the next argument, or None to let click decide."""
+    arg = args[i - 1]
+    j = 1
+    while j < len(arg):
+        found = index.get("-" + arg[j])
+        if found is None:
+            return None
+        f, switch_value = found
+        j += 1
+        if f.kind in (FLAG, SWITCH):
+            opts[f.dest] = switch_value
+            continue
+        value = arg[j:]  # the rest of the cluster is the value, else the next argument
+        if not value:
+            if i >= len(args):
+                return None
+            value = args[i]
+            i += 1
+        return i if _store(opts, f, value) else None
+    return i
 
 
 def _store(opts: dict[str, Any], f: Flag, value: str) -> bool:
@@ -128,7 +137,7 @@ def main(args: list[str]) -> int | None:
         return None
     from ._context import Env
     from ._errors import run_guarded
-    from ._runcmd import create_container_only, run_container
+    from ._run_flow import create_container_only, run_container
 
     env = Env.from_options(None)
     if args[0] == "create":

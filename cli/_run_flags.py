@@ -1,22 +1,18 @@
-"""``run`` and ``create``, without click: their flags as one table, and what they do.
+"""The flags of ``run`` and ``create``, as one table, without click.
 
 The table is the single source of the flags: ``_cmd_run`` turns it into click
-options (help, ``--help``, errors), and ``_fast`` parses plain argument lists
-with it, without importing click, on the start-up path of every container.
+options (help, ``--help``, errors), and ``_run_fastpath`` parses plain argument
+lists with it, without importing click, on the start-up path of every container.
 """
 
 from __future__ import annotations
 
-import sys
-
-from ._context import Env
-
-# For the type checker only (start-up imports: see _fast).
+# For the type checker only (start-up imports: see _run_fastpath).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["Flag", "CREATE_FLAGS", "RUN_FLAGS", "defaults", "run_container", "create_container_only"]
+__all__ = ["CREATE_FLAGS", "FLAG", "INT", "MULTI", "RUN_FLAGS", "SWITCH", "VALUE", "Flag", "defaults"]
 
 # Kinds of flag.
 FLAG = "flag"          # --rm: True when given
@@ -32,11 +28,11 @@ class Flag:
     __slots__ = ("dest", "kind", "names", "help", "default")
 
     def __init__(self, dest: str, kind: str, names: tuple[str, ...], help: str,
-                 default: Any = None) -> None:
+                 default: str | bool | None = None) -> None:
         self.dest, self.kind, self.names, self.help, self.default = dest, kind, names, help, default
 
 
-def _f(dest: str, kind: str, *names: str, help: str, default: Any = None) -> Flag:
+def _f(dest: str, kind: str, *names: str, help: str, default: str | bool | None = None) -> Flag:
     return Flag(dest, kind, names, help, default)
 
 
@@ -108,39 +104,3 @@ def defaults(flags: tuple[Flag, ...]) -> dict[str, Any]:
     for f in flags:
         out[f.dest] = {FLAG: False, MULTI: ()}.get(f.kind, f.default)
     return out
-
-
-def run_container(obj: Env, detach: bool, detach_keys: str | None, sig_proxy: bool,
-                  opts: dict[str, Any]) -> None:
-    """``rctr run``: create, then start detached or attached; exits with the container's code."""
-    from ._ops import attach_and_start, create_container
-    from ._runopts import build_create
-    from ._stream import DEFAULT_DETACH_KEYS
-
-    req = build_create(opts, detach=detach, for_run=True)
-    client = obj.client
-    cid = create_container(client, req)
-    if detach:
-        from ._client import APIError
-        from ._errors import report, start_exit_code
-
-        try:
-            client.post(f"/containers/{cid}/start")
-        except APIError as exc:
-            report(exc)
-            sys.exit(start_exit_code(exc.message))
-        print(cid)
-        return
-    code = attach_and_start(
-        client, cid, tty=bool(opts["tty"]), stdin=bool(opts["interactive"]),
-        detach_keys=detach_keys or DEFAULT_DETACH_KEYS,
-        condition="removed" if opts["rm"] else "next-exit", sig_proxy=sig_proxy)
-    sys.exit(code)
-
-
-def create_container_only(obj: Env, opts: dict[str, Any]) -> None:
-    """``rctr create``: print the new container's id."""
-    from ._ops import create_container
-    from ._runopts import build_create
-
-    print(create_container(obj.client, build_create(opts, for_run=False)))

@@ -1,4 +1,4 @@
-"""cli._fast: the click-free parse of ``run``/``create`` must equal click's, or defer to it."""
+"""cli._run_fastpath: the click-free parse of ``run``/``create`` must equal click's, or defer to it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from rctr.cli import _cmd_run, _fast
+from rctr.cli import _cmd_run, _run_fastpath
 
 SAMPLES = [
     ["img"],
@@ -27,6 +27,9 @@ SAMPLES = [
     ["--", "img", "--rm"],
     ["--entrypoint", "", "img", "-x"],
     ["--name", "-weird-", "img"],
+    ["-i", "--", "img", "-x"],
+    ["-eA=1", "-it", "-w/srv", "img", "--rm"],
+    ["--cpus=", "-e", "", "img"],
     ["--log-opt", "max-size=1k", "--security-opt", "no-new-privileges", "--ulimit", "nofile=10",
      "--sysctl", "net.ipv4.ip_forward=1", "--add-host", "h:1.2.3.4", "--dns", "1.1.1.1",
      "--group-add", "audio", "--tmpfs", "/run", "--env-file", "f", "--no-healthcheck", "img"],
@@ -42,6 +45,10 @@ DEFERRED = [
     ["--stop-timeout", "soon", "img"],    # not a number
     ["--name"],                           # a value missing
     ["-e"],
+    ["-iZ", "img"],                       # an unknown letter in a cluster
+    ["--env", "A=1"],                     # flags, and no image
+    ["--rm", "--"],                       # no image after --
+    ["-it", "--pids-limit=x", "img"],     # an attached value that does not parse
 ]
 
 
@@ -54,29 +61,29 @@ def _click_params(verb: str, args: list[str]) -> dict:
 @pytest.mark.parametrize("verb", ["run", "create"])
 def test_the_fast_parse_equals_clicks(verb: str, args: list[str]) -> None:
     if verb == "create" and any(a in args for a in ("-dit", "-itd", "--no-sig-proxy")):
-        assert _fast.parse(verb, args) is None  # run-only flags: click's error for create
+        assert _run_fastpath.parse(verb, args) is None  # run-only flags: click's error for create
         return
-    assert _fast.parse(verb, args) == _click_params(verb, args)
+    assert _run_fastpath.parse(verb, args) == _click_params(verb, args)
 
 
 @pytest.mark.parametrize("args", DEFERRED, ids=lambda a: " ".join(a) or "empty")
 def test_anything_unusual_is_left_to_click(args: list[str]) -> None:
-    assert _fast.parse("run", args) is None
+    assert _run_fastpath.parse("run", args) is None
 
 
 def test_other_verbs_are_left_to_click() -> None:
-    assert _fast.parse("ps", ["-a"]) is None
-    assert _fast.main(["-H", "unix:///x", "run", "img"]) is None
+    assert _run_fastpath.parse("ps", ["-a"]) is None
+    assert _run_fastpath.main(["-H", "unix:///x", "run", "img"]) is None
 
 
-# Imports that cost milliseconds and that rctr run's path does without (see _fast).
+# Imports that cost milliseconds and that rctr run's path does without (see _run_fastpath).
 HEAVY = ("click", "dataclasses", "inspect", "typing", "urllib.parse", "datetime", "csv")
 
 
 def test_the_run_path_imports_nothing_heavy() -> None:
     code = ("import sys\n"
-            "from rctr.cli import _fast, _ops, _runopts, _stream, _client, _errors, _daemon\n"
-            "assert _fast.parse('run', ['--rm', 'img', 'true'])\n"
+            "from rctr.cli import _run_fastpath, _run_flow, _ops, _create_request, _attach_io, _client, _errors, _daemon\n"
+            "assert _run_fastpath.parse('run', ['--rm', 'img', 'true'])\n"
             f"print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r} or m in {HEAVY!r}))\n")
     out = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True,
                          timeout=60)

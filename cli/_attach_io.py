@@ -19,7 +19,7 @@ from collections.abc import Callable
 from ._client import STDERR, Hijacked, iter_frames
 from ._context import CLIError
 
-# For the type checker only (start-up imports: see _fast).
+# For the type checker only (start-up imports: see _run_fastpath).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, BinaryIO
@@ -120,7 +120,9 @@ def _stdin_reader() -> Callable[[], bytes]:
         fd = sys.stdin.fileno()
     except (AttributeError, ValueError, OSError):
         buffer = sys.stdin.buffer
-        return lambda: buffer.read1(65536)
+        # A buffered reader (read1: what has arrived, without waiting for 64 KiB), which
+        # typeshed types as BinaryIO.
+        return lambda: buffer.read1(65536)  # type: ignore[union-attr]  # see above
     return lambda: os.read(fd, 65536)
 
 

@@ -88,13 +88,15 @@ def spawn_daemon(rundir: str) -> subprocess.Popen[bytes]:
     """``python -m rctr.daemon``, detached: its own session, no terminal, a log file."""
     import subprocess
 
+    from rctr.core import launch
+
     log = os.open(os.path.join(rundir, LOG_NAME),
                   os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
     # Not systemd's socket-activation variables: they name fds of this process only.
     env = {k: v for k, v in os.environ.items() if not k.startswith("LISTEN_")}
     try:
         return subprocess.Popen(
-            [sys.executable, "-m", "rctr.daemon"], stdin=subprocess.DEVNULL,
+            launch.argv("daemon"), stdin=subprocess.DEVNULL,
             stdout=log, stderr=log, start_new_session=True, close_fds=True, cwd="/", env=env)
     finally:
         os.close(log)

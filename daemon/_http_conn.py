@@ -10,6 +10,7 @@ connection's own thread, and the socket handed over whole when attach or exec hi
 from __future__ import annotations
 
 import json
+import re
 import socket
 import sys
 import threading
@@ -35,9 +36,14 @@ def _reason(status: int) -> str:
         return ""
 
 
+def _said(exc: h11.RemoteProtocolError) -> str:
+    """h11's message, the bytes it quotes shown as b'...' rather than bytearray(b'...')."""
+    return re.sub(r"bytearray\((b.*)\)$", r"\1", str(exc))
+
+
 def _head_error(exc: h11.RemoteProtocolError) -> str:
     """What was wrong with a request head h11 could not read, said for a person."""
-    text = str(exc)
+    text = _said(exc)
     if text.startswith(("illegal request line", "no request line")):
         # As Go reads it; Python's http.server split on any whitespace (tabs, \x85, \xa0).
         return (f"malformed HTTP request line ({text}): a method, a target and HTTP/1.x, "
@@ -100,7 +106,7 @@ class Connection:
                 event = self._next_event()
             except h11.RemoteProtocolError as exc:
                 self.close_connection = True
-                raise HTTPError(400, f"malformed request body: {exc}") from None
+                raise HTTPError(400, f"malformed request body: {_said(exc)}") from None
             if isinstance(event, h11.Data):
                 yield bytes(event.data)
 

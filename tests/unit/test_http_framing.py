@@ -139,9 +139,12 @@ def test_a_chunk_size_is_hex_digits(path: str, size: bytes) -> None:
     assert data
 
 
-def test_a_chunk_longer_than_its_size_is_refused(path: str) -> None:
+@pytest.mark.parametrize("after", [b": 1}\r\n", b"XX", b"\n"])
+def test_a_chunk_is_followed_by_crlf(path: str, after: bytes) -> None:
+    """Longer than its size, or ended by other bytes (h11 before 0.16 skipped any two:
+    CVE-2025-43859, hence h11>=0.16)."""
     refused(path, b"POST /json HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-                  b"2\r\n" + BODY[:8] + b"\r\n0\r\n\r\n")
+                  b"2\r\n{}" + after + b"0\r\n\r\n")
 
 
 @pytest.mark.parametrize("cut", [b"8\r\n{\"a\"", b"8\r\n" + BODY[:8], b"8\r\n" + BODY[:8] + b"\r\n"])

@@ -56,8 +56,8 @@ def exchange(path: str, raw: bytes) -> bytes:
 
 
 def test_a_get_with_a_body_keeps_keep_alive_in_step(server: tuple[str, dict]) -> None:
-    data = exchange(server[0], b"GET /ping HTTP/1.1\r\nContent-Length: 4\r\n\r\nnull"
-                               b"GET /ping HTTP/1.1\r\n\r\n")
+    data = exchange(server[0], b"GET /ping HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nnull"
+                               b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
     assert data.count(b"HTTP/1.1 200 ") == 2 and b" 400 " not in data
 
 
@@ -81,26 +81,26 @@ def test_garbage_gets_a_json_400(server: tuple[str, dict]) -> None:
 
 @pytest.mark.parametrize(("request_line", "status"), [(b"PATCH /ping", b"405"), (b"FOO /nowhere", b"404")])
 def test_other_methods_go_to_the_router(server: tuple[str, dict], request_line: bytes, status: bytes) -> None:
-    assert exchange(server[0], request_line + b" HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 " + status)
+    assert exchange(server[0], request_line + b" HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 " + status)
 
 
 @pytest.mark.parametrize("filters", ['{"status": false}', '{"dangling": 8}', '{"a": [null]}', '[1]'])
 def test_filters_of_the_wrong_shape_are_400(server: tuple[str, dict], filters: str) -> None:
     from urllib.parse import quote
 
-    data = exchange(server[0], b"GET /filtered?filters=%s HTTP/1.1\r\n\r\n" % quote(filters).encode())
+    data = exchange(server[0], b"GET /filtered?filters=%s HTTP/1.1\r\nHost: x\r\n\r\n" % quote(filters).encode())
     assert data.startswith(b"HTTP/1.1 400 ")
 
 
 def test_filters_as_lists_and_maps(server: tuple[str, dict]) -> None:
     data = exchange(server[0], b"GET /filtered?filters=%7B%22a%22%3A%5B%22x%22%5D%2C%22b%22%3A%7B%22y%22"
-                               b"%3Atrue%7D%2C%22c%22%3A%22z%22%7D HTTP/1.1\r\n\r\n")
+                               b"%3Atrue%7D%2C%22c%22%3A%22z%22%7D HTTP/1.1\r\nHost: x\r\n\r\n")
     assert json.loads(data.split(b"\r\n\r\n", 1)[1]) == {"a": ["x"], "b": ["y"], "c": ["z"]}
 
 
 def test_json_nested_past_the_stack_is_400(server: tuple[str, dict]) -> None:
     body = b"[" * 100000
-    data = exchange(server[0], b"POST /json HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    data = exchange(server[0], b"POST /json HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
     assert data.startswith(b"HTTP/1.1 400 ")
 
 
@@ -108,7 +108,7 @@ def test_a_quiet_stream_ends_when_its_client_leaves(server: tuple[str, dict]) ->
     path, events = server
     with socket.socket(socket.AF_UNIX) as sock:
         sock.connect(path)
-        sock.sendall(b"GET /quiet-stream HTTP/1.1\r\n\r\n")
+        sock.sendall(b"GET /quiet-stream HTTP/1.1\r\nHost: x\r\n\r\n")
         assert sock.recv(1024).startswith(b"HTTP/1.1 200 ")
         assert not events["left"].wait(0.3)
     assert events["left"].wait(5), "the handler did not notice that its client had gone"

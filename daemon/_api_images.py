@@ -207,7 +207,7 @@ def register(router: Router, daemon: Any) -> None:
     def remove(req: Request) -> None:
         name = req.params["name"]
         image = find(name)
-        users = [c for c in daemon.containers.all() if c.record.get("Image") == image["id"]]
+        users = [c for c in daemon.containers.all() if c.record.image == image["id"]]
         by_id = name.startswith("sha256:") or image["id"].removeprefix("sha256:").startswith(name)
         # Docker: one name among several is only untagged, -f or not; and no -f deletes the
         # image of a running container.
@@ -298,7 +298,7 @@ def register(router: Router, daemon: Any) -> None:
     @router.route("POST", "/images/prune")
     def prune(req: Request) -> None:
         everything = "false" in [v.lower() for v in req.filters().get("dangling", [])]
-        used = {c.record.get("Image") for c in daemon.containers.all()}
+        used = {c.record.image for c in daemon.containers.all()}
         deleted = []
         for image in store.images.list():
             tagged = any("@" not in n for n in image.get("names", []))  # digests don't count

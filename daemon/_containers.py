@@ -1,10 +1,9 @@
 """Containers: dockerd's create, start, stop, kill, wait, remove — and their supervisor.
 
-Each container is a record (Docker's inspect shape, plus rctr's private
-``_rctr`` part) in ``<datadir>/containers/ID/config.json``, written atomically
-on every change.  A record exists only once everything create makes exists;
-remove deletes the record first, so a crash in between leaves things that
-``reconcile`` collects, never a half container.
+Each container is a ``Record`` (``_record``) in ``<datadir>/containers/ID/config.json``,
+written atomically on every change.  A record exists only once everything create
+makes exists; remove deletes the record first, so a crash in between leaves things
+that ``reconcile`` collects, never a half container.
 
 A running container has a shim (``_shimctl``) and a monitor thread that waits
 for its exit FIFO, then records the exit, cleans up and applies the restart
@@ -35,6 +34,7 @@ from ._logs import format_time
 from ._names import check_name, random_name
 from ._networks import Networks, bridge_name
 from ._paths import DaemonPaths
+from ._record import ZERO_TIME, Endpoint, Record, State, from_disk, to_disk
 from ._runtimes import OCIRuntime
 from ._shimctl import Shim, Zygote
 from ._spec import DEFAULT_SHM_SIZE, build_spec, check_config, command_of, resources_of
@@ -44,7 +44,6 @@ __all__ = ["Container", "Containers", "ZERO_TIME"]
 
 ATTACH_CONNECT_SECONDS = 30  # how long a start waits for an attach that is connecting
 
-ZERO_TIME = "0001-01-01T00:00:00Z"
 _RESTART_POLICIES = ("", "no", "always", "on-failure", "unless-stopped")
 
 
@@ -55,7 +54,7 @@ class NotRunning(Conflict):
 class Container:
     """A record with the locks and conditions the API calls wait on."""
 
-    def __init__(self, record: dict[str, Any]) -> None:
+    def __init__(self, record: Record) -> None:
         self.record = record
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
@@ -71,22 +70,18 @@ class Container:
 
     @property
     def id(self) -> str:
-        return self.record["Id"]  # type: ignore[no-any-return]
+        return self.record.id
 
     @property
     def name(self) -> str:
-        return self.record["Name"].lstrip("/")  # type: ignore[no-any-return]
+        return self.record.name
 
     @property
-    def state(self) -> dict[str, Any]:
-        return self.record["State"]  # type: ignore[no-any-return]
-
-    @property
-    def private(self) -> dict[str, Any]:
-        return self.record["_rctr"]  # type: ignore[no-any-return]
+    def state(self) -> State:
+        return self.record.state
 
     def running(self) -> bool:
-        return bool(self.state.get("Running"))
+        return self.record.state.running
 
 
 class Containers:
@@ -152,12 +147,12 @@ class Containers:
             return {c.name for c in self.by_id.values()}
 
     def _save(self, c: Container) -> None:
-        write_json_atomic(os.path.join(self.paths.container_dir(c.id), "config.json"), c.record,
-                          0o600)
+        write_json_atomic(os.path.join(self.paths.container_dir(c.id), "config.json"),
+                          to_disk(c.record), 0o600)
 
     def _event(self, c: Container, action: str, **extra: str) -> None:
-        attrs = {"name": c.name, "image": c.record["Config"].get("Image", "")}
-        attrs.update(c.record["Config"].get("Labels") or {})
+        attrs = {"name": c.name, "image": c.record.config.get("Image", "")}
+        attrs.update(c.record.config.get("Labels") or {})
         attrs.update(extra)
         self.events.emit("container", action, c.id, attrs)
 
@@ -200,8 +195,7 @@ class Containers:
             else:
                 name = random_name(taken)
             # Reserve the name now; the record lands only when everything exists.
-            placeholder = Container({"Id": container_id, "Name": "/" + name, "State": {},
-                                     "Config": {}, "_rctr": {"placeholder": True}})
+            placeholder = Container(Record(id=container_id, name=name, placeholder=True))
             self.by_id[container_id] = placeholder
         config.setdefault("Hostname", container_id[:12])
         if not config.get("Hostname"):
@@ -232,8 +226,8 @@ class Containers:
                     _mounts.make_bind_source(m)
             record = self._record(container_id, name, body, host, config, image, image_ref,
                                   path_args, mounts, mount, anonymous)
-            record["_rctr"]["networks"] = user_networks
-            record["NetworkSettings"] = _network.cleared(record)
+            record.networks = user_networks
+            record.network_settings = _network.cleared(record)
             c = Container(record)
             for fname in ("hostname", "hosts", "resolv.conf"):
                 open(os.path.join(cdir, fname), "a").close()
@@ -310,7 +304,7 @@ class Containers:
     def _record(self, container_id: str, name: str, body: dict[str, Any], host: dict[str, Any],
                 config: dict[str, Any], image: dict[str, Any], image_ref: str, path_args: list[str],
                 mounts: list[dict[str, Any]], rw_mount: dict[str, Any],
-                anonymous: list[str]) -> dict[str, Any]:
+                anonymous: list[str]) -> Record:
         cdir = self.paths.container_dir(container_id)
         host = dict(host)
         host.setdefault("NetworkMode", "default")
@@ -322,43 +316,26 @@ class Containers:
         host.setdefault("AutoRemove", False)
         host.setdefault("Privileged", False)
         host.setdefault("ReadonlyRootfs", False)
-        return {
-            "Id": container_id,
-            "Created": format_time(),
-            "Path": path_args[0],
-            "Args": path_args[1:],
-            "State": {"Status": "created", "Running": False, "Paused": False, "Restarting": False,
-                      "OOMKilled": False, "Dead": False, "Pid": 0, "ExitCode": 0, "Error": "",
-                      "StartedAt": ZERO_TIME, "FinishedAt": ZERO_TIME},
-            "Image": image["id"],
-            "ResolvConfPath": os.path.join(cdir, "resolv.conf"),
-            "HostnamePath": os.path.join(cdir, "hostname"),
-            "HostsPath": os.path.join(cdir, "hosts"),
-            "LogPath": os.path.join(cdir, f"{container_id}-json.log"),
-            "Name": "/" + name,
-            "RestartCount": 0,
-            "Driver": self.driver,
-            "Platform": "linux",
-            "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "",
-            "ExecIDs": None,
-            "HostConfig": host,
-            "GraphDriver": {"Name": self.driver, "Data": {
-                "MergedDir": rw_mount["destination"],
-                "UpperDir": os.path.join(self.store.rw.path(container_id), "upper"),
-                "WorkDir": os.path.join(self.store.rw.path(container_id), "work")}},
-            "Mounts": mounts,
-            "Config": config,
-            "NetworkSettings": _network.empty_settings(host["NetworkMode"]),
-            "_rctr": {"rw_mount": rw_mount, "image_ref": image_ref, "anonymous": anonymous,
-                      "manually_stopped": False, "runtime": self.runtime.name},
-        }
+        rw = self.store.rw.path(container_id)
+        return Record(
+            id=container_id, name=name, created=format_time(), path=path_args[0],
+            args=path_args[1:], image=image["id"], image_ref=image_ref, driver=self.driver,
+            runtime=self.runtime.name, config=config, host_config=host, mounts=mounts,
+            network_settings=_network.empty_settings(host["NetworkMode"]),
+            graph_driver={"Name": self.driver, "Data": {
+                "MergedDir": rw_mount["destination"], "UpperDir": os.path.join(rw, "upper"),
+                "WorkDir": os.path.join(rw, "work")}},
+            resolv_conf_path=os.path.join(cdir, "resolv.conf"),
+            hostname_path=os.path.join(cdir, "hostname"), hosts_path=os.path.join(cdir, "hosts"),
+            log_path=os.path.join(cdir, f"{container_id}-json.log"),
+            rw_mount=rw_mount, anonymous=anonymous)
 
     # -- start -------------------------------------------------------------------------------
 
     def start(self, ref: str) -> Container:
         c = self.get(ref)
         with c.lock:
-            if c.removed or c.private.get("placeholder"):
+            if c.removed or c.record.placeholder:
                 raise NotFound(f"No such container: {ref}")
             if c.running():
                 from ._http import NotModified
@@ -375,12 +352,12 @@ class Containers:
                 for p in c.pending_attaches:
                     p["ready"].set()
                 c.pending_attaches = []
-                c.state["Error"] = str(exc)
-                c.state["ExitCode"] = 127 if "not found" in str(exc) or "No such file" in str(exc) \
-                    else 126 if "ermission denied" in str(exc) else 128
+                c.state.start_failed(str(exc), 127 if "not found" in str(exc) or
+                                     "No such file" in str(exc) else
+                                     126 if "ermission denied" in str(exc) else 128)
                 self._cleanup_after_exit(c)
                 self._save(c)
-            if c.record["HostConfig"].get("AutoRemove"):
+            if c.record.host_config.get("AutoRemove"):
                 # Docker's daemon removes an --rm container whose start failed.
                 threading.Thread(target=self._auto_remove, args=(c,), daemon=True).start()
             raise
@@ -409,7 +386,7 @@ class Containers:
         self._run_hooks(self.start_hooks, c)
 
     def _launch(self, c: Container, shim: Shim, rootfs: str, net: _network.NetPlan) -> None:
-        for m in c.record["Mounts"]:
+        for m in c.record.mounts:
             if m["Type"] == "volume" and not m.get("NoCopy"):
                 try:
                     source = secure_join(rootfs, m["Destination"])
@@ -417,24 +394,24 @@ class Containers:
                     continue
                 self.volumes.copy_up(m["Name"], source)
         self._make_workdir(c, rootfs)
-        image_config = self._image_config(self.store.images.get(c.record["Image"]))
+        image_config = self._image_config(self.store.images.get(c.record.image))
         cgroups_path, resources, cgroup = self._cgroup_of(c)
         spec = build_spec(c.record, image_config, rootfs,
-                          {"hostname": c.record["HostnamePath"], "hosts": c.record["HostsPath"],
-                           "resolv.conf": c.record["ResolvConfPath"]},
-                          _mounts.to_oci(c.record["Mounts"]), self.init_path, cgroups_path, resources,
+                          {"hostname": c.record.hostname_path, "hosts": c.record.hosts_path,
+                           "resolv.conf": c.record.resolv_conf_path},
+                          _mounts.to_oci(c.record.mounts), self.init_path, cgroups_path, resources,
                           net.netns)
         bundle = shim.path("bundle")
         os.makedirs(bundle, mode=0o700, exist_ok=True)
         write_json_atomic(os.path.join(bundle, "config.json"), spec, 0o600, sync=False)
-        config, host = c.record["Config"], c.record["HostConfig"]
+        config, host = c.record.config, c.record.host_config
         log_opts = (host.get("LogConfig") or {}).get("Config") or {}
         self.runtime.delete(c.id)  # a stale runtime state of an earlier run
         reply = shim.launch({
             "id": c.id, "bundle": bundle, "runtime": self.runtime.describe(),
             "tty": bool(config.get("Tty")), "stdin": bool(config.get("OpenStdin")),
             "stdin_once": bool(config.get("StdinOnce")),
-            "log": {"path": c.record["LogPath"], "max_size": _size(log_opts.get("max-size")),
+            "log": {"path": c.record.log_path, "max_size": _size(log_opts.get("max-size")),
                     "max_file": int(log_opts.get("max-file") or 1)},
             "width": 80, "height": 24, "network": net.shim,
         }, self.zygote)
@@ -458,12 +435,10 @@ class Containers:
                 pass
             raise
         with c.lock:
-            c.state.update({"Status": "running", "Running": True, "Restarting": False, "Pid": pid,
-                            "ExitCode": 0, "Error": "", "StartedAt": format_time(),
-                            "FinishedAt": ZERO_TIME})
-            c.private["manually_stopped"] = False
-            c.private["cgroup"] = cgroup
-            c.record["NetworkSettings"] = _network.settings(c.record, net, reply.get("network"))
+            c.state.started(pid)
+            c.record.manually_stopped = False
+            c.record.cgroup = cgroup
+            c.record.network_settings = _network.settings(c.record, net, reply.get("network"))
             self._save(c)
             c.changed.notify_all()
 
@@ -474,12 +449,12 @@ class Containers:
         c = self.get(ref)
         net = self.networks.get(network)
         endpoint = endpoint or {}
-        mode = netstack.parse_mode(c.record["HostConfig"].get("NetworkMode"))
+        mode = netstack.parse_mode(c.record.host_config.get("NetworkMode"))
         if mode["kind"] in ("host", "none", "container"):
             raise Conflict(f"container {c.name} is in the {mode['kind']} network mode: it cannot "
                            "join a user network")
         with c.lock:
-            nets = c.private.setdefault("networks", {})
+            nets = c.record.networks
             if net["Name"] in nets:
                 raise Conflict(f"endpoint with name {c.name} already exists in network "
                                f"{net['Name']}")
@@ -488,29 +463,29 @@ class Containers:
                 self._plug(c, net["Name"], wanted, len(nets))
             nets[net["Name"]] = wanted
             if not c.running():
-                c.record["NetworkSettings"] = _network.cleared(c.record)
+                c.record.network_settings = _network.cleared(c.record)
             self._save(c)
         self._refresh_hosts([net["Name"]])
         self.events.emit("network", "connect", net["Id"],
                          {"container": c.id, "name": net["Name"], "type": "bridge"})
 
-    def _plug(self, c: Container, name: str, wanted: dict[str, Any], index: int) -> None:
+    def _plug(self, c: Container, name: str, wanted: Endpoint, index: int) -> None:
         """Connect a running container: a veth now, through the link helper (the daemon
         has threads: no fork here)."""
         ifnames = {f"eth{i}" for i in range(16)} - {
-            e.get("_ifname") for e in (c.private.get("networks") or {}).values()}
+            e.ifname for e in c.record.networks.values()}
         with self.lock:
             link = self._link(c, name, wanted, index)
         try:
             link["ifname"] = f"eth{index}" if f"eth{index}" in ifnames else min(ifnames)
-            netns = c.record["NetworkSettings"].get("SandboxKey")
+            netns = c.record.network_settings.get("SandboxKey")
             if not netns:
                 raise Conflict(f"container {c.name} has no network namespace of its own")
             netstack.attach_in_helper(self.paths.infra_netns, netns, _network.shim_links([link]))
         finally:
             self._release_links([link])
-        wanted["_ifname"] = link["ifname"]
-        c.record["NetworkSettings"]["Networks"][name] = {
+        wanted.ifname = link["ifname"]
+        c.record.network_settings["Networks"][name] = {
             **_network.empty_settings(None, {name: wanted})["Networks"][name],
             "IPAddress": link["ip"], "IPPrefixLen": link["prefix"], "Gateway": link["gateway"]}
 
@@ -523,23 +498,22 @@ class Containers:
                 raise
             name = network
         with c.lock:
-            nets = c.private.get("networks") or {}
+            nets = c.record.networks
             if name not in nets:
                 raise NotFound(f"container {c.name} is not connected to network {name}")
             if c.running():
-                netns = c.record["NetworkSettings"].get("SandboxKey")
-                ifname = nets[name].get("_ifname") or \
-                    f"eth{list(nets).index(name)}"
+                netns = c.record.network_settings.get("SandboxKey")
+                ifname = nets[name].ifname or f"eth{list(nets).index(name)}"
                 if netns:
                     netstack.detach_in_helper(netns, ifname)
             del nets[name]
-            c.record["NetworkSettings"]["Networks"].pop(name, None)
+            c.record.network_settings["Networks"].pop(name, None)
             self._save(c)
         self._refresh_hosts([name])
         self.events.emit("network", "disconnect", network,
                          {"container": c.id, "name": name, "type": "bridge"})
 
-    def _endpoints_of(self, host: dict[str, Any], networking: Any) -> dict[str, dict[str, Any]]:
+    def _endpoints_of(self, host: dict[str, Any], networking: Any) -> dict[str, Endpoint]:
         """The user networks a new container is on: its mode's, and ``NetworkingConfig``'s."""
         wanted = dict((networking or {}).get("EndpointsConfig") or {}) \
             if isinstance(networking, dict) else {}
@@ -559,18 +533,18 @@ class Containers:
         links = []
         with self.lock:
             try:
-                for index, (name, endpoint) in enumerate((c.private.get("networks") or {}).items()):
+                for index, (name, endpoint) in enumerate(c.record.networks.items()):
                     links.append(self._link(c, name, endpoint, index))
-                    endpoint["_ifname"] = links[-1]["ifname"]
+                    endpoint.ifname = links[-1]["ifname"]
             except BaseException:
                 self._release_links(links)
                 raise
         return links
 
-    def _link(self, c: Container, name: str, endpoint: dict[str, Any],
+    def _link(self, c: Container, name: str, endpoint: Endpoint,
               index: int) -> dict[str, Any]:
         try:
-            net = self.networks.get(endpoint.get("NetworkID") or name)
+            net = self.networks.get(endpoint.network_id or name)
         except NotFound:
             raise NotFound(f"network {name} not found: it was removed",
                            hint=f"disconnect the container from it (rctr network disconnect "
@@ -578,11 +552,11 @@ class Containers:
         taken = set(self.reserved.get(net["Id"], set()))
         for other in self.by_id.values():
             if other is not c and other.running():
-                ip = ((other.record["NetworkSettings"].get("Networks") or {})
+                ip = ((other.record.network_settings.get("Networks") or {})
                       .get(net["Name"]) or {}).get("IPAddress")
                 if ip:
                     taken.add(ip)
-        ip = self.networks.allocate(net, taken, endpoint.get("IPv4Address") or None)
+        ip = self.networks.allocate(net, taken, endpoint.ipv4_address or None)
         self.reserved.setdefault(net["Id"], set()).add(ip)
         cfg = net["IPAM"]["Config"][0]
         return {"network": net["Name"], "network_id": net["Id"], "bridge": bridge_name(net["Id"]),
@@ -612,7 +586,7 @@ class Containers:
         if not names:
             return
         for other in self.all():
-            mine = set(other.private.get("networks") or {})  # user networks only: not bridge
+            mine = set(other.record.networks)  # user networks only: not bridge
             if other.running() and mine & set(names):
                 try:
                     _network.rewrite_peers(other.record, self._peers_of(other, sorted(mine)))
@@ -626,7 +600,7 @@ class Containers:
         if d is None:
             return "", {}, ""
         path = d.cgroups_path(c.id)
-        return path, self._enforceable(c.record["HostConfig"]), cgroups.host_path(d.mount, path)
+        return path, self._enforceable(c.record.host_config), cgroups.host_path(d.mount, path)
 
     def _enforceable(self, host: dict[str, Any]) -> dict[str, Any]:
         """The OCI resources of ``host`` that the delegated controllers enforce."""
@@ -650,16 +624,15 @@ class Containers:
         os.makedirs(shim.dir, mode=0o700)
 
     def _mount_rootfs(self, c: Container) -> str:
-        mount = c.private["rw_mount"]
-        target = mount["destination"]
+        target = c.record.rootfs
         if not os.path.ismount(target):
             from rctr.storage import perform_mount
 
-            perform_mount(mount)
-        return target  # type: ignore[no-any-return]
+            perform_mount(c.record.rw_mount)
+        return target
 
     def _unmount_rootfs(self, c: Container) -> None:
-        target = c.private["rw_mount"]["destination"]
+        target = c.record.rootfs
         for _ in range(5):
             if not os.path.ismount(target):
                 return
@@ -670,7 +643,7 @@ class Containers:
 
     @staticmethod
     def _make_workdir(c: Container, rootfs: str) -> None:
-        workdir = c.record["Config"].get("WorkingDir")
+        workdir = c.record.config.get("WorkingDir")
         if workdir and workdir != "/":
             path = secure_join(rootfs, workdir)
             if not os.path.isdir(path):
@@ -734,9 +707,8 @@ class Containers:
             if c.removed:
                 return
             code = int(status.get("exit_code", 255))
-            c.state.update({"Status": "exited", "Running": False, "Pid": 0, "ExitCode": code,
-                            "FinishedAt": status.get("finished_at") or format_time(),
-                            "Error": status.get("error") or ""})
+            c.state.exited(code, status.get("finished_at") or format_time(),
+                           status.get("error") or "")
             self._cleanup_after_exit(c)
             self._save(c)
             c.exits += 1
@@ -751,41 +723,41 @@ class Containers:
         self._unmount_rootfs(c)
         # The shim takes its network down; a shim that died leaves the namespace mounted.
         _drop_netns(self.paths.shim_dir(c.id))
-        on = list(c.private.get("networks") or {})
-        c.record["NetworkSettings"] = _network.cleared(c.record)
+        on = list(c.record.networks)
+        c.record.network_settings = _network.cleared(c.record)
         self._refresh_hosts(on)
 
     def _after_exit(self, c: Container, code: int) -> None:
-        host = c.record["HostConfig"]
+        host = c.record.host_config
         if host.get("AutoRemove"):
             threading.Thread(target=self._auto_remove, args=(c,), daemon=True).start()
             return
         policy = host.get("RestartPolicy") or {}
         name = policy.get("Name") or "no"
-        if c.private.get("manually_stopped") or name == "no":
+        if c.record.manually_stopped or name == "no":
             return
         if name == "on-failure":
             if code == 0:
                 return
             limit = int(policy.get("MaximumRetryCount") or 0)
-            if limit and c.record["RestartCount"] >= limit:
+            if limit and c.record.restart_count >= limit:
                 return
-        delay = min(0.1 * (2 ** min(c.record["RestartCount"], 10)), 60.0)
+        delay = min(0.1 * (2 ** min(c.record.restart_count, 10)), 60.0)
 
         def restart() -> None:
             time.sleep(delay)
             with c.lock:
-                if c.removed or c.running() or c.private.get("manually_stopped"):
+                if c.removed or c.running() or c.record.manually_stopped:
                     return
-                c.record["RestartCount"] += 1
-                c.state.update({"Status": "restarting", "Restarting": True})
+                c.record.restart_count += 1
+                c.state.restarting()
                 self._save(c)
             try:
                 self.start(c.id)
                 self._event(c, "restart")
             except Exception as exc:  # noqa: BLE001 - recorded; the policy tries again
                 with c.lock:
-                    c.state.update({"Status": "exited", "Restarting": False, "Error": str(exc)})
+                    c.state.restart_failed(str(exc))
                     self._save(c)
                 self._after_exit(c, 128)
 
@@ -806,7 +778,7 @@ class Containers:
             if not c.running():
                 raise Conflict(f"Cannot kill container: {ref}: Container {c.id} is not running")
             if sig in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT):
-                c.private["manually_stopped"] = sig == signal.SIGKILL or c.private.get("manually_stopped")
+                c.record.manually_stopped = sig == signal.SIGKILL or c.record.manually_stopped
         self.runtime.kill(c.id, sig, all_processes=False)
         self._event(c, "kill", signal=str(int(sig)))
 
@@ -817,10 +789,10 @@ class Containers:
                 from ._http import NotModified
 
                 raise NotModified()
-            c.private["manually_stopped"] = True
+            c.record.manually_stopped = True
             self._save(c)
             exits = c.exits
-        config = c.record["Config"]
+        config = c.record.config
         sig = _signal(signum or config.get("StopSignal") or "SIGTERM")
         if timeout is None:
             timeout = config.get("StopTimeout")
@@ -879,8 +851,8 @@ class Containers:
                     if gone():
                         return None  # no one to answer: the thread ends now, not at the exit
                     c.changed.wait(1.0)
-                error = c.state.get("Error") or None
-                return {"StatusCode": c.state.get("ExitCode", 0),
+                error = c.state.error or None
+                return {"StatusCode": c.state.exit_code,
                         "Error": {"Message": error} if error else None}
         return block
 
@@ -888,7 +860,7 @@ class Containers:
 
     def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
         c = self.get(ref)
-        if c.private.get("placeholder"):
+        if c.record.placeholder:
             raise Conflict(f"container {ref} is being created")
         with c.lock:
             if c.removed:
@@ -897,7 +869,7 @@ class Containers:
                 if not force:
                     raise Conflict(f"You cannot remove a running container {c.id}. Stop the "
                                    "container before attempting removal or force remove")
-                c.private["manually_stopped"] = True
+                c.record.manually_stopped = True
                 exits = c.exits
         if force and c.running():
             try:
@@ -910,7 +882,7 @@ class Containers:
                 return
             c.removed = True
             c.monitor_stop.set()
-            c.state["Status"] = "removing"
+            c.state.removing()
             try:
                 self._cleanup_after_exit(c)
             except Exception:  # noqa: BLE001 - removing anyway; reconcile collects the rest
@@ -924,7 +896,7 @@ class Containers:
             c.changed.notify_all()
         with self.lock:
             self.by_id.pop(c.id, None)
-        self._collect(c.id, c.private.get("anonymous") if volumes else [])
+        self._collect(c.id, c.record.anonymous if volumes else [])
         self._event(c, "destroy")
 
     def _collect(self, container_id: str, volumes: list[str] | None) -> None:
@@ -943,7 +915,7 @@ class Containers:
         _drop_shim_dir(self.paths.shim_dir(container_id))
         shutil.rmtree(self.paths.container_dir(container_id), ignore_errors=True)
         for name in volumes or []:
-            if not any(m.get("Name") == name for c in self.all() for m in c.record.get("Mounts", [])):
+            if not any(m.get("Name") == name for c in self.all() for m in c.record.mounts):
                 try:
                     self.volumes.remove(name)
                 except NotFound:
@@ -963,7 +935,7 @@ class Containers:
         if isinstance(changes.get("RestartPolicy"), dict) and not changes["RestartPolicy"].get("Name"):
             del changes["RestartPolicy"]  # docker sends an empty policy when --restart is not given
         with c.lock:
-            host = dict(c.record["HostConfig"])
+            host = dict(c.record.host_config)
             policy = changes.get("RestartPolicy")
             if policy is not None:
                 if not isinstance(policy, dict):
@@ -975,12 +947,12 @@ class Containers:
             host.update({k: v for k, v in changes.items() if v})
             warnings = self._check_host_config(
                 {k: v for k, v in host.items() if k in changes or k == "RestartPolicy"})
-            if c.running() and c.private.get("cgroup") and self.delegation is not None:
+            if c.running() and c.record.cgroup and self.delegation is not None:
                 try:
-                    cgroups.apply(c.private["cgroup"], self._enforceable(host))
+                    cgroups.apply(c.record.cgroup, self._enforceable(host))
                 except OSError as exc:
                     raise InvalidArgument(f"cannot update container {c.name}: {exc}") from None
-            c.record["HostConfig"] = host
+            c.record.host_config = host
             self._save(c)
         self._event(c, "update")
         return warnings
@@ -993,7 +965,7 @@ class Containers:
                 raise Conflict(f'Conflict. The container name "/{new}" is already in use')
             old = c.name
             with c.lock:
-                c.record["Name"] = "/" + new
+                c.record.name = new
                 self._save(c)
         self._event(c, "rename", oldName="/" + old)
 
@@ -1002,10 +974,10 @@ class Containers:
     def _restart_at_daemon_start(self, c: Container) -> None:
         """Docker's rule: an ``always`` container stopped by hand starts again when the
         daemon starts (``unless-stopped`` is the policy that stays stopped)."""
-        policy = (c.record.get("HostConfig", {}).get("RestartPolicy") or {}).get("Name")
-        if policy == "always" and c.private.get("manually_stopped"):
-            c.private["manually_stopped"] = False
-            self._after_exit(c, int(c.state.get("ExitCode") or 0))
+        policy = (c.record.host_config.get("RestartPolicy") or {}).get("Name")
+        if policy == "always" and c.record.manually_stopped:
+            c.record.manually_stopped = False
+            self._after_exit(c, c.state.exit_code)
 
     def _end_cut_start(self, c: Container) -> None:
         """Undo a start that a dying daemon cut short, if there was one.
@@ -1017,12 +989,12 @@ class Containers:
         """
         shim = Shim(self.paths.shim_dir(c.id))
         ended = _end_shim(shim)
-        mounted = os.path.ismount(c.private.get("rw_mount", {}).get("destination", "/nonexistent"))
+        mounted = os.path.ismount(c.record.rootfs or "/nonexistent")
         if not ended and not mounted and not netstack.is_netns(shim.path("netns")):
             return
         self._cleanup_after_exit(c)
         if ended or shim.exit_status() is not None:
-            c.state["Error"] = "rctrd stopped while it was starting the container; start it again"
+            c.state.error = "rctrd stopped while it was starting the container; start it again"
             self._save(c)
 
     def reconcile(self) -> dict[str, int]:
@@ -1032,8 +1004,8 @@ class Containers:
             path = os.path.join(self.paths.containers, cid, "config.json")
             try:
                 with open(path) as f:
-                    record = json.load(f)
-            except (OSError, ValueError):
+                    record = from_disk(json.load(f))
+            except (OSError, ValueError, KeyError, TypeError):
                 self._collect(cid, [])
                 counts["collected"] += 1
                 continue
@@ -1124,10 +1096,10 @@ def _signal(value: int | str | None) -> signal.Signals:
         raise InvalidArgument(f"invalid signal: {value}") from None
 
 
-def _wanted_endpoint(net: dict[str, Any], endpoint: dict[str, Any]) -> dict[str, Any]:
-    """What a container asks of its endpoint on ``net`` (Docker's EndpointSettings)."""
-    return {"NetworkID": net["Id"], "Aliases": [str(a) for a in endpoint.get("Aliases") or []],
-            "IPv4Address": (endpoint.get("IPAMConfig") or {}).get("IPv4Address") or ""}
+def _wanted_endpoint(net: dict[str, Any], endpoint: dict[str, Any]) -> Endpoint:
+    """What a container asks of its endpoint on ``net`` (from Docker's EndpointSettings)."""
+    return Endpoint(net["Id"], [str(a) for a in endpoint.get("Aliases") or []],
+                    (endpoint.get("IPAMConfig") or {}).get("IPv4Address") or "")
 
 
 def _root_gone(c: Container) -> str | None:
@@ -1136,7 +1108,7 @@ def _root_gone(c: Container) -> str | None:
     A FUSE driver's root lives as long as its process: once that dies, every access
     fails with ENOTCONN, and the container with it.  A kernel mount cannot go so.
     """
-    mount = c.private.get("rw_mount") or {}
+    mount = c.record.rw_mount
     if mount.get("type") not in ("fuse-overlayfs", "fusepy"):
         return None
     try:

@@ -138,18 +138,17 @@ class HealthMonitor:
         return monitor
 
     def on_start(self, c: Container) -> None:
-        check = Check.from_config(c.record["Config"].get("Healthcheck"), c.record["Config"].get("Shell"))
+        check = Check.from_config(c.record.config.get("Healthcheck"), c.record.config.get("Shell"))
         self.on_exit(c)
         if check is None:
             return
         with c.lock:
-            started = c.state.get("StartedAt")
-            health = c.private.get("health")
-            if health is None or c.private.get("health_run") != started:
+            started = c.state.started_at
+            health = c.state.health
+            if health is None or c.state.health_run != started:
                 # A new run: starting again, the log of earlier runs kept (as moby does).
-                health = {**new_health(), "Log": (health or {}).get("Log", [])}
-                c.private["health"] = health
-                c.private["health_run"] = started
+                c.state.health = {**new_health(), "Log": (health or {}).get("Log", [])}
+                c.state.health_run = started
                 self._save(c)
         stop = threading.Event()
         with self._lock:
@@ -185,7 +184,9 @@ class HealthMonitor:
         with c.lock:
             if c.removed or not c.running() or stop.is_set():
                 return
-            health = c.private.setdefault("health", new_health())
+            if c.state.health is None:
+                c.state.health = new_health()
+            health = c.state.health
             changed = apply_result(health, result, check.retries,
                                    self._in_start_period(c, check, result.start_ns / 1e9))
             status = health["Status"]
@@ -195,14 +196,14 @@ class HealthMonitor:
 
     @staticmethod
     def _in_start_period(c: Container, check: Check, at: float) -> bool:
-        started = parse_time(c.state.get("StartedAt")) or 0.0
+        started = parse_time(c.state.started_at) or 0.0
         return at - started < check.start_period
 
     def _interval(self, c: Container, check: Check) -> float:
         # moby: StartInterval applies while starting, inside the start period.
         if check.start_period and self._in_start_period(c, check, time.time()):
             with c.lock:
-                if (c.private.get("health") or {}).get("Status") == STARTING:
+                if (c.state.health or {}).get("Status") == STARTING:
                     return check.start_interval
         return check.interval
 

@@ -19,7 +19,7 @@ from rctr.core.errors import InvalidArgument, NotFound
 
 from ._archive import (Entry, Mount, Tree, Upload, encode_stat, extract, mapped_ids, path_stat,
                        prepare_upload, split_request_path, write_tar)
-from ._containers import Container
+from .containers import Container
 from ._http import ChunkedWriter, HTTPError, Request, Router
 from ._record import ZERO_TIME
 
@@ -109,7 +109,7 @@ class Archives:
         with c.lock:
             if c.removed or c.record.placeholder:
                 raise NotFound(f"No such container: {ref}")
-            rootfs = self.containers._mount_rootfs(c)
+            rootfs = self.containers.mount_rootfs(c)
             self.users[c.id] = self.users.get(c.id, 0) + 1
         try:
             with Tree(rootfs, container_mounts(c)) as tree:
@@ -120,7 +120,7 @@ class Archives:
                 if left:
                     self.users[c.id] = left
                 elif not (c.running() or c.starting or c.removed):
-                    self.containers._unmount_rootfs(c)
+                    self.containers.unmount_rootfs(c)
 
     @staticmethod
     def resolve(tree: Tree, ref: str, raw: str, path: str, follow: bool) -> Entry:

@@ -7,7 +7,7 @@ from typing import Any
 from rctr.core.errors import Conflict
 
 from ._http import HTTPError, Request, Router
-from ._networks import BUILTIN
+from ._network_records import BUILTIN
 
 __all__ = ["register"]
 

@@ -27,7 +27,7 @@ from typing import Any, Callable
 from rctr.core.errors import RctrError
 
 from ._api_exec import exec_process
-from ._containers import Container
+from .containers import Container
 from ._logs import format_time, parse_time
 
 __all__ = ["Check", "HealthMonitor", "ProbeResult", "apply_result", "exec_probe"]
@@ -131,8 +131,8 @@ class HealthMonitor:
     @classmethod
     def for_daemon(cls, daemon: Any) -> HealthMonitor:
         containers = daemon.containers
-        monitor = cls(lambda c, check: exec_probe(daemon, c, check), containers._save,
-                      lambda c, action: containers._event(c, action))
+        monitor = cls(lambda c, check: exec_probe(daemon, c, check), containers.save,
+                      lambda c, action: containers.event(c, action))
         containers.start_hooks.append(monitor.on_start)
         containers.exit_hooks.append(monitor.on_exit)
         return monitor
@@ -218,8 +218,8 @@ def exec_probe(daemon: Any, c: Container, check: Check) -> ProbeResult:
     pid_file = os.path.join(shim_dir, f"health-{token}.pid")
     # Every probe is an exec to Docker, with its events (`docker events` shows them).
     exec_id, cmd = secrets.token_hex(32), " ".join(check.argv)
-    daemon.containers._event(c, f"exec_create: {cmd}", execID=exec_id)
-    daemon.containers._event(c, f"exec_start: {cmd}", execID=exec_id)
+    daemon.containers.event(c, f"exec_create: {cmd}", execID=exec_id)
+    daemon.containers.event(c, f"exec_start: {cmd}", execID=exec_id)
     try:
         result = _run_probe(daemon, c, check, start, process_file, pid_file)
     finally:
@@ -228,7 +228,7 @@ def exec_probe(daemon: Any, c: Container, check: Check) -> ProbeResult:
                 os.unlink(path)
             except OSError:
                 pass
-    daemon.containers._event(c, "exec_die", execID=exec_id, exitCode=str(result.exit_code))
+    daemon.containers.event(c, "exec_die", execID=exec_id, exitCode=str(result.exit_code))
     return result
 
 

@@ -28,12 +28,16 @@ from typing import Any
 from ._logs import format_time
 
 __all__ = ["JSON", "LEGACY_VERSION", "RECORD_VERSION", "ZERO_TIME", "Endpoint", "Record",
-           "State", "Status", "from_disk", "inspect_json", "to_disk"]
+           "State", "Status", "UnknownVersion", "from_disk", "inspect_json", "to_disk"]
 
 JSON = dict[str, Any]
 ZERO_TIME = "0001-01-01T00:00:00Z"
 RECORD_VERSION = 2
 LEGACY_VERSION = 1  # no "version" key: the inspect shape plus "_rctr"
+
+
+class UnknownVersion(ValueError):
+    """A record written by a later rctrd: this one leaves it, and what it owns, alone."""
 
 
 class Status(str, enum.Enum):
@@ -186,7 +190,7 @@ def from_disk(data: JSON) -> Record:
     if version == LEGACY_VERSION:
         return _from_legacy(data)
     if version != RECORD_VERSION:
-        raise ValueError(f"container record version {version} is not known to this rctrd")
+        raise UnknownVersion(f"container record version {version} is not known to this rctrd")
     fields = {f.name for f in dataclasses.fields(Record)}
     values = {k: v for k, v in data.items() if k in fields}
     values["state"] = State(**{**data["state"], "status": Status(data["state"]["status"])})

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from rctr.daemon._containers import Container
+from rctr.daemon.containers import Container
 from rctr.daemon._health import (
     Check,
     HealthMonitor,

@@ -1,12 +1,12 @@
-"""daemon/_networks.py: network records, subnets and addresses (no host networking)."""
+"""daemon/_network_records.py: network records, subnets and addresses (no host networking)."""
 
 from __future__ import annotations
 
 import pytest
 
 from rctr.core.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
-from rctr.daemon._network import empty_settings, hosts_line, network_name
-from rctr.daemon._networks import Networks, bridge_name
+from rctr.daemon._container_network import empty_settings, hosts_line, network_name
+from rctr.daemon._network_records import Networks, bridge_name
 from rctr.daemon._record import Endpoint, Record
 
 

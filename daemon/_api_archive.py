@@ -13,15 +13,15 @@ import os
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import IO, Any, cast
 
 from rctr.core.errors import InvalidArgument, NotFound
 
 from ._archive import (Entry, Mount, Tree, Upload, encode_stat, extract, mapped_ids, path_stat,
                        prepare_upload, split_request_path, write_tar)
-from .containers import Container
 from ._http import ChunkedWriter, HTTPError, Request, Router
 from ._record import ZERO_TIME
+from .containers import Container
 
 __all__ = ["register"]
 
@@ -159,7 +159,7 @@ class Archives:
                     return
                 out = _stream(req, header)
                 buffered = _Buffered(out)
-                write_tar(tree, entry, name, buffered)  # type: ignore[arg-type]
+                write_tar(tree, entry, name, cast(IO[bytes], buffered))  # tarfile only writes
                 buffered.flush()
                 out.close()
             finally:
@@ -197,7 +197,8 @@ class Archives:
                 if not stat.S_ISDIR(entry.st.st_mode):
                     raise HTTPError(400, "extraction point is not a directory")
                 with Upload(entry, list(tree.mounts.values()), self.tmpdir) as upload:
-                    prepare_upload(body, upload, copy_ids=copy_ids,
+                    # tarfile reads the body through read() only
+                    prepare_upload(cast(IO[bytes], body), upload, copy_ids=copy_ids,
                                    no_overwrite_dir_non_dir=req.flag("noOverwriteDirNonDir"))
                     for part in upload.targets.values():
                         if part.mount is None and c.record.host_config.get("ReadonlyRootfs"):

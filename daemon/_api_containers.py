@@ -12,11 +12,11 @@ from rctr.core import cgroups
 from rctr.core.errors import Conflict, InvalidArgument, NotFound
 
 from ._attach import relay
-from .containers import Container
 from ._http import Request, Router
 from ._logs import frame, parse_time, read_log
 from ._record import Status, inspect_json
 from ._spec import user_names
+from .containers import Container
 
 __all__ = ["register"]
 

@@ -94,7 +94,7 @@ def register(router: Router, daemon: Any) -> None:
         req.send_json({"Id": exec_id}, 201)
 
     def find(exec_id: str) -> ExecInstance:
-        inst = daemon.containers.exec_instance(exec_id)
+        inst: ExecInstance | None = daemon.containers.exec_instance(exec_id)
         if inst is None:
             raise NotFound(f"No such exec instance: {exec_id}")
         return inst

@@ -44,7 +44,8 @@ def register(router: Router, daemon: Any) -> None:
     def lookup(ref: str) -> dict[str, Any]:
         if ref in BUILTIN:
             return builtin(ref)
-        return networks.get(ref)  # type: ignore[no-any-return]
+        net: dict[str, Any] = networks.get(ref)
+        return net
 
     def view(net: dict[str, Any], with_members: bool = True) -> dict[str, Any]:
         return dict(net, Containers=members(net["Name"]) if with_members else {})

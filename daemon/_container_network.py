@@ -136,7 +136,7 @@ def plan(record: Record, shim_dir: str, running: Callable[[str], Record],
     user networks, addresses allocated (``{"network", "bridge", "gateway", "prefix",
     "ip", "ifname", "mtu", "aliases", "internal"}``)."""
     host = record.host_config
-    mode = netstack.parse_mode(host.get("NetworkMode"))
+    mode: dict[str, Any] = netstack.parse_mode(host.get("NetworkMode"))
     p = NetPlan(mode)
     p.links = list(links or [])
     if mode["kind"] == "network":
@@ -169,12 +169,12 @@ def plan(record: Record, shim_dir: str, running: Callable[[str], Record],
         p.shim["infra"] = infra
         p.shim["links"] = shim_links(p.links)
     if kind == "slirp4netns":
-        addrs = netstack.slirp_addresses(str(mode["options"]["cidr"]))
-        p.ip, p.prefix, p.gateway = str(addrs["ip"]), int(addrs["prefix"]), str(addrs["gateway"])  # type: ignore[call-overload]
+        addrs: dict[str, Any] = netstack.slirp_addresses(str(mode["options"]["cidr"]))
+        p.ip, p.prefix, p.gateway = str(addrs["ip"]), int(addrs["prefix"]), str(addrs["gateway"])
         p.dns = [str(addrs["dns"])]
     elif kind == "pasta":
-        route = netstack.default_route() or {}
-        p.ip, p.prefix = str(route.get("ip") or ""), int(route.get("prefix") or 0)  # type: ignore[call-overload]
+        route: dict[str, Any] = netstack.default_route() or {}
+        p.ip, p.prefix = str(route.get("ip") or ""), int(route.get("prefix") or 0)
         p.gateway = str(route.get("gateway") or "")
         p.dns = _nameservers(_read("/etc/resolv.conf").splitlines())
         if not p.dns and "--dns-forward" not in p.shim["args"]:

@@ -27,8 +27,8 @@ from typing import Any, Callable
 from rctr.core.errors import RctrError
 
 from ._api_exec import exec_process
-from .containers import Container
 from ._logs import format_time, parse_time
+from .containers import Container
 
 __all__ = ["Check", "HealthMonitor", "ProbeResult", "apply_result", "exec_probe"]
 

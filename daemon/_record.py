@@ -141,7 +141,7 @@ class Record:
 def inspect_json(r: Record, exec_ids: list[str] | None = None) -> JSON:
     """``GET /containers/{id}/json``: Docker's inspect of the record (a copy: the caller
     may change it)."""
-    out = {
+    out: JSON = {
         "Id": r.id, "Created": r.created, "Path": r.path, "Args": list(r.args),
         "State": _state_json(r.state), "Image": r.image,
         "ResolvConfPath": r.resolv_conf_path, "HostnamePath": r.hostname_path,
@@ -152,7 +152,8 @@ def inspect_json(r: Record, exec_ids: list[str] | None = None) -> JSON:
         "Mounts": [{k: v for k, v in m.items() if k != "NoCopy"} for m in r.mounts],
         "Config": r.config, "NetworkSettings": r.network_settings,
     }
-    return _copy(out)
+    copied: JSON = _copy(out)
+    return copied
 
 
 def _state_json(s: State) -> JSON:

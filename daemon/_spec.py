@@ -282,11 +282,11 @@ def _custom_seccomp(text: str, caps: list[str]) -> dict[str, Any]:
         if profile.get(key) is not None:
             out[key] = profile[key]
     for rule in profile.get("syscalls") or []:
-        inc, exc = rule.get("includes") or {}, rule.get("excludes") or {}
+        inc, excl = rule.get("includes") or {}, rule.get("excludes") or {}
         if not all(c in caps for c in inc.get("caps") or []) \
-                or any(c in caps for c in exc.get("caps") or []) \
+                or any(c in caps for c in excl.get("caps") or []) \
                 or (inc.get("arches") and goarch not in inc["arches"]) \
-                or goarch in (exc.get("arches") or []):
+                or goarch in (excl.get("arches") or []):
             continue
         names = rule.get("names") or ([rule["name"]] if rule.get("name") else [])
         oci = {"names": names, "action": rule.get("action")}

@@ -13,6 +13,7 @@ import secrets
 import shutil
 from contextlib import ExitStack
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable
 
 from rctr.core import cgroups
@@ -146,10 +147,10 @@ def _volume_mounts(ctx: Context, req: _Request,
             if not m["Name"]:
                 m["Name"] = ctx.volumes.create(anonymous=True)["Name"]
                 anonymous.append(m["Name"])
-                undo.callback(_quietly, lambda n=m["Name"]: ctx.volumes.remove(n))
+                undo.callback(_quietly, partial(ctx.volumes.remove, m["Name"]))
             elif not ctx.volumes.exists(m["Name"]):
                 ctx.volumes.create(m["Name"])
-                undo.callback(_quietly, lambda n=m["Name"]: ctx.volumes.remove(n))
+                undo.callback(_quietly, partial(ctx.volumes.remove, m["Name"]))
             m["Source"] = ctx.volumes.data_path(m["Name"])
             m["Driver"] = "local"
             m["Propagation"] = ""

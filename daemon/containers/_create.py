@@ -22,7 +22,7 @@ from rctr.core.errors import Conflict, InvalidArgument, NotFound
 from .. import _container_network, _mounts
 from .._logs import format_time
 from .._names import check_name, random_name
-from .._record import Endpoint, Record
+from .._record import Endpoint, JSON, Record
 from .._spec import DEFAULT_SHM_SIZE, check_config, command_of
 from . import _usernets
 from ._context import Container, Context
@@ -41,15 +41,15 @@ _LIMITS = (("Memory", "--memory", "memory"), ("MemoryReservation", "--memory-res
 class _Request:
     """A create request, checked, with what it resolved to."""
     image_ref: str
-    image: dict[str, Any]
-    image_config: dict[str, Any]
-    config: dict[str, Any]
-    host: dict[str, Any]
+    image: JSON
+    image_config: JSON
+    config: JSON
+    host: JSON
     path_args: list[str]
     networks: dict[str, Endpoint]
 
 
-def create(ctx: Context, body: dict[str, Any], name: str | None) -> tuple[Container, list[str]]:
+def create(ctx: Context, body: JSON, name: str | None) -> tuple[Container, list[str]]:
     req, warnings = _checked(ctx, body)
     container_id = secrets.token_hex(32)
     name = _reserve_name(ctx, container_id, name)
@@ -137,7 +137,7 @@ def _quietly(step: Callable[[], Any]) -> None:
 
 
 def _volume_mounts(ctx: Context, req: _Request,
-                   undo: ExitStack) -> tuple[list[dict[str, Any]], list[str]]:
+                   undo: ExitStack) -> tuple[list[JSON], list[str]]:
     """The container's mounts, with the volumes they name made (and their undo on ``undo``);
     and the names of the anonymous ones."""
     mounts = _mounts.plan(req.host, req.image_config.get("Volumes"))
@@ -159,7 +159,7 @@ def _volume_mounts(ctx: Context, req: _Request,
     return mounts, anonymous
 
 
-def check_host_config(host: dict[str, Any], delegation: cgroups.Delegation | None) -> list[str]:
+def check_host_config(host: JSON, delegation: cgroups.Delegation | None) -> list[str]:
     """Refuse what rctr cannot do; the warnings for the limits it cannot enforce."""
     policy = (host.get("RestartPolicy") or {}).get("Name") or ""
     if policy not in _RESTART_POLICIES:
@@ -174,7 +174,7 @@ def check_host_config(host: dict[str, Any], delegation: cgroups.Delegation | Non
     return warnings
 
 
-def unenforced_limits(host: dict[str, Any], delegation: cgroups.Delegation | None) -> list[str]:
+def unenforced_limits(host: JSON, delegation: cgroups.Delegation | None) -> list[str]:
     """A warning for each limit in ``host`` that no delegated controller can enforce."""
     out = []
     for key, flag, controller in _LIMITS:
@@ -189,14 +189,14 @@ def unenforced_limits(host: dict[str, Any], delegation: cgroups.Delegation | Non
     return out
 
 
-def image_config(ctx: Context, image: dict[str, Any]) -> dict[str, Any]:
+def image_config(ctx: Context, image: JSON) -> JSON:
     """The ``config`` of ``image``'s configuration blob."""
     raw = json.loads(ctx.store.blobs.read(image["config"]))
-    config: dict[str, Any] = raw.get("config") or {}
+    config: JSON = raw.get("config") or {}
     return config
 
 
-def merged_config(body: dict[str, Any], image_config: dict[str, Any]) -> dict[str, Any]:
+def merged_config(body: JSON, image_config: JSON) -> JSON:
     """The container's ``Config``: the request's, completed from the image's."""
     config = {k: v for k, v in body.items() if k not in ("HostConfig", "NetworkingConfig")}
     env = {}
@@ -229,7 +229,7 @@ def merged_config(body: dict[str, Any], image_config: dict[str, Any]) -> dict[st
 
 
 def _record(ctx: Context, container_id: str, name: str, req: _Request,
-            mounts: list[dict[str, Any]], rw_mount: dict[str, Any]) -> Record:
+            mounts: list[JSON], rw_mount: JSON) -> Record:
     cdir = ctx.paths.container_dir(container_id)
     host = _host_defaults(req.host)
     rw = ctx.store.rw.path(container_id)
@@ -247,7 +247,7 @@ def _record(ctx: Context, container_id: str, name: str, req: _Request,
         networks=req.networks)
 
 
-def _host_defaults(request: dict[str, Any]) -> dict[str, Any]:
+def _host_defaults(request: JSON) -> JSON:
     """``HostConfig`` as inspect shows it: what the request left out, filled as Docker does."""
     host = dict(request)
     host.setdefault("NetworkMode", "default")

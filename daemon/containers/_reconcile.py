@@ -13,12 +13,11 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any
 
 from rctr import netstack
 
 from .._logs import format_time
-from .._record import UnknownVersion, from_disk
+from .._record import JSON, UnknownVersion, from_disk
 from .._shimctl import Shim
 from . import _supervise, _teardown
 from ._context import Container, Context
@@ -69,7 +68,7 @@ def _adopt(ctx: Context, c: Container) -> str | None:
         _supervise.monitor(ctx, c, shim)
         ctx.run_hooks(ctx.start_hooks, c)
         return "running"
-    status: dict[str, Any] | None = shim.exit_status()
+    status: JSON | None = shim.exit_status()
     if status is None:
         ctx.lost_at_start.append(c.name)
         status = {"exit_code": 255, "finished_at": format_time(), "error": _LOST}

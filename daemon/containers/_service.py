@@ -9,6 +9,7 @@ from rctr.core import cgroups
 from .._events import Events
 from .._network_records import Networks
 from .._paths import DaemonPaths
+from .._record import JSON
 from .._runtimes import OCIRuntime
 from .._shimctl import Shim, Zygote
 from .._volumes import Volumes
@@ -76,7 +77,7 @@ class Containers:
         _stop.restart(self._ctx, ref, timeout)
 
     def wait_handle(self, ref: str, condition: str
-                    ) -> Callable[[Callable[[], bool]], dict[str, Any] | None]:
+                    ) -> Callable[[Callable[[], bool]], JSON | None]:
         return _stop.wait_handle(self._ctx, ref, condition)
 
     def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
@@ -93,7 +94,7 @@ class Containers:
 
     # -- user networks, attach, the root ---------------------------------------------------
 
-    def connect(self, ref: str, network: str, endpoint: dict[str, Any] | None = None) -> None:
+    def connect(self, ref: str, network: str, endpoint: JSON | None = None) -> None:
         _usernets.connect(self._ctx, ref, network, endpoint)
 
     def disconnect(self, ref: str, network: str, force: bool = False) -> None:

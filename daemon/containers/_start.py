@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from typing import Any
 
 from rctr.core import cgroups
 from rctr.core.atomic import write_json_atomic
@@ -22,6 +21,7 @@ from .. import _container_network, _mounts
 from .._container_network import NetPlan
 from .._shimctl import Shim
 from .._spec import build_spec, resources_of
+from .._record import JSON
 from . import _supervise, _teardown, _usernets
 from ._context import Container, Context, PendingAttach
 from ._create import image_config
@@ -135,7 +135,7 @@ def _copy_up_volumes(ctx: Context, c: Container, rootfs: str) -> None:
             ctx.volumes.copy_up(m["Name"], source)
 
 
-def _shim_config(ctx: Context, c: Container, bundle: str, net: NetPlan) -> dict[str, Any]:
+def _shim_config(ctx: Context, c: Container, bundle: str, net: NetPlan) -> JSON:
     """The shim's ``shim.json``."""
     config, host = c.record.config, c.record.host_config
     log_opts = (host.get("LogConfig") or {}).get("Config") or {}
@@ -162,7 +162,7 @@ def _connect_attaches(c: Container) -> None:
         p["connected"].wait(ATTACH_CONNECT_SECONDS)
 
 
-def _cgroup_of(ctx: Context, c: Container) -> tuple[str, dict[str, Any], str]:
+def _cgroup_of(ctx: Context, c: Container) -> tuple[str, JSON, str]:
     """(cgroupsPath, the resources it can enforce, its directory) in the delegated
     subtree, or empty ones: without delegation a container shares the shim's cgroup."""
     d = ctx.delegation
@@ -172,7 +172,7 @@ def _cgroup_of(ctx: Context, c: Container) -> tuple[str, dict[str, Any], str]:
     return path, enforceable(d, c.record.host_config), cgroups.host_path(d.mount, path)
 
 
-def enforceable(delegation: cgroups.Delegation, host: dict[str, Any]) -> dict[str, Any]:
+def enforceable(delegation: cgroups.Delegation, host: JSON) -> JSON:
     """The OCI resources of ``host`` that the delegated controllers enforce."""
     return cgroups.restrict(resources_of(host), delegation.controllers)
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import signal
 import time
-from typing import Any, Callable
+from typing import Callable
 
 from rctr.core.errors import Conflict, InvalidArgument, RctrError
 
+from .._record import JSON
 from . import _start
 from ._context import Container, Context
 
@@ -22,7 +23,7 @@ DEFAULT_STOP_TIMEOUT = 10
 KILL_WAIT_SECONDS = 30  # how long a SIGKILL is given to end the container
 _CONDITIONS = ("", "not-running", "next-exit", "removed")
 
-WaitResult = dict[str, Any]
+WaitResult = JSON
 
 
 def kill(ctx: Context, ref: str, signum: int | str | None = None) -> None:

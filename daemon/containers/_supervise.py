@@ -12,12 +12,12 @@ import os
 import signal
 import threading
 import time
-from typing import Any
 
 from rctr.core.errors import NotFound, RctrError
 
 from .._logs import format_time
 from .._shimctl import Shim
+from .._record import JSON
 from . import _remove, _start, _teardown
 from ._context import Container, Context
 
@@ -51,7 +51,7 @@ def _watch(ctx: Context, c: Container, shim: Shim) -> None:
     on_exit(ctx, c, status)
 
 
-def on_exit(ctx: Context, c: Container, status: dict[str, Any]) -> None:
+def on_exit(ctx: Context, c: Container, status: JSON) -> None:
     """Record the exit the shim reported (``exit_code``, ``finished_at``, ``error``)."""
     with c.lock:
         if c.removed:

@@ -8,6 +8,7 @@ from rctr.core import cgroups
 from rctr.core.errors import Conflict, InvalidArgument
 
 from .._names import check_name
+from .._record import JSON
 from ._context import Context
 from ._create import check_host_config
 from ._start import enforceable
@@ -45,14 +46,14 @@ def update(ctx: Context, ref: str, body: Any) -> list[str]:
     return warnings
 
 
-def _changes(body: dict[str, Any]) -> dict[str, Any]:
+def _changes(body: JSON) -> JSON:
     changes = {k: v for k, v in body.items() if k in UPDATABLE and v is not None}
     if isinstance(changes.get("RestartPolicy"), dict) and not changes["RestartPolicy"].get("Name"):
         del changes["RestartPolicy"]  # docker sends an empty policy when --restart is not given
     return changes
 
 
-def _check_policy(policy: Any, host: dict[str, Any]) -> None:
+def _check_policy(policy: Any, host: JSON) -> None:
     if policy is None:
         return
     if not isinstance(policy, dict):

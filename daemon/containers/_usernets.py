@@ -14,14 +14,14 @@ from rctr.core.errors import Conflict, NotFound
 
 from .. import _container_network
 from .._network_records import bridge_name
-from .._record import Endpoint
+from .._record import Endpoint, JSON
 from ._context import Container, Context
 
 __all__ = ["allocate_links", "connect", "disconnect", "endpoints_of", "peers_of", "refresh_hosts",
            "release_links"]
 
 
-def connect(ctx: Context, ref: str, network: str, endpoint: dict[str, Any] | None = None) -> None:
+def connect(ctx: Context, ref: str, network: str, endpoint: JSON | None = None) -> None:
     """``docker network connect``: on the network from the next start, at once if running."""
     c = ctx.get(ref)
     net = ctx.networks.get(network)
@@ -94,7 +94,7 @@ def disconnect(ctx: Context, ref: str, network: str, force: bool = False) -> Non
                     {"container": c.id, "name": name, "type": "bridge"})
 
 
-def endpoints_of(ctx: Context, host: dict[str, Any], networking: Any) -> dict[str, Endpoint]:
+def endpoints_of(ctx: Context, host: JSON, networking: Any) -> dict[str, Endpoint]:
     """The user networks a new container is on: its mode's, and ``NetworkingConfig``'s."""
     wanted = dict((networking or {}).get("EndpointsConfig") or {}) \
         if isinstance(networking, dict) else {}
@@ -110,7 +110,7 @@ def endpoints_of(ctx: Context, host: dict[str, Any], networking: Any) -> dict[st
     return out
 
 
-def allocate_links(ctx: Context, c: Container) -> list[dict[str, Any]]:
+def allocate_links(ctx: Context, c: Container) -> list[JSON]:
     """An address on each of the container's user networks, reserved until the start ends."""
     links = []
     with ctx.lock:
@@ -125,7 +125,7 @@ def allocate_links(ctx: Context, c: Container) -> list[dict[str, Any]]:
 
 
 def _link(ctx: Context, c: Container, name: str, endpoint: Endpoint,
-          index: int) -> dict[str, Any]:
+          index: int) -> JSON:
     try:
         net = ctx.networks.get(endpoint.network_id or name)
     except NotFound:
@@ -148,7 +148,7 @@ def _link(ctx: Context, c: Container, name: str, endpoint: Endpoint,
             "internal": bool(net.get("Internal"))}
 
 
-def release_links(ctx: Context, links: list[dict[str, Any]]) -> None:
+def release_links(ctx: Context, links: list[JSON]) -> None:
     with ctx.lock:
         for link in links:
             ctx.reserved.get(link["network_id"], set()).discard(link["ip"])
@@ -180,7 +180,7 @@ def refresh_hosts(ctx: Context, names: list[str]) -> None:
                 pass  # its files went with it: a remove under way
 
 
-def _wanted_endpoint(net: dict[str, Any], endpoint: dict[str, Any]) -> Endpoint:
+def _wanted_endpoint(net: JSON, endpoint: JSON) -> Endpoint:
     """What a container asks of its endpoint on ``net`` (from Docker's EndpointSettings)."""
     return Endpoint(net["Id"], [str(a) for a in endpoint.get("Aliases") or []],
                     (endpoint.get("IPAMConfig") or {}).get("IPv4Address") or "")

@@ -13,14 +13,15 @@ import os
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import IO, Any, cast
 
 from rctr.core.errors import InvalidArgument, NotFound
 
 from ._archive import (Entry, Mount, Tree, Upload, encode_stat, extract, mapped_ids, path_stat,
                        prepare_upload, split_request_path, write_tar)
-from ._containers import ZERO_TIME, Container
 from ._http import ChunkedWriter, HTTPError, Request, Router
+from ._record import ZERO_TIME
+from .containers import Container
 
 __all__ = ["register"]
 
@@ -31,13 +32,14 @@ _FLUSH = 1 << 18
 def container_mounts(c: Container) -> list[Mount]:
     """Where the container sees host directories and files: volumes, binds, its /etc files."""
     mounts = [Mount.at(m["Destination"], os.path.realpath(m["Source"]), bool(m.get("RW", True)))
-              for m in c.record.get("Mounts") or []
+              for m in c.record.mounts
               if m.get("Type") in ("bind", "volume") and m.get("Source")]
-    if c.state.get("StartedAt", ZERO_TIME) != ZERO_TIME:
+    if c.state.started_at != ZERO_TIME:
         taken = {m.destination for m in mounts}
-        for dest, key in (("/etc/hostname", "HostnamePath"), ("/etc/hosts", "HostsPath"),
-                          ("/etc/resolv.conf", "ResolvConfPath")):
-            m = Mount.at(dest, c.record.get(key) or "")
+        r = c.record
+        for dest, path in (("/etc/hostname", r.hostname_path), ("/etc/hosts", r.hosts_path),
+                           ("/etc/resolv.conf", r.resolv_conf_path)):
+            m = Mount.at(dest, path)
             if m.source and m.destination not in taken and os.path.isfile(m.source):
                 mounts.append(m)
     return mounts
@@ -105,9 +107,9 @@ class Archives:
         """The container's tree, its rootfs mounted for as long as the block runs."""
         c = self.containers.get(ref)
         with c.lock:
-            if c.removed or c.private.get("placeholder"):
+            if c.removed or c.record.placeholder:
                 raise NotFound(f"No such container: {ref}")
-            rootfs = self.containers._mount_rootfs(c)
+            rootfs = self.containers.mount_rootfs(c)
             self.users[c.id] = self.users.get(c.id, 0) + 1
         try:
             with Tree(rootfs, container_mounts(c)) as tree:
@@ -118,7 +120,7 @@ class Archives:
                 if left:
                     self.users[c.id] = left
                 elif not (c.running() or c.starting or c.removed):
-                    self.containers._unmount_rootfs(c)
+                    self.containers.unmount_rootfs(c)
 
     @staticmethod
     def resolve(tree: Tree, ref: str, raw: str, path: str, follow: bool) -> Entry:
@@ -157,7 +159,7 @@ class Archives:
                     return
                 out = _stream(req, header)
                 buffered = _Buffered(out)
-                write_tar(tree, entry, name, buffered)  # type: ignore[arg-type]
+                write_tar(tree, entry, name, cast(IO[bytes], buffered))  # tarfile only writes
                 buffered.flush()
                 out.close()
             finally:
@@ -195,10 +197,11 @@ class Archives:
                 if not stat.S_ISDIR(entry.st.st_mode):
                     raise HTTPError(400, "extraction point is not a directory")
                 with Upload(entry, list(tree.mounts.values()), self.tmpdir) as upload:
-                    prepare_upload(body, upload, copy_ids=copy_ids,
+                    # tarfile reads the body through read() only
+                    prepare_upload(cast(IO[bytes], body), upload, copy_ids=copy_ids,
                                    no_overwrite_dir_non_dir=req.flag("noOverwriteDirNonDir"))
                     for part in upload.targets.values():
-                        if part.mount is None and c.record["HostConfig"].get("ReadonlyRootfs"):
+                        if part.mount is None and c.record.host_config.get("ReadonlyRootfs"):
                             raise HTTPError(403, "container rootfs is marked read-only")
                         if part.mount is not None and not part.mount.rw:
                             raise HTTPError(403, "mounted volume is marked read-only")

@@ -44,14 +44,14 @@ def register(router: Router, daemon: Any) -> None:
         # `pause` (default true) is accepted and ignored: rctr cannot pause yet, so a running
         # container is copied as it is, as `docker commit --pause=false` does.
         with c.lock:
-            if c.removed or c.private.get("placeholder"):
+            if c.removed or c.record.placeholder:
                 raise Conflict(f"container {ref} is being created or removed")
             record = c.record
-            merged = merge_config(config, record.get("Config") or {})
-            created_by = " ".join([record.get("Path") or "", *(record.get("Args") or [])]).strip()
+            merged = merge_config(config, record.config)
+            created_by = " ".join([record.path, *record.args]).strip()
             try:
                 image = daemon.store.commit(
-                    c.id, record["Image"], record.get("Driver") or daemon.driver,
+                    c.id, record.image, record.driver or daemon.driver,
                     config=merged, created_by=created_by, name=name,
                     comment=req.arg("comment") or "", author=req.arg("author") or "",
                     prepare=_extractor(daemon))

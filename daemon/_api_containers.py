@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import Any
@@ -13,17 +12,18 @@ from rctr.core import cgroups
 from rctr.core.errors import Conflict, InvalidArgument, NotFound
 
 from ._attach import relay
-from ._containers import Container
 from ._http import Request, Router
 from ._logs import frame, parse_time, read_log
+from ._record import Status, inspect_json
 from ._spec import user_names
+from .containers import Container
 
 __all__ = ["register"]
 
 
 def _ports(c: Container) -> list[dict[str, Any]]:
     out = []
-    for port, bindings in (c.record["NetworkSettings"].get("Ports") or {}).items():
+    for port, bindings in (c.record.network_settings.get("Ports") or {}).items():
         number, _, proto = port.partition("/")
         for b in bindings or [{}]:
             entry: dict[str, Any] = {"PrivatePort": int(number), "Type": proto or "tcp"}
@@ -35,19 +35,19 @@ def _ports(c: Container) -> list[dict[str, Any]]:
 
 def _status_text(c: Container) -> str:
     state = c.state
-    if state.get("Running"):
-        started = parse_time(state.get("StartedAt")) or time.time()
+    if state.running:
+        started = parse_time(state.started_at) or time.time()
         return f"Up {_ago(time.time() - started)}{_health_suffix(c)}"
-    if state.get("Status") == "created":
+    if state.status is Status.CREATED:
         return "Created"
-    if state.get("Status") == "restarting":
-        return f"Restarting ({state.get('ExitCode', 0)})"
-    finished = parse_time(state.get("FinishedAt")) or time.time()
-    return f"Exited ({state.get('ExitCode', 0)}) {_ago(time.time() - finished)} ago"
+    if state.status is Status.RESTARTING:
+        return f"Restarting ({state.exit_code})"
+    finished = parse_time(state.finished_at) or time.time()
+    return f"Exited ({state.exit_code}) {_ago(time.time() - finished)} ago"
 
 
 def _health_suffix(c: Container) -> str:
-    status = (c.private.get("health") or {}).get("Status")
+    status = (c.state.health or {}).get("Status")
     if not status:
         return ""
     return " (health: starting)" if status == "starting" else f" ({status})"
@@ -67,15 +67,15 @@ def _ago(seconds: float) -> str:
 
 def _summary(c: Container) -> dict[str, Any]:
     r = c.record
-    command = " ".join([r["Path"], *r["Args"]])
+    command = " ".join([r.path, *r.args])
     return {
-        "Id": c.id, "Names": [r["Name"]], "Image": r["Config"].get("Image", ""),
-        "ImageID": r["Image"], "Command": command,
-        "Created": int(parse_time(r["Created"]) or 0), "Ports": _ports(c),
-        "Labels": r["Config"].get("Labels") or {}, "State": c.state.get("Status"),
-        "Status": _status_text(c), "HostConfig": {"NetworkMode": r["HostConfig"].get("NetworkMode")},
-        "NetworkSettings": {"Networks": r["NetworkSettings"]["Networks"]},
-        "Mounts": r["Mounts"], "SizeRw": 0, "SizeRootFs": 0,
+        "Id": c.id, "Names": ["/" + r.name], "Image": r.config.get("Image", ""),
+        "ImageID": r.image, "Command": command,
+        "Created": int(parse_time(r.created) or 0), "Ports": _ports(c),
+        "Labels": r.config.get("Labels") or {}, "State": r.state.status.value,
+        "Status": _status_text(c), "HostConfig": {"NetworkMode": r.host_config.get("NetworkMode")},
+        "NetworkSettings": {"Networks": r.network_settings["Networks"]},
+        "Mounts": r.mounts, "SizeRw": 0, "SizeRootFs": 0,
     }
 
 
@@ -88,41 +88,33 @@ def _matches(c: Container, filters: dict[str, list[str]]) -> bool:
             return False
         if key == "name" and not any(v.lstrip("/") in c.name for v in values):
             return False
-        if key == "status" and c.state.get("Status") not in values:
+        if key == "status" and c.state.status.value not in values:
             return False
-        if key == "health" and (c.private.get("health") or {}).get("Status", "none") not in values:
+        if key == "health" and (c.state.health or {}).get("Status", "none") not in values:
             return False
-        if key == "exited" and not (not c.running() and str(c.state.get("ExitCode")) in values):
+        if key == "exited" and not (not c.running() and str(c.state.exit_code) in values):
             return False
         if key == "label":
-            labels = r["Config"].get("Labels") or {}
+            labels = r.config.get("Labels") or {}
             for v in values:
                 k, sep, val = v.partition("=")
                 if k not in labels or (sep and labels[k] != val):
                     return False
-        if key == "ancestor" and not any(v in (r["Config"].get("Image"), r["Image"]) or
-                                         r["Image"].removeprefix("sha256:").startswith(v)
+        if key == "ancestor" and not any(v in (r.config.get("Image"), r.image) or
+                                         r.image.removeprefix("sha256:").startswith(v)
                                          for v in values):
             return False
         if key == "volume" and not any(m.get("Name") in values or m.get("Destination") in values
-                                       for m in r["Mounts"]):
+                                       for m in r.mounts):
             return False
-        if key == "network" and not any(v in r["NetworkSettings"]["Networks"] for v in values):
+        if key == "network" and not any(v in r.network_settings["Networks"] for v in values):
             return False
     return True
 
 
 def _inspect(c: Container) -> dict[str, Any]:
-    record = {k: v for k, v in c.record.items() if k != "_rctr"}
-    record = json.loads(json.dumps(record))
-    record["Name"] = c.record["Name"]
-    record["ExecIDs"] = list(c.execs) or None  # held in memory only, dropped at the stop
-    record["State"]["Status"] = c.state.get("Status")
-    record["Mounts"] = [{k: v for k, v in m.items() if k not in ("NoCopy",)} for m in record["Mounts"]]
-    health = c.private.get("health")
-    if health:
-        record["State"]["Health"] = health
-    return record
+    with c.lock:
+        return inspect_json(c.record, list(c.execs))  # execs: in memory only, dropped at the stop
 
 
 def register(router: Router, daemon: Any) -> None:
@@ -132,9 +124,9 @@ def register(router: Router, daemon: Any) -> None:
     def list_containers(req: Request) -> None:
         filters = req.filters()
         everything = req.flag("all") or bool(filters.get("status") or filters.get("exited"))
-        items = [c for c in containers.all() if not c.private.get("placeholder")
+        items = [c for c in containers.all() if not c.record.placeholder
                  and (everything or c.running()) and _matches(c, filters)]
-        items.sort(key=lambda c: c.record["Created"], reverse=True)
+        items.sort(key=lambda c: c.record.created, reverse=True)
         limit = req.int_arg("limit", -1)
         if limit and limit > 0:
             items = items[:limit]
@@ -149,7 +141,7 @@ def register(router: Router, daemon: Any) -> None:
     @router.route("GET", "/containers/{id}/json")
     def inspect(req: Request) -> None:
         c = containers.get(req.params["id"])
-        if c.private.get("placeholder"):
+        if c.record.placeholder:
             raise NotFound(f"No such container: {req.params['id']}")
         req.send_json(_inspect(c))
 
@@ -217,9 +209,9 @@ def register(router: Router, daemon: Any) -> None:
     @router.route("POST", "/containers/{id}/attach")
     def attach(req: Request) -> None:
         c = containers.get(req.params["id"])
-        tty = bool(c.record["Config"].get("Tty"))
-        stdin = req.flag("stdin") and bool(c.record["Config"].get("OpenStdin"))
-        if not c.running() and c.state.get("Status") not in ("created", "exited", "restarting") \
+        tty = bool(c.record.config.get("Tty"))
+        stdin = req.flag("stdin") and bool(c.record.config.get("OpenStdin"))
+        if not c.running() and c.state.status.value not in ("created", "exited", "restarting") \
                 and not c.starting:
             raise Conflict(f"You cannot attach to a stopped container {c.id}")
         streaming = req.flag("stream", True)
@@ -228,7 +220,7 @@ def register(router: Router, daemon: Any) -> None:
             client = req.hijack("application/vnd.docker.raw-stream" if tty
                                 else "application/vnd.docker.multiplexed-stream")
             if req.flag("logs"):
-                for entry in read_log(c.record["LogPath"]):
+                for entry in read_log(c.record.log_path):
                     data = entry.get("log", "").encode()
                     client.sendall(data if tty else frame(entry.get("stream", "stdout"), data))
             if not streaming:
@@ -250,12 +242,12 @@ def register(router: Router, daemon: Any) -> None:
             raise InvalidArgument("you must choose at least one stream (stdout=1 or stderr=1)")
         tail = req.arg("tail")
         tail_n = None if tail in (None, "", "all") else req.int_arg("tail")
-        tty = bool(c.record["Config"].get("Tty"))
+        tty = bool(c.record.config.get("Tty"))
         timestamps = req.flag("timestamps")
         out = req.stream("application/vnd.docker.raw-stream" if tty
                          else "application/vnd.docker.multiplexed-stream")
         try:
-            for entry in read_log(c.record["LogPath"], stdout=stdout, stderr=stderr, tail=tail_n,
+            for entry in read_log(c.record.log_path, stdout=stdout, stderr=stderr, tail=tail_n,
                                   since=parse_time(req.arg("since")) if req.arg("since") not in (None, "0") else None,
                                   until=parse_time(req.arg("until")),
                                   follow=req.flag("follow"),
@@ -274,14 +266,14 @@ def register(router: Router, daemon: Any) -> None:
         c = containers.get(req.params["id"])
         if not c.running():
             raise Conflict(f"Container {c.id} is not running")
-        pid = c.state.get("Pid") or 0
+        pid = c.state.pid
         procs = []
         try:
             root = psutil.Process(pid)
             procs = [root, *root.children(recursive=True)]
         except psutil.Error:
             pass
-        names = user_names(c.private["rw_mount"]["destination"])
+        names = user_names(c.record.rootfs)
         rows = []
         for p in procs:
             try:
@@ -320,7 +312,7 @@ def register(router: Router, daemon: Any) -> None:
     def prune(req: Request) -> None:
         deleted = []
         for c in containers.all():
-            if not c.running() and not c.starting and not c.private.get("placeholder"):
+            if not c.running() and not c.starting and not c.record.placeholder:
                 try:
                     containers.remove(c.id)
                     deleted.append(c.id)
@@ -335,7 +327,7 @@ def _stats_sample(c: Container) -> dict[str, Any]:
     pids = 0
     if c.running():
         try:
-            root = psutil.Process(c.state.get("Pid") or 0)
+            root = psutil.Process(c.state.pid)
             for p in [root, *root.children(recursive=True)]:
                 try:
                     t = p.cpu_times()
@@ -349,7 +341,7 @@ def _stats_sample(c: Container) -> dict[str, Any]:
     system = sum(psutil.cpu_times()[:8])
     ncpu = os.cpu_count() or 1
     limit = psutil.virtual_memory().total
-    counted = cgroups.usage(c.private["cgroup"]) if c.running() and c.private.get("cgroup") else {}
+    counted = cgroups.usage(c.record.cgroup) if c.running() and c.record.cgroup else {}
     # The kernel's own counts where the container has a cgroup: they include processes
     # that left the container's process tree (daemons that double-forked).
     cpu_total = counted["cpu_usec"] / 1e6 if "cpu_usec" in counted else cpu_total
@@ -360,7 +352,7 @@ def _stats_sample(c: Container) -> dict[str, Any]:
     return {
         "read": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z",
         "preread": "0001-01-01T00:00:00Z",
-        "id": c.id, "name": c.record["Name"],
+        "id": c.id, "name": "/" + c.name,
         "pids_stats": {"current": pids, **({"limit": counted["pids_limit"]}
                                            if counted.get("pids_limit", -1) > 0 else {})},
         "cpu_stats": {"cpu_usage": {"total_usage": int(cpu_total * 1e9),

@@ -90,11 +90,11 @@ def register(router: Router, daemon: Any) -> None:
         exec_id = secrets.token_hex(32)
         with c.lock:
             c.execs[exec_id] = ExecInstance(exec_id, c.id, body)
-        daemon.containers._event(c, "exec_create: " + " ".join(map(str, cmd)), execID=exec_id)
+        daemon.containers.event(c, "exec_create: " + " ".join(map(str, cmd)), execID=exec_id)
         req.send_json({"Id": exec_id}, 201)
 
     def find(exec_id: str) -> ExecInstance:
-        inst = daemon.containers.exec_instance(exec_id)
+        inst: ExecInstance | None = daemon.containers.exec_instance(exec_id)
         if inst is None:
             raise NotFound(f"No such exec instance: {exec_id}")
         return inst

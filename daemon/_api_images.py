@@ -19,7 +19,8 @@ __all__ = ["register", "image_summary"]
 
 
 def _config(daemon: Any, image: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(daemon.store.blobs.read(image["config"]))  # type: ignore[no-any-return]
+    config: dict[str, Any] = json.loads(daemon.store.blobs.read(image["config"]))
+    return config
 
 
 def _size(image: dict[str, Any]) -> int:
@@ -96,11 +97,14 @@ def _push_progress_writer(out: Any) -> Any:
 
 
 def _human(n: int) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.3g}{unit}" if unit != "B" else f"{n}B"
-        n /= 1000  # type: ignore[assignment]
-    return f"{n}"
+    if n < 1000:
+        return f"{n}B"
+    size = float(n)
+    for unit in ("kB", "MB", "GB"):
+        size /= 1000
+        if size < 1000 or unit == "GB":
+            break
+    return f"{size:.3g}{unit}"
 
 
 def _error(out: Any, exc: BaseException) -> None:
@@ -116,7 +120,8 @@ def register(router: Router, daemon: Any) -> None:
 
     def find(name: str) -> dict[str, Any]:
         try:
-            return store.images.get(name)  # type: ignore[no-any-return]
+            image: dict[str, Any] = store.images.get(name)
+            return image
         except NotFound:
             raise NotFound(f"No such image: {name}") from None
         except ValueError:
@@ -207,7 +212,7 @@ def register(router: Router, daemon: Any) -> None:
     def remove(req: Request) -> None:
         name = req.params["name"]
         image = find(name)
-        users = [c for c in daemon.containers.all() if c.record.get("Image") == image["id"]]
+        users = [c for c in daemon.containers.all() if c.record.image == image["id"]]
         by_id = name.startswith("sha256:") or image["id"].removeprefix("sha256:").startswith(name)
         # Docker: one name among several is only untagged, -f or not; and no -f deletes the
         # image of a running container.
@@ -298,7 +303,7 @@ def register(router: Router, daemon: Any) -> None:
     @router.route("POST", "/images/prune")
     def prune(req: Request) -> None:
         everything = "false" in [v.lower() for v in req.filters().get("dangling", [])]
-        used = {c.record.get("Image") for c in daemon.containers.all()}
+        used = {c.record.image for c in daemon.containers.all()}
         deleted = []
         for image in store.images.list():
             tagged = any("@" not in n for n in image.get("names", []))  # digests don't count

@@ -7,7 +7,7 @@ from typing import Any
 from rctr.core.errors import Conflict
 
 from ._http import HTTPError, Request, Router
-from ._networks import BUILTIN
+from ._network_records import BUILTIN
 
 __all__ = ["register"]
 
@@ -19,7 +19,7 @@ def register(router: Router, daemon: Any) -> None:
     def members(name: str) -> dict[str, dict[str, Any]]:
         out = {}
         for c in containers.all():
-            endpoint = (c.record["NetworkSettings"].get("Networks") or {}).get(name)
+            endpoint = (c.record.network_settings.get("Networks") or {}).get(name)
             if endpoint is None or (name in BUILTIN and not c.running()):
                 continue
             ip, prefix = endpoint.get("IPAddress") or "", endpoint.get("IPPrefixLen") or 0
@@ -28,7 +28,7 @@ def register(router: Router, daemon: Any) -> None:
         return out
 
     def users(name: str) -> list[str]:
-        return [c.name for c in containers.all() if name in (c.private.get("networks") or {})]
+        return [c.name for c in containers.all() if name in c.record.networks]
 
     def builtin(name: str) -> dict[str, Any]:
         return {"Name": name, "Id": name, "Created": "0001-01-01T00:00:00Z", "Scope": "local",
@@ -44,7 +44,8 @@ def register(router: Router, daemon: Any) -> None:
     def lookup(ref: str) -> dict[str, Any]:
         if ref in BUILTIN:
             return builtin(ref)
-        return networks.get(ref)  # type: ignore[no-any-return]
+        net: dict[str, Any] = networks.get(ref)
+        return net
 
     def view(net: dict[str, Any], with_members: bool = True) -> dict[str, Any]:
         return dict(net, Containers=members(net["Name"]) if with_members else {})

@@ -13,6 +13,7 @@ from rctr.core.cgroups import Delegation
 
 from ._http import API_VERSION, MIN_API_VERSION, Request, Router
 from ._logs import parse_time
+from ._record import Record
 
 __all__ = ["register"]
 
@@ -75,7 +76,7 @@ def register(router: Router, daemon: Any) -> None:
 
     @router.route("GET", "/info")
     def info(req: Request) -> None:
-        cs = [c for c in daemon.containers.all() if not c.private.get("placeholder")]
+        cs = [c for c in daemon.containers.all() if not c.record.placeholder]
         running = sum(1 for c in cs if c.running())
         uname = platform.uname()
         config = daemon.config
@@ -146,22 +147,26 @@ def register(router: Router, daemon: Any) -> None:
         images = [daemon.image_summary(i) for i in daemon.store.images.list()]
         containers = []
         for c in daemon.containers.all():
-            if c.private.get("placeholder"):
+            if c.record.placeholder:
                 continue
-            containers.append({"Id": c.id, "Names": [c.record["Name"]], "Image": c.record["Config"].get("Image"),
-                               "ImageID": c.record["Image"], "State": c.state.get("Status"),
-                               "Status": c.state.get("Status"), "SizeRw": 0, "SizeRootFs": 0,
-                               "Created": int(parse_time(c.record["Created"]) or 0), "Mounts": c.record["Mounts"],
-                               "Command": c.record["Path"], "Labels": c.record["Config"].get("Labels") or {}})
+            containers.append(_df_entry(c.record))
         volumes = []
         for v in daemon.volumes.list():
             users = sum(1 for c in daemon.containers.all()
-                        for m in c.record.get("Mounts", []) if m.get("Name") == v["Name"])
+                        for m in c.record.mounts if m.get("Name") == v["Name"])
             volumes.append({**v, "UsageData": {"Size": daemon.volumes.size(v["Name"]), "RefCount": users}})
         req.send_json({"LayersSize": sum(i["Size"] for i in images), "Images": images,
                        "Containers": containers, "Volumes": volumes, "BuildCache": []})
 
 
+
+
+def _df_entry(r: Record) -> dict[str, Any]:
+    """A container in ``GET /system/df``."""
+    return {"Id": r.id, "Names": ["/" + r.name], "Image": r.config.get("Image"),
+            "ImageID": r.image, "State": r.state.status.value, "Status": r.state.status.value,
+            "SizeRw": 0, "SizeRootFs": 0, "Created": int(parse_time(r.created) or 0),
+            "Mounts": r.mounts, "Command": r.path, "Labels": r.config.get("Labels") or {}}
 
 
 def _cgroup_version(delegation: Delegation | None) -> str:

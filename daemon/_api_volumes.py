@@ -14,7 +14,7 @@ def register(router: Router, daemon: Any) -> None:
 
     def users(name: str) -> list[str]:
         return [c.id for c in daemon.containers.all()
-                if any(m.get("Name") == name for m in c.record.get("Mounts", []))]
+                if any(m.get("Name") == name for m in c.record.mounts)]
 
     @router.route("GET", "/volumes")
     def list_volumes(req: Request) -> None:
@@ -49,6 +49,6 @@ def register(router: Router, daemon: Any) -> None:
     @router.route("POST", "/volumes/prune")
     def prune(req: Request) -> None:
         everything = "true" in [v.lower() for v in req.filters().get("all", [])]
-        in_use = {m.get("Name") for c in daemon.containers.all() for m in c.record.get("Mounts", [])}
+        in_use = {m.get("Name") for c in daemon.containers.all() for m in c.record.mounts}
         removed, space = volumes.prune({n for n in in_use if n}, everything)
         req.send_json({"VolumesDeleted": removed, "SpaceReclaimed": space})

@@ -35,7 +35,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, cast
 
 from rctr.core.errors import InvalidArgument, NotFound
 
@@ -210,7 +210,7 @@ class Tree:
         """
         pending = list(reversed(_parts(path)))
         stack: list[tuple[int, Parts]] = []
-        cur, parts = os.dup(self.root), ()
+        cur, parts = os.dup(self.root), cast(Parts, ())
         links = 0
         try:
             while pending:
@@ -237,7 +237,7 @@ class Tree:
                             os.close(old)
                         stack.clear()
                         os.close(cur)
-                        cur, parts = os.dup(self.root), ()
+                        cur, parts = os.dup(self.root), cast(Parts, ())
                     pending.extend(reversed([p for p in target.split("/") if p not in ("", ".")]))
                     continue
                 if pending and not stat.S_ISDIR(st.st_mode):
@@ -339,7 +339,7 @@ class _TarWriter:
             if not stat.S_ISREG(st.st_mode):
                 return
             info.size = st.st_size
-            self.tar.addfile(info, _Padded(rfd, st.st_size))  # type: ignore[arg-type]
+            self.tar.addfile(info, _Padded(rfd, st.st_size))
         finally:
             os.close(rfd)
 

@@ -27,8 +27,8 @@ from typing import Any, Callable
 from rctr.core.errors import RctrError
 
 from ._api_exec import exec_process
-from ._containers import Container
 from ._logs import format_time, parse_time
+from .containers import Container
 
 __all__ = ["Check", "HealthMonitor", "ProbeResult", "apply_result", "exec_probe"]
 
@@ -131,25 +131,24 @@ class HealthMonitor:
     @classmethod
     def for_daemon(cls, daemon: Any) -> HealthMonitor:
         containers = daemon.containers
-        monitor = cls(lambda c, check: exec_probe(daemon, c, check), containers._save,
-                      lambda c, action: containers._event(c, action))
+        monitor = cls(lambda c, check: exec_probe(daemon, c, check), containers.save,
+                      lambda c, action: containers.event(c, action))
         containers.start_hooks.append(monitor.on_start)
         containers.exit_hooks.append(monitor.on_exit)
         return monitor
 
     def on_start(self, c: Container) -> None:
-        check = Check.from_config(c.record["Config"].get("Healthcheck"), c.record["Config"].get("Shell"))
+        check = Check.from_config(c.record.config.get("Healthcheck"), c.record.config.get("Shell"))
         self.on_exit(c)
         if check is None:
             return
         with c.lock:
-            started = c.state.get("StartedAt")
-            health = c.private.get("health")
-            if health is None or c.private.get("health_run") != started:
+            started = c.state.started_at
+            health = c.state.health
+            if health is None or c.state.health_run != started:
                 # A new run: starting again, the log of earlier runs kept (as moby does).
-                health = {**new_health(), "Log": (health or {}).get("Log", [])}
-                c.private["health"] = health
-                c.private["health_run"] = started
+                c.state.health = {**new_health(), "Log": (health or {}).get("Log", [])}
+                c.state.health_run = started
                 self._save(c)
         stop = threading.Event()
         with self._lock:
@@ -185,7 +184,9 @@ class HealthMonitor:
         with c.lock:
             if c.removed or not c.running() or stop.is_set():
                 return
-            health = c.private.setdefault("health", new_health())
+            if c.state.health is None:
+                c.state.health = new_health()
+            health = c.state.health
             changed = apply_result(health, result, check.retries,
                                    self._in_start_period(c, check, result.start_ns / 1e9))
             status = health["Status"]
@@ -195,14 +196,14 @@ class HealthMonitor:
 
     @staticmethod
     def _in_start_period(c: Container, check: Check, at: float) -> bool:
-        started = parse_time(c.state.get("StartedAt")) or 0.0
+        started = parse_time(c.state.started_at) or 0.0
         return at - started < check.start_period
 
     def _interval(self, c: Container, check: Check) -> float:
         # moby: StartInterval applies while starting, inside the start period.
         if check.start_period and self._in_start_period(c, check, time.time()):
             with c.lock:
-                if (c.private.get("health") or {}).get("Status") == STARTING:
+                if (c.state.health or {}).get("Status") == STARTING:
                     return check.start_interval
         return check.interval
 
@@ -217,8 +218,8 @@ def exec_probe(daemon: Any, c: Container, check: Check) -> ProbeResult:
     pid_file = os.path.join(shim_dir, f"health-{token}.pid")
     # Every probe is an exec to Docker, with its events (`docker events` shows them).
     exec_id, cmd = secrets.token_hex(32), " ".join(check.argv)
-    daemon.containers._event(c, f"exec_create: {cmd}", execID=exec_id)
-    daemon.containers._event(c, f"exec_start: {cmd}", execID=exec_id)
+    daemon.containers.event(c, f"exec_create: {cmd}", execID=exec_id)
+    daemon.containers.event(c, f"exec_start: {cmd}", execID=exec_id)
     try:
         result = _run_probe(daemon, c, check, start, process_file, pid_file)
     finally:
@@ -227,7 +228,7 @@ def exec_probe(daemon: Any, c: Container, check: Check) -> ProbeResult:
                 os.unlink(path)
             except OSError:
                 pass
-    daemon.containers._event(c, "exec_die", execID=exec_id, exitCode=str(result.exit_code))
+    daemon.containers.event(c, "exec_die", execID=exec_id, exitCode=str(result.exit_code))
     return result
 
 

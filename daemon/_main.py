@@ -27,8 +27,8 @@ from rctr.core import cgroups
 from rctr.core.config import LOG_LEVELS, RUNTIMES, Config, load_config
 from rctr.core.errors import EX_CONFIG, RctrError, Unavailable
 
-from . import _network
-from ._containers import Containers
+from . import _container_network
+from .containers import Containers
 from ._events import Events
 from ._http import APIServer, Router
 from ._paths import DaemonPaths
@@ -173,7 +173,7 @@ def settings(args: argparse.Namespace, env: Mapping[str, str]) -> Config:
         raise config.invalid("storage_driver", f"unknown storage driver {config.storage_driver!r}",
                              f"use one of {', '.join(DRIVERS)}")
     if config.network is not None:
-        problem = _network.check_default(config.network)
+        problem = _container_network.check_default(config.network)
         if problem:
             raise config.invalid("network", f"default network: {problem}",
                                  "use slirp4netns[:OPTIONS], pasta[:ARGS], none, host or the "

@@ -107,7 +107,7 @@ def make_bind_source(m: dict[str, Any]) -> None:
             os.makedirs(m["Source"], mode=0o755)
         except OSError as exc:
             raise InvalidArgument(f"error while creating mount source path '{m['Source']}': "
-                                  f"mkdir {exc.filename}: {exc.strerror.lower()}") from None
+                                  f"mkdir {exc.filename}: {(exc.strerror or '').lower()}") from None
 
 
 def to_oci(mounts: list[dict[str, Any]]) -> list[dict[str, Any]]:

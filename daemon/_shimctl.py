@@ -107,7 +107,8 @@ class Shim:
     def exit_status(self) -> dict[str, Any] | None:
         try:
             with open(self.path("exit.json")) as f:
-                return json.load(f)  # type: ignore[no-any-return]
+                status: dict[str, Any] = json.load(f)
+                return status
         except (OSError, ValueError):
             return None
 

@@ -21,6 +21,8 @@ from rctr.core.cgroups import CPU_PERIOD
 from rctr.core.errors import InvalidArgument
 from rctr.core.securejoin import secure_join
 
+from ._record import Record
+
 __all__ = ["build_spec", "check_config", "DEFAULT_CAPS", "DEFAULT_SHM_SIZE", "resolve_user",
            "command_of", "env_of", "user_names", "resources_of"]
 
@@ -280,11 +282,11 @@ def _custom_seccomp(text: str, caps: list[str]) -> dict[str, Any]:
         if profile.get(key) is not None:
             out[key] = profile[key]
     for rule in profile.get("syscalls") or []:
-        inc, exc = rule.get("includes") or {}, rule.get("excludes") or {}
+        inc, excl = rule.get("includes") or {}, rule.get("excludes") or {}
         if not all(c in caps for c in inc.get("caps") or []) \
-                or any(c in caps for c in exc.get("caps") or []) \
+                or any(c in caps for c in excl.get("caps") or []) \
                 or (inc.get("arches") and goarch not in inc["arches"]) \
-                or goarch in (exc.get("arches") or []):
+                or goarch in (excl.get("arches") or []):
             continue
         names = rule.get("names") or ([rule["name"]] if rule.get("name") else [])
         oci = {"names": names, "action": rule.get("action")}
@@ -364,24 +366,23 @@ def resources_of(host: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def build_spec(record: dict[str, Any], image_config: dict[str, Any], rootfs: str,
+def build_spec(record: Record, image_config: dict[str, Any], rootfs: str,
                files: dict[str, str], mounts: list[dict[str, Any]],
                init_path: str | None = None, cgroups_path: str = "",
                resources: dict[str, Any] | None = None,
                netns: str | None = None) -> dict[str, Any]:
-    """The config.json of ``record`` (an inspect-shaped container record).
+    """The config.json of the container ``record``.
 
     ``files`` names the per-container hostname, hosts and resolv.conf;
     ``mounts`` are volume, bind and tmpfs mounts already resolved to OCI form;
     ``cgroups_path`` (OCI ``linux.cgroupsPath``) and ``resources`` are given when the
     container gets a cgroup of its own.
     """
-    config, host = record["Config"], record["HostConfig"]
+    config, host = record.config, record.host_config
     privileged = bool(host.get("Privileged"))
     uid, gid, extra, home = resolve_user(rootfs, config.get("User") or "")
     caps = capabilities(host)
-    args = list(record["Args"])
-    args.insert(0, record["Path"])
+    args = [record.path, *record.args]
     if host.get("Init"):
         if not init_path:
             raise InvalidArgument("--init: no init binary on the daemon's PATH",

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import threading
 import time
+from builtins import list as List  # Volumes.list shadows the builtin in annotations
 from typing import Any
 
 from rctr.core.atomic import write_json_atomic
@@ -72,7 +73,8 @@ class Volumes:
             raise NotFound(f"get {name}: no such volume")
         try:
             with open(self._meta(name)) as f:
-                return json.load(f)  # type: ignore[no-any-return]
+                meta: dict[str, Any] = json.load(f)
+                return meta
         except FileNotFoundError:
             raise NotFound(f"get {name}: no such volume") from None
 
@@ -115,7 +117,7 @@ class Volumes:
             meta["Initialised"] = True
             write_json_atomic(self._meta(name), meta, 0o600)
 
-    def remove(self, name: str, in_use_by: list[str] | None = None, force: bool = False) -> None:
+    def remove(self, name: str, in_use_by: List[str] | None = None, force: bool = False) -> None:
         self._read(name)
         if in_use_by and not force:
             raise Conflict(f"remove {name}: volume is in use - [{', '.join(in_use_by)}]")
@@ -123,7 +125,7 @@ class Volumes:
             shutil.rmtree(os.path.join(self.root, name), ignore_errors=True)
         self._emit("destroy", name)
 
-    def prune(self, in_use: set[str], all_volumes: bool = False) -> tuple[list[str], int]:
+    def prune(self, in_use: set[str], all_volumes: bool = False) -> tuple[List[str], int]:
         removed, space = [], 0
         for vol in self.list():
             name = vol["Name"]

@@ -16,7 +16,7 @@ import pytest
 from rctr.core.config import DEFAULT_SOURCE, Config, config_path, load_config, parse_config
 from rctr.core.errors import InvalidArgument, Unavailable
 from rctr.daemon._main import activation_socket, parser, settings
-from rctr.daemon._network import resolve_default
+from rctr.daemon._container_network import resolve_default
 from rctr.storage import RegistryClient
 from rctr.storage._reference import parse_reference
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from rctr.daemon._containers import Container
+from rctr.daemon.containers import Container
 from rctr.daemon._health import (
     Check,
     HealthMonitor,
@@ -18,6 +18,7 @@ from rctr.daemon._health import (
     new_health,
 )
 from rctr.daemon._logs import format_time
+from rctr.daemon._record import Record, State, Status
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -140,13 +141,14 @@ class Fake:
 
 
 def container(interval_ns: int = 20_000_000, retries: int = 2, **extra: Any) -> Container:
-    return Container({
-        "Id": "c" * 64, "Name": "/c",
-        "State": {"Status": "running", "Running": True, "StartedAt": format_time()},
-        "Config": {"Healthcheck": {"Test": ["CMD", "check"], "Interval": interval_ns,
-                                   "Retries": retries, **extra}},
-        "_rctr": {},
-    })
+    return Container(Record(
+        id="c" * 64, name="c", state=State(Status.RUNNING, started_at=format_time()),
+        config={"Healthcheck": {"Test": ["CMD", "check"], "Interval": interval_ns,
+                                "Retries": retries, **extra}}))
+
+
+def health_status(c: Container) -> Any:
+    return (c.state.health or {}).get("Status")
 
 
 def test_monitor_reports_changes_once() -> None:
@@ -154,7 +156,7 @@ def test_monitor_reports_changes_once() -> None:
     monitor = HealthMonitor(fake.probe, fake.save, fake.emit)
     c = container()
     monitor.on_start(c)
-    assert c.private["health"]["Status"] == "starting"
+    assert health_status(c) == "starting"
     fake.wait(lambda: len(fake.events) == 3)
     monitor.on_exit(c)
     assert fake.events == ["health_status: healthy", "health_status: unhealthy",
@@ -168,7 +170,7 @@ def test_exit_stops_probing() -> None:
     c = container()
     monitor.on_start(c)
     fake.wait(lambda: fake.calls >= 2)
-    c.state["Running"] = False
+    c.state.status = Status.EXITED
     monitor.on_exit(c)
     fake.wait(lambda: not monitor.running())
     calls = fake.calls
@@ -180,9 +182,9 @@ def test_no_thread_without_a_check() -> None:
     fake = Fake([])
     monitor = HealthMonitor(fake.probe, fake.save, fake.emit)
     c = container()
-    c.record["Config"]["Healthcheck"] = {"Test": ["NONE"]}
+    c.record.config["Healthcheck"] = {"Test": ["NONE"]}
     monitor.on_start(c)
-    assert monitor.running() == [] and "health" not in c.private
+    assert monitor.running() == [] and c.state.health is None
 
 
 def test_a_new_run_starts_over_but_readoption_resumes() -> None:
@@ -196,13 +198,13 @@ def test_a_new_run_starts_over_but_readoption_resumes() -> None:
     # The daemon restarted and re-adopted the same run: the status stays.
     again = Container(c.record)
     monitor.on_start(again)
-    assert again.private["health"]["Status"] == "unhealthy"
+    assert health_status(again) == "unhealthy"
     monitor.on_exit(again)
     # A new start (a new StartedAt) is a new run: starting, streak 0, old log kept.
     time.sleep(0.001)
-    again.state["StartedAt"] = format_time()
+    again.state.started_at = format_time()
     monitor.on_start(again)
-    health = again.private["health"]
+    health = again.state.health or {}
     assert (health["Status"], health["FailingStreak"]) == ("starting", 0)
     assert len(health["Log"]) >= 2
     monitor.on_exit(again)
@@ -218,7 +220,7 @@ def test_start_period_uses_start_interval() -> None:
     monitor.on_start(c)
     fake.wait(lambda: fake.calls >= 3)
     monitor.on_exit(c)
-    assert c.private["health"]["Status"] == "starting"
+    assert health_status(c) == "starting"
     assert fake.events == []
 
 
@@ -235,8 +237,8 @@ def test_a_result_after_the_exit_is_dropped() -> None:
     c = container()
     monitor.on_start(c)
     fake.wait(lambda: fake.calls == 1)
-    c.state["Running"] = False
+    c.state.status = Status.EXITED
     monitor.on_exit(c)
     gate.set()
     fake.wait(lambda: not monitor.running())
-    assert c.private["health"]["Status"] == "starting" and fake.events == []
+    assert health_status(c) == "starting" and fake.events == []

@@ -1,12 +1,13 @@
-"""daemon/_networks.py: network records, subnets and addresses (no host networking)."""
+"""daemon/_network_records.py: network records, subnets and addresses (no host networking)."""
 
 from __future__ import annotations
 
 import pytest
 
 from rctr.core.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
-from rctr.daemon._network import empty_settings, hosts_line, network_name
-from rctr.daemon._networks import Networks, bridge_name
+from rctr.daemon._container_network import empty_settings, hosts_line, network_name
+from rctr.daemon._network_records import Networks, bridge_name
+from rctr.daemon._record import Endpoint, Record
 
 
 def test_create_get_remove(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -65,11 +66,11 @@ def test_names_and_settings() -> None:
     assert bridge_name("0123456789abcdef") == "rctr-01234567"
     assert network_name(None) == "bridge" and network_name("pasta") == "pasta"
     assert network_name("container:x") is None and network_name("front") == "front"
-    s = empty_settings("default", {"front": {"NetworkID": "abc", "Aliases": ["svc"]}})
+    s = empty_settings("default", {"front": Endpoint("abc", ["svc"])})
     assert set(s["Networks"]) == {"bridge", "front"}
     assert s["Networks"]["front"]["Aliases"] == ["svc"] and s["Ports"] == {}
-    record = {"Name": "/api", "Config": {"Hostname": "abc123"},
-              "NetworkSettings": {"Networks": {"front": {"IPAddress": "10.89.1.2",
-                                                         "Aliases": ["svc", "api"]}}}}
+    record = Record(id="a" * 64, name="api", config={"Hostname": "abc123"},
+                    network_settings={"Networks": {"front": {"IPAddress": "10.89.1.2",
+                                                             "Aliases": ["svc", "api"]}}})
     assert hosts_line(record, "front") == ("10.89.1.2", "api svc abc123")
     assert hosts_line(record, "back") is None

@@ -22,6 +22,8 @@ from typing import Any, Callable
 from rctr import netstack
 from rctr.core.errors import Conflict, InvalidArgument, NotFound
 
+from ._record import Endpoint, Record
+
 __all__ = ["check", "check_default", "resolve_default", "network_name", "plan", "write_files",
            "settings", "cleared", "NetPlan", "empty_settings"]
 
@@ -88,14 +90,13 @@ def network_name(mode_value: str | None) -> str | None:
 
 
 def empty_settings(mode_value: str | None,
-                   user_networks: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """``NetworkSettings`` with no addresses; ``user_networks``: name -> endpoint settings
-    (``Aliases``, ``NetworkID``) of the user networks the container is on."""
+                   user_networks: dict[str, Endpoint] | None = None) -> dict[str, Any]:
+    """``NetworkSettings`` with no addresses; ``user_networks``: the container's endpoints
+    on the user networks it is on, by network name."""
     name = network_name(mode_value)
     networks = {name: _endpoint(name, "", 0, "")} if name else {}
     for net_name, wanted in (user_networks or {}).items():
-        networks[net_name] = _endpoint(str(wanted.get("NetworkID") or net_name), "", 0, "",
-                                       wanted.get("Aliases"))
+        networks[net_name] = _endpoint(wanted.network_id or net_name, "", 0, "", wanted.aliases)
     return {"Bridge": "", "SandboxID": "", "SandboxKey": "", "HairpinMode": False,
             "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "Ports": {},
             "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None, "EndpointID": "",
@@ -128,14 +129,14 @@ class NetPlan:
         self.peers: list[tuple[str, str]] = []  # (address, names) on the same user networks
 
 
-def plan(record: dict[str, Any], shim_dir: str, running: Callable[[str], dict[str, Any]],
+def plan(record: Record, shim_dir: str, running: Callable[[str], Record],
          links: list[dict[str, Any]] | None = None, infra: str = "") -> NetPlan:
     """The network for starting ``record``; ``running(ref)`` is another running container's
     record (for ``container:NAME``), or raises.  ``links``: the container's endpoints on
     user networks, addresses allocated (``{"network", "bridge", "gateway", "prefix",
     "ip", "ifname", "mtu", "aliases", "internal"}``)."""
-    host = record["HostConfig"]
-    mode = netstack.parse_mode(host.get("NetworkMode"))
+    host = record.host_config
+    mode: dict[str, Any] = netstack.parse_mode(host.get("NetworkMode"))
     p = NetPlan(mode)
     p.links = list(links or [])
     if mode["kind"] == "network":
@@ -148,17 +149,17 @@ def plan(record: dict[str, Any], shim_dir: str, running: Callable[[str], dict[st
         return p
     if kind == "container":
         other = running(str(mode["target"]))
-        if other["Id"] == record["Id"]:
+        if other.id == record.id:
             raise InvalidArgument("cannot join a container's own network namespace")
-        p.netns = other["NetworkSettings"].get("SandboxKey") or None
-        theirs = other["NetworkSettings"]
+        theirs = other.network_settings
+        p.netns = theirs.get("SandboxKey") or None
         p.ip, p.prefix, p.gateway = theirs.get("IPAddress", ""), theirs.get("IPPrefixLen", 0), \
             theirs.get("Gateway", "")
-        p.files_of = {"hosts": other["HostsPath"], "resolv.conf": other["ResolvConfPath"]}
+        p.files_of = {"hosts": other.hosts_path, "resolv.conf": other.resolv_conf_path}
         return p
     p.netns = os.path.join(shim_dir, "netns")
     mappings = netstack.mappings_of(host.get("PortBindings"), bool(host.get("PublishAllPorts")),
-                                    record["Config"].get("ExposedPorts"))
+                                    record.config.get("ExposedPorts"))
     if kind == "none":
         mappings = []
     netstack.check_unprivileged(mappings)
@@ -168,12 +169,12 @@ def plan(record: dict[str, Any], shim_dir: str, running: Callable[[str], dict[st
         p.shim["infra"] = infra
         p.shim["links"] = shim_links(p.links)
     if kind == "slirp4netns":
-        addrs = netstack.slirp_addresses(str(mode["options"]["cidr"]))
-        p.ip, p.prefix, p.gateway = str(addrs["ip"]), int(addrs["prefix"]), str(addrs["gateway"])  # type: ignore[call-overload]
+        addrs: dict[str, Any] = netstack.slirp_addresses(str(mode["options"]["cidr"]))
+        p.ip, p.prefix, p.gateway = str(addrs["ip"]), int(addrs["prefix"]), str(addrs["gateway"])
         p.dns = [str(addrs["dns"])]
     elif kind == "pasta":
-        route = netstack.default_route() or {}
-        p.ip, p.prefix = str(route.get("ip") or ""), int(route.get("prefix") or 0)  # type: ignore[call-overload]
+        route: dict[str, Any] = netstack.default_route() or {}
+        p.ip, p.prefix = str(route.get("ip") or ""), int(route.get("prefix") or 0)
         p.gateway = str(route.get("gateway") or "")
         p.dns = _nameservers(_read("/etc/resolv.conf").splitlines())
         if not p.dns and "--dns-forward" not in p.shim["args"]:
@@ -187,9 +188,9 @@ def shim_links(links: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: link[k] for k in netstack.LINK_FIELDS} for link in links]
 
 
-def running_record(lookup: Callable[[str], Any]) -> Callable[[str], dict[str, Any]]:
+def running_record(lookup: Callable[[str], Any]) -> Callable[[str], Record]:
     """``plan``'s ``running`` from the daemon's container lookup."""
-    def get(ref: str) -> dict[str, Any]:
+    def get(ref: str) -> Record:
         try:
             other = lookup(ref)
         except NotFound:
@@ -197,26 +198,27 @@ def running_record(lookup: Callable[[str], Any]) -> Callable[[str], dict[str, An
         if not other.running():
             raise Conflict(f"cannot join the network of a container that is not running: {ref}",
                            hint=f"start it first (rctr start {ref})")
-        return other.record  # type: ignore[no-any-return]
+        record: Record = other.record
+        return record
     return get
 
 
 # -- files -----------------------------------------------------------------------------------
 
-def write_files(record: dict[str, Any], p: NetPlan) -> None:
+def write_files(record: Record, p: NetPlan) -> None:
     """``/etc/hostname``, ``/etc/hosts`` and ``/etc/resolv.conf`` for this start."""
-    config, host = record["Config"], record["HostConfig"]
-    hostname = config.get("Hostname") or record["Id"][:12]
-    name = record["Name"].lstrip("/")
-    _write(record["HostnamePath"], hostname + "\n")
+    config, host = record.config, record.host_config
+    hostname = config.get("Hostname") or record.id[:12]
+    name = record.name
+    _write(record.hostname_path, hostname + "\n")
     if p.files_of is not None:
         hosts, resolv = _read(p.files_of["hosts"]), _read(p.files_of["resolv.conf"])
     else:
         hosts = _hosts(p, hostname, name, host.get("ExtraHosts") or [])
         resolv = _resolv(p, host.get("Dns") or [], host.get("DnsSearch") or [],
                          host.get("DnsOptions") or [])
-    _write(record["HostsPath"], hosts)
-    _write(record["ResolvConfPath"], resolv)
+    _write(record.hosts_path, hosts)
+    _write(record.resolv_conf_path, resolv)
 
 
 def _hosts(p: NetPlan, hostname: str, name: str, extra: list[str]) -> str:
@@ -242,9 +244,9 @@ def _peer_lines(peers: list[tuple[str, str]]) -> str:
     return "".join(f"{addr}\t{names}{_PEER}\n" for addr, names in peers)
 
 
-def rewrite_peers(record: dict[str, Any], peers: list[tuple[str, str]]) -> None:
+def rewrite_peers(record: Record, peers: list[tuple[str, str]]) -> None:
     """Replace the peer lines of a running container's /etc/hosts (in place: bind-mounted)."""
-    with open(record["HostsPath"], "r+") as f:
+    with open(record.hosts_path, "r+") as f:
         kept = [ln for ln in f.read().splitlines(keepends=True) if not ln.rstrip().endswith(_PEER.strip())]
         f.seek(0)
         f.write("".join(kept) + _peer_lines(peers))
@@ -301,14 +303,14 @@ def _write(path: str, text: str) -> None:
 
 # -- reporting ---------------------------------------------------------------------------------
 
-def settings(record: dict[str, Any], p: NetPlan, reply: dict[str, Any] | None) -> dict[str, Any]:
+def settings(record: Record, p: NetPlan, reply: dict[str, Any] | None) -> dict[str, Any]:
     """``NetworkSettings`` of a started container (``reply``: the shim's ``network``)."""
-    users = record["_rctr"].get("networks") or {}
-    out = empty_settings(record["HostConfig"].get("NetworkMode"), users)
+    users = record.networks
+    out = empty_settings(record.host_config.get("NetworkMode"), users)
     out.update({"SandboxKey": p.netns or "", "IPAddress": p.ip, "IPPrefixLen": p.prefix,
                 "Gateway": p.gateway})
     mappings = list((reply or {}).get("ports") or [])
-    out["Ports"] = netstack.docker_ports(mappings, record["Config"].get("ExposedPorts")) \
+    out["Ports"] = netstack.docker_ports(mappings, record.config.get("ExposedPorts")) \
         if p.mode["kind"] not in ("host", "container") else {}
     by_name = {link["network"]: link for link in p.links}
     for name, endpoint in out["Networks"].items():
@@ -316,7 +318,7 @@ def settings(record: dict[str, Any], p: NetPlan, reply: dict[str, Any] | None) -
         if link is not None:
             endpoint.update({"IPAddress": link["ip"], "IPPrefixLen": link["prefix"],
                              "Gateway": link["gateway"], "NetworkID": link["network_id"],
-                             "Aliases": (users.get(name) or {}).get("Aliases") or None})
+                             "Aliases": users[name].aliases or None if name in users else None})
         elif name not in users:
             endpoint.update(_endpoint(name, p.ip, p.prefix, p.gateway))
     if p.mode.get("name") and p.links:  # on a user network, its address is the container's
@@ -326,19 +328,17 @@ def settings(record: dict[str, Any], p: NetPlan, reply: dict[str, Any] | None) -
     return out
 
 
-def cleared(record: dict[str, Any]) -> dict[str, Any]:
+def cleared(record: Record) -> dict[str, Any]:
     """``NetworkSettings`` once the container stopped: no ports, no addresses."""
-    return empty_settings(record["HostConfig"].get("NetworkMode"),
-                          record["_rctr"].get("networks"))
+    return empty_settings(record.host_config.get("NetworkMode"), record.networks)
 
 
-def hosts_line(record: dict[str, Any], network: str) -> tuple[str, str] | None:
+def hosts_line(record: Record, network: str) -> tuple[str, str] | None:
     """(address, names) of a running container on ``network``, for its peers' /etc/hosts:
     its name, its aliases there and its hostname."""
-    endpoint = (record["NetworkSettings"].get("Networks") or {}).get(network) or {}
+    endpoint = (record.network_settings.get("Networks") or {}).get(network) or {}
     if not endpoint.get("IPAddress"):
         return None
-    names = [record["Name"].lstrip("/"), *(endpoint.get("Aliases") or []),
-             record["Config"].get("Hostname") or ""]
+    names = [record.name, *(endpoint.get("Aliases") or []), record.config.get("Hostname") or ""]
     unique = list(dict.fromkeys(n for n in names if n))
     return endpoint["IPAddress"], " ".join(unique)

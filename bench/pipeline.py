@@ -482,7 +482,7 @@ def profile(run: Runner, n: int, rundir: Path) -> dict[str, Any]:
         "shim (before shim.pid)": _importtime(run, ["-c", shim_import]),
         "creator (rctr.rootless)": _importtime(run, ["-c", "import rctr.rootless"]),
         "daemon (rctr.daemon + Daemon)": _importtime(run, ["-c", "import rctr.daemon._main, rctr.storage, "
-                                                           "rctr.daemon._containers, rctr.daemon._api_containers, "
+                                                           "rctr.daemon.containers, rctr.daemon._api_containers, "
                                                            "rctr.daemon._api_images, rctr.daemon._api_exec"]),
     }
     _, out = run.run([PY, "-c", _API, str(rundir / "rctr" / "rctr.sock"), RCTR_IMAGE, str(n),

@@ -31,9 +31,18 @@ def helper_of(rc: RctrUser, cid: str, name: str) -> psutil.Process:
     """The named helper process under the container's shim."""
     shim = psutil.Process(shim_pid(rc, cid))
     names = ("pasta", "passt", "passt.avx2") if name == "pasta" else (name,)
-    found = [p for p in shim.children(recursive=True) if p.name() in names]
+    found = [p for p in shim.children(recursive=True) if _name_of(p) in names]
     assert len(found) == 1, f"{name} under shim {shim.pid}: {found}"
     return found[0]
+
+
+def _name_of(proc: psutil.Process) -> str | None:
+    """A child's name, or None for one that exited since it was listed (pasta's
+    start-up leaves short-lived children under the shim)."""
+    try:
+        return proc.name()
+    except psutil.NoSuchProcess:
+        return None
 
 
 def stopped_with(rc: RctrUser, name: str, words: str) -> dict:

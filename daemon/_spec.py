@@ -379,9 +379,33 @@ def build_spec(record: Record, image_config: dict[str, Any], rootfs: str,
     container gets a cgroup of its own.
     """
     config, host = record.config, record.host_config
-    privileged = bool(host.get("Privileged"))
-    uid, gid, extra, home = resolve_user(rootfs, config.get("User") or "")
     caps = capabilities(host)
+    process = _process(record, image_config, rootfs, caps, init_path)
+    namespaces = _namespaces(host, netns)
+    sys_mount = _sys_mount(namespaces, bool(host.get("Privileged")))
+    if cgroups_path:
+        # Docker's private cgroup namespace (its default on cgroup v2): the container
+        # sees its own cgroup as / and a read-only cgroup2 of it at /sys/fs/cgroup.
+        namespaces.append({"type": "cgroup"})
+    oci_mounts = _mounts(host, sys_mount, files, mounts, init_path, bool(cgroups_path))
+    spec: dict[str, Any] = {
+        "ociVersion": "1.0.2",
+        "process": process,
+        "root": {"path": rootfs, "readonly": bool(host.get("ReadonlyRootfs"))},
+        "hostname": config.get("Hostname") or "",
+        "mounts": oci_mounts,
+        "linux": _linux(host, namespaces, caps, cgroups_path, resources),
+    }
+    if config.get("Domainname"):
+        spec["domainname"] = config["Domainname"]
+    return spec
+
+
+def _process(record: Record, image_config: dict[str, Any], rootfs: str, caps: list[str],
+             init_path: str | None) -> dict[str, Any]:
+    """The spec's ``process``: what runs, as whom, where, with what."""
+    config, host = record.config, record.host_config
+    uid, gid, extra, home = resolve_user(rootfs, config.get("User") or "")
     args = [record.path, *record.args]
     if host.get("Init"):
         if not init_path:
@@ -390,7 +414,7 @@ def build_spec(record: Record, image_config: dict[str, Any], rootfs: str,
         args = ["/sbin/docker-init", "--", *args]
     no_new_privs = _security_opts(host).get("no-new-privileges", "false") in ("", "true", "1")
     extra += [g for g in additional_groups(rootfs, host.get("GroupAdd") or []) if g not in extra]
-    process: dict[str, Any] = {
+    return {
         "terminal": bool(config.get("Tty")),
         "user": {"uid": uid, "gid": gid, "additionalGids": extra},
         "args": args,
@@ -400,6 +424,10 @@ def build_spec(record: Record, image_config: dict[str, Any], rootfs: str,
         "rlimits": _rlimits(host.get("Ulimits") or []),
         "noNewPrivileges": no_new_privs,
     }
+
+
+def _namespaces(host: dict[str, Any], netns: str | None) -> list[dict[str, str]]:
+    """The namespaces the runtime makes or joins (the user namespace is the shim's)."""
     namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
     network_mode = host.get("NetworkMode") or "none"
     if netns:
@@ -407,6 +435,11 @@ def build_spec(record: Record, image_config: dict[str, Any], rootfs: str,
         namespaces.append({"type": "network", "path": netns})
     elif network_mode != "host" and not network_mode.startswith("container:"):
         namespaces.append({"type": "network"})
+    return namespaces
+
+
+def _sys_mount(namespaces: list[dict[str, str]], privileged: bool) -> dict[str, Any]:
+    """/sys: a sysfs of the container's network namespace, or the host's bound."""
     sys_mount: dict[str, Any] = {"destination": "/sys", "type": "sysfs", "source": "sysfs",
                                  "options": ["nosuid", "noexec", "nodev", "ro"]}
     if not any(ns["type"] == "network" for ns in namespaces):
@@ -416,6 +449,13 @@ def build_spec(record: Record, image_config: dict[str, Any], rootfs: str,
     if privileged:
         # dockerd drops "ro" from /sys for --privileged (WithMounts in oci_linux.go).
         sys_mount["options"].remove("ro")
+    return sys_mount
+
+
+def _mounts(host: dict[str, Any], sys_mount: dict[str, Any], files: dict[str, str],
+            mounts: list[dict[str, Any]], init_path: str | None,
+            cgroupns: bool) -> list[dict[str, Any]]:
+    """Docker's standard mounts, then the request's, then the per-container files and init."""
     oci_mounts: list[dict[str, Any]] = [
         {"destination": "/proc", "type": "proc", "source": "proc"},
         {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
@@ -429,6 +469,9 @@ def build_spec(record: Record, image_config: dict[str, Any], rootfs: str,
          "options": ["nosuid", "noexec", "nodev"]},
         sys_mount,
     ]
+    if cgroupns:
+        oci_mounts.append({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+                           "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]})
     # Volumes and binds first: the per-container files go over them (a volume at /etc
     # still shows the container's hostname), as Docker orders them.
     oci_mounts += mounts
@@ -440,33 +483,20 @@ def build_spec(record: Record, image_config: dict[str, Any], rootfs: str,
     if host.get("Init") and init_path:
         oci_mounts.append({"destination": "/sbin/docker-init", "type": "bind", "source": init_path,
                            "options": ["rbind", "ro"]})
-    if cgroups_path:
-        # Docker's private cgroup namespace (its default on cgroup v2): the container
-        # sees its own cgroup as / and a read-only cgroup2 of it at /sys/fs/cgroup.
-        namespaces.append({"type": "cgroup"})
-        oci_mounts.insert(oci_mounts.index(sys_mount) + 1, {
-            "destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
-            "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]})
-    spec: dict[str, Any] = {
-        "ociVersion": "1.0.2",
-        "process": process,
-        "root": {"path": rootfs, "readonly": bool(host.get("ReadonlyRootfs"))},
-        "hostname": config.get("Hostname") or "",
-        "mounts": oci_mounts,
-        "linux": {
-            "namespaces": namespaces,
-            "sysctl": dict(host.get("Sysctls") or {}),
-        },
-    }
-    if config.get("Domainname"):
-        spec["domainname"] = config["Domainname"]
-    if not privileged:
-        spec["linux"]["maskedPaths"] = list(MASKED_PATHS)
-        spec["linux"]["readonlyPaths"] = list(READONLY_PATHS)
+    return oci_mounts
+
+
+def _linux(host: dict[str, Any], namespaces: list[dict[str, str]], caps: list[str],
+           cgroups_path: str, resources: dict[str, Any] | None) -> dict[str, Any]:
+    """The spec's ``linux``: namespaces, sysctls, masked paths, seccomp and the cgroup."""
+    linux_: dict[str, Any] = {"namespaces": namespaces, "sysctl": dict(host.get("Sysctls") or {})}
+    if not host.get("Privileged"):
+        linux_["maskedPaths"] = list(MASKED_PATHS)
+        linux_["readonlyPaths"] = list(READONLY_PATHS)
     profile = _seccomp(host, caps)
     if profile is not None:
-        spec["linux"]["seccomp"] = profile
+        linux_["seccomp"] = profile
     if cgroups_path:
-        spec["linux"]["cgroupsPath"] = cgroups_path
-        spec["linux"]["resources"] = resources
-    return spec
+        linux_["cgroupsPath"] = cgroups_path
+        linux_["resources"] = resources
+    return linux_

@@ -18,12 +18,12 @@ import select
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
+from rctr.core import launch
 from rctr.core.atomic import write_json_atomic
 from rctr.core.errors import FailedPrecondition, Unavailable
 from rctr.core.proc import Process
@@ -58,7 +58,7 @@ class Shim:
         kill: Callable[[], None] = self._kill_shim
         try:
             if zygote is None or not zygote.spawn(self.dir, wfd):
-                proc = _start_python(["-m", "rctr.shim", self.dir, "--ready-fd", str(wfd)], wfd)
+                proc = _start(launch.argv("shim", self.dir, "--ready-fd", str(wfd)), wfd)
                 kill = proc.kill
                 # The shim lives on by itself; reap it in the background if it ends under us.
                 _reap_later(proc)
@@ -220,8 +220,7 @@ class Zygote:
                 return True
             rfd, wfd = os.pipe2(os.O_CLOEXEC)
             try:
-                proc = _start_python(["-m", "rctr.shim", "--zygote", self.sock_path,
-                                      "--ready-fd", str(wfd)], wfd)
+                proc = _start(launch.argv("zygote", self.sock_path, "--ready-fd", str(wfd)), wfd)
             finally:
                 os.close(wfd)
             try:
@@ -283,10 +282,11 @@ def spawn_via(sock_path: str, state_dir: str, ready_fd: int, token: str,
     raise ZygoteRefused(str(answer.get("error", answer)))
 
 
-def _start_python(args: list[str], pass_fd: int) -> subprocess.Popen[bytes]:
-    """``python ARGS`` in its own session, with ``pass_fd`` and nothing else inherited."""
+def _start(argv: list[str], pass_fd: int) -> subprocess.Popen[bytes]:
+    """``argv`` (``launch.argv``'s) in its own session, with ``pass_fd`` and nothing else
+    inherited."""
     with open(os.devnull, "r+b") as null:
-        return subprocess.Popen([sys.executable, *args], stdin=null, stdout=null, stderr=null,
+        return subprocess.Popen(argv, stdin=null, stdout=null, stderr=null,
                                 pass_fds=(pass_fd,), cwd="/", start_new_session=True)
 
 

@@ -112,7 +112,8 @@ class Shim:
         except (OSError, ValueError):
             return None
 
-    def wait_exit(self, stop: Any = None, check: Callable[[], str | None] | None = None) -> dict[str, Any]:
+    def wait_exit(self, stop: threading.Event | None = None,
+                  check: Callable[[], str | None] | None = None) -> dict[str, Any]:
         """Block until the container exits; its exit record (synthesised if the shim died).
 
         ``check`` is asked about once a second while the container runs; a reason it gives
@@ -131,31 +132,45 @@ class Shim:
                 poller.register(fd, select.POLLHUP | select.POLLIN)
             while True:
                 status = self.exit_status()
+                if status is None:
+                    status = self._wait_fifo(fd, poller)
+                if status is None:
+                    status = self._given_up(stop, check)
                 if status is not None:
                     return status
-                if fd >= 0:
-                    events = poller.poll(1000)
-                    if events and any(ev & (select.POLLHUP | select.POLLERR) for _, ev in events):
-                        status = self.exit_status()
-                        if status is not None:
-                            return status
-                        time.sleep(0.05)
-                else:
-                    time.sleep(0.5)
-                if self.process() is None:
-                    status = self.exit_status()
-                    if status is not None:
-                        return status
-                    return {"exit_code": 255, "signal": None, "lost": True,
-                            "finished_at": format_time(), "error": "the shim died"}
-                if stop is not None and stop.is_set():
-                    return {"exit_code": -1, "interrupted": True}
-                reason = check() if check is not None else None
-                if reason:
-                    return {"broken": reason}
         finally:
             if fd >= 0:
                 os.close(fd)
+
+    def _wait_fifo(self, fd: int, poller: select.poll) -> dict[str, Any] | None:
+        """A second for the exit FIFO to close (half a second without one); the exit
+        record if it did."""
+        if fd < 0:
+            time.sleep(0.5)
+            return None
+        events = poller.poll(1000)
+        if events and any(ev & (select.POLLHUP | select.POLLERR) for _, ev in events):
+            status = self.exit_status()
+            if status is not None:
+                return status
+            time.sleep(0.05)
+        return None
+
+    def _given_up(self, stop: threading.Event | None,
+                  check: Callable[[], str | None] | None) -> dict[str, Any] | None:
+        """What ends a wait with no exit written: the shim died, a stop, a ``check``'s reason."""
+        if self.process() is None:
+            status = self.exit_status()
+            if status is not None:
+                return status
+            return {"exit_code": 255, "signal": None, "lost": True,
+                    "finished_at": format_time(), "error": "the shim died"}
+        if stop is not None and stop.is_set():
+            return {"exit_code": -1, "interrupted": True}
+        reason = check() if check is not None else None
+        if reason:
+            return {"broken": reason}
+        return None
 
     # -- talking to it -----------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import os
 import resource
 import signal
 import stat
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rctr.core import linux, seccomp
 from rctr.core.arch import go_arch
@@ -21,7 +21,10 @@ from rctr.core.cgroups import CPU_PERIOD
 from rctr.core.errors import InvalidArgument
 from rctr.core.securejoin import secure_join
 
-from ._record import Record
+from ._record import JSON, Record
+
+if TYPE_CHECKING:
+    from rctr.core import oci
 
 __all__ = ["build_spec", "check_config", "DEFAULT_CAPS", "DEFAULT_SHM_SIZE", "resolve_user",
            "command_of", "env_of", "user_names", "resources_of"]
@@ -235,7 +238,7 @@ ULIMITS = ("core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice
            "nproc", "rss", "rtprio", "rttime", "sigpending", "stack")
 
 
-def _rlimits(ulimits: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _rlimits(ulimits: list[JSON]) -> list[oci.Rlimit]:
     """The daemon's open-files limit raised to its hard limit, then the request's ``Ulimits``."""
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     limits = {"nofile": (hard, hard)}
@@ -308,7 +311,7 @@ def _security_opts(host: dict[str, Any]) -> dict[str, str]:
     return opts
 
 
-def _seccomp(host: dict[str, Any], caps: list[str]) -> dict[str, Any] | None:
+def _seccomp(host: JSON, caps: list[str]) -> oci.SeccompProfile | None:
     if host.get("Privileged"):
         return None
     value = _security_opts(host).get("seccomp", "")
@@ -366,11 +369,11 @@ def resources_of(host: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def build_spec(record: Record, image_config: dict[str, Any], rootfs: str,
-               files: dict[str, str], mounts: list[dict[str, Any]],
+def build_spec(record: Record, image_config: JSON, rootfs: str,
+               files: dict[str, str], mounts: list[oci.Mount],
                init_path: str | None = None, cgroups_path: str = "",
-               resources: dict[str, Any] | None = None,
-               netns: str | None = None) -> dict[str, Any]:
+               resources: oci.Resources | None = None,
+               netns: str | None = None) -> oci.Spec:
     """The config.json of the container ``record``.
 
     ``files`` names the per-container hostname, hosts and resolv.conf;
@@ -388,7 +391,7 @@ def build_spec(record: Record, image_config: dict[str, Any], rootfs: str,
         # sees its own cgroup as / and a read-only cgroup2 of it at /sys/fs/cgroup.
         namespaces.append({"type": "cgroup"})
     oci_mounts = _mounts(host, sys_mount, files, mounts, init_path, bool(cgroups_path))
-    spec: dict[str, Any] = {
+    spec: oci.Spec = {
         "ociVersion": "1.0.2",
         "process": process,
         "root": {"path": rootfs, "readonly": bool(host.get("ReadonlyRootfs"))},
@@ -401,8 +404,8 @@ def build_spec(record: Record, image_config: dict[str, Any], rootfs: str,
     return spec
 
 
-def _process(record: Record, image_config: dict[str, Any], rootfs: str, caps: list[str],
-             init_path: str | None) -> dict[str, Any]:
+def _process(record: Record, image_config: JSON, rootfs: str, caps: list[str],
+             init_path: str | None) -> oci.Process:
     """The spec's ``process``: what runs, as whom, where, with what."""
     config, host = record.config, record.host_config
     uid, gid, extra, home = resolve_user(rootfs, config.get("User") or "")
@@ -426,9 +429,9 @@ def _process(record: Record, image_config: dict[str, Any], rootfs: str, caps: li
     }
 
 
-def _namespaces(host: dict[str, Any], netns: str | None) -> list[dict[str, str]]:
+def _namespaces(host: JSON, netns: str | None) -> list[oci.Namespace]:
     """The namespaces the runtime makes or joins (the user namespace is the shim's)."""
-    namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
+    namespaces: list[oci.Namespace] = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
     network_mode = host.get("NetworkMode") or "none"
     if netns:
         # The shim makes the namespace (rctr.netstack); container:NAME joins NAME's.
@@ -438,9 +441,9 @@ def _namespaces(host: dict[str, Any], netns: str | None) -> list[dict[str, str]]
     return namespaces
 
 
-def _sys_mount(namespaces: list[dict[str, str]], privileged: bool) -> dict[str, Any]:
+def _sys_mount(namespaces: list[oci.Namespace], privileged: bool) -> oci.Mount:
     """/sys: a sysfs of the container's network namespace, or the host's bound."""
-    sys_mount: dict[str, Any] = {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+    sys_mount: oci.Mount = {"destination": "/sys", "type": "sysfs", "source": "sysfs",
                                  "options": ["nosuid", "noexec", "nodev", "ro"]}
     if not any(ns["type"] == "network" for ns in namespaces):
         # sysfs needs a network namespace of our own; bind the host's instead.
@@ -452,11 +455,10 @@ def _sys_mount(namespaces: list[dict[str, str]], privileged: bool) -> dict[str, 
     return sys_mount
 
 
-def _mounts(host: dict[str, Any], sys_mount: dict[str, Any], files: dict[str, str],
-            mounts: list[dict[str, Any]], init_path: str | None,
-            cgroupns: bool) -> list[dict[str, Any]]:
+def _mounts(host: JSON, sys_mount: oci.Mount, files: dict[str, str], mounts: list[oci.Mount],
+            init_path: str | None, cgroupns: bool) -> list[oci.Mount]:
     """Docker's standard mounts, then the request's, then the per-container files and init."""
-    oci_mounts: list[dict[str, Any]] = [
+    oci_mounts: list[oci.Mount] = [
         {"destination": "/proc", "type": "proc", "source": "proc"},
         {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
          "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
@@ -486,10 +488,10 @@ def _mounts(host: dict[str, Any], sys_mount: dict[str, Any], files: dict[str, st
     return oci_mounts
 
 
-def _linux(host: dict[str, Any], namespaces: list[dict[str, str]], caps: list[str],
-           cgroups_path: str, resources: dict[str, Any] | None) -> dict[str, Any]:
+def _linux(host: JSON, namespaces: list[oci.Namespace], caps: list[str], cgroups_path: str,
+           resources: oci.Resources | None) -> oci.Linux:
     """The spec's ``linux``: namespaces, sysctls, masked paths, seccomp and the cgroup."""
-    linux_: dict[str, Any] = {"namespaces": namespaces, "sysctl": dict(host.get("Sysctls") or {})}
+    linux_: oci.Linux = {"namespaces": namespaces, "sysctl": dict(host.get("Sysctls") or {})}
     if not host.get("Privileged"):
         linux_["maskedPaths"] = list(MASKED_PATHS)
         linux_["readonlyPaths"] = list(READONLY_PATHS)
@@ -498,5 +500,5 @@ def _linux(host: dict[str, Any], namespaces: list[dict[str, str]], caps: list[st
         linux_["seccomp"] = profile
     if cgroups_path:
         linux_["cgroupsPath"] = cgroups_path
-        linux_["resources"] = resources
+        linux_["resources"] = resources or {}  # given with cgroups_path (an object, not null)
     return linux_

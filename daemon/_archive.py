@@ -170,6 +170,51 @@ def split_request_path(path: str) -> tuple[str, str, bool]:
 # --------------------------------------------------------------------------
 
 
+class _Walk:
+    """Where a resolve is: a handle on the current directory, and on each one above it
+    that it came through (``..`` goes back to those, never above the root)."""
+
+    def __init__(self, root: int) -> None:
+        self.root = root
+        self.cur, self.parts = os.dup(root), cast(Parts, ())
+        self.parents: list[tuple[int, Parts]] = []
+
+    def down(self, fd: int, comp: str) -> None:
+        self.parents.append((self.cur, self.parts))
+        self.cur, self.parts = fd, self.parts + (comp,)
+
+    def up(self) -> None:
+        if self.parents:
+            os.close(self.cur)
+            self.cur, self.parts = self.parents.pop()
+
+    def restart(self) -> None:
+        """Back at the root, for an absolute symlink."""
+        self.drop_parents()
+        os.close(self.cur)
+        self.cur, self.parts = os.dup(self.root), cast(Parts, ())
+
+    def drop_parents(self) -> None:
+        for fd, _ in self.parents:
+            os.close(fd)
+        self.parents.clear()
+
+    def close(self) -> None:
+        os.close(self.cur)
+        self.drop_parents()
+
+
+def _read_link(fd: int, links: int, path: str) -> str:
+    """The text of the symlink ``fd`` (closed), the ``links``-th met resolving ``path``."""
+    try:
+        target = os.readlink("", dir_fd=fd)
+    finally:
+        os.close(fd)
+    if links > _MAX_LINKS:
+        raise OSError(errno.ELOOP, "too many levels of symbolic links", path)
+    return target
+
+
 class Tree:
     """The container's filesystem as the container sees it: rootfs plus mounts."""
 
@@ -209,51 +254,37 @@ class Tree:
         (or NotADirectoryError through a file); the caller closes the entry.
         """
         pending = list(reversed(_parts(path)))
-        stack: list[tuple[int, Parts]] = []
-        cur, parts = os.dup(self.root), cast(Parts, ())
+        walk = _Walk(self.root)
         links = 0
         try:
             while pending:
                 comp = pending.pop()
                 if comp == "..":
-                    if stack:
-                        os.close(cur)
-                        cur, parts = stack.pop()
+                    walk.up()
                     continue
                 try:
-                    fd = self.open_child(cur, parts, comp)
+                    fd = self.open_child(walk.cur, walk.parts, comp)
                 except FileNotFoundError:
-                    raise NotFound(f"no such file or directory: {_container_path(parts + (comp,))}"
-                                   ) from None
+                    raise NotFound("no such file or directory: "
+                                   f"{_container_path(walk.parts + (comp,))}") from None
                 st = os.fstat(fd)
                 if stat.S_ISLNK(st.st_mode) and (pending or follow):
                     links += 1
-                    target = os.readlink("", dir_fd=fd)
-                    os.close(fd)
-                    if links > _MAX_LINKS:
-                        raise OSError(errno.ELOOP, "too many levels of symbolic links", path)
+                    target = _read_link(fd, links, path)
                     if target.startswith("/"):
-                        for old, _ in stack:
-                            os.close(old)
-                        stack.clear()
-                        os.close(cur)
-                        cur, parts = os.dup(self.root), cast(Parts, ())
-                    pending.extend(reversed([p for p in target.split("/") if p not in ("", ".")]))
+                        walk.restart()
+                    pending.extend(reversed(_parts(target)))
                     continue
                 if pending and not stat.S_ISDIR(st.st_mode):
                     os.close(fd)
                     raise NotADirectoryError(errno.ENOTDIR, "not a directory",
-                                             _container_path(parts + (comp,)))
-                stack.append((cur, parts))
-                cur, parts = fd, parts + (comp,)
+                                             _container_path(walk.parts + (comp,)))
+                walk.down(fd, comp)
         except BaseException:
-            os.close(cur)
-            for old, _ in stack:
-                os.close(old)
+            walk.close()
             raise
-        for old, _ in stack:
-            os.close(old)
-        return Entry(cur, parts, self.mount_of(parts))
+        walk.drop_parents()
+        return Entry(walk.cur, walk.parts, self.mount_of(walk.parts))
 
     def link_target(self, entry: Entry) -> str:
         """For a symlink entry, the container path it leads to (dockerd's ``linkTarget``)."""
@@ -497,37 +528,13 @@ def prepare_upload(stream: IO[bytes], upload: Upload, *, copy_ids: bool,
         with tarfile.open(fileobj=stream, mode="r|*") as tar:
             for member in tar:
                 rel = _name(member.name, "name")
-                if member.ischr() or member.isblk():
-                    upload.devices_skipped += 1
+                if not _copied(member, upload):
                     continue
-                if not (member.isreg() or member.isdir() or member.issym() or member.islnk()
-                        or member.isfifo()):
-                    continue
-                part, name = upload.route(rel)
-                if member.islnk():
-                    lpart, lname = upload.route(_name(member.linkname, "hardlink target"))
-                    if lpart is not part:
-                        raise InvalidArgument(f"refusing archive entry {member.name!r}: a "
-                                              "hardlink across a mount point")
-                    member.linkname = "/".join(lname)
-                through = next((name[:i] for i in range(1, len(name))
-                                if (part.parts, name[:i]) in links), None)
-                if through is not None:
-                    raise InvalidArgument(f"refusing archive entry {member.name!r}: it goes "
-                                          f"through the symlink {'/'.join(through)!r} of the "
-                                          "same archive")
-                if member.issym():
-                    links.add((part.parts, name))
-                else:
-                    links.discard((part.parts, name))
+                part, name = _place(upload, member, rel, links)
                 if no_overwrite_dir_non_dir and name:
                     _check_overwrite(part, name, member)
                 member.name = "/".join(name) or "."
-                if not copy_ids:
-                    member.uid = member.gid = 0
-                member.uname = member.gname = ""
-                member.pax_headers = {k: v for k, v in member.pax_headers.items()
-                                      if k.startswith("SCHILY.xattr.user.")}
+                _scrub(member, copy_ids)
                 src = tar.extractfile(member) if member.isreg() else None
                 part.tar.addfile(member, src)
     except tarfile.TarError as exc:
@@ -535,6 +542,49 @@ def prepare_upload(stream: IO[bytes], upload: Upload, *, copy_ids: bool,
     for part in upload.targets.values():
         part.tar.close()
         part.spool.seek(0)
+
+
+def _copied(member: tarfile.TarInfo, upload: Upload) -> bool:
+    """Whether an entry of this kind is copied; device nodes are counted and dropped."""
+    if member.ischr() or member.isblk():
+        upload.devices_skipped += 1
+        return False
+    return (member.isreg() or member.isdir() or member.issym() or member.islnk()
+            or member.isfifo())
+
+
+def _place(upload: Upload, member: tarfile.TarInfo, rel: Parts,
+           links: set[tuple[Parts, Parts]]) -> tuple[Part, Parts]:
+    """The directory the entry lands in and its name there (a hardlink's target renamed
+    alike); refused when a hardlink crosses a mount or the entry goes through a symlink
+    made earlier in the archive.  ``links`` keeps those symlinks up to date."""
+    part, name = upload.route(rel)
+    if member.islnk():
+        lpart, lname = upload.route(_name(member.linkname, "hardlink target"))
+        if lpart is not part:
+            raise InvalidArgument(f"refusing archive entry {member.name!r}: a "
+                                  "hardlink across a mount point")
+        member.linkname = "/".join(lname)
+    through = next((name[:i] for i in range(1, len(name))
+                    if (part.parts, name[:i]) in links), None)
+    if through is not None:
+        raise InvalidArgument(f"refusing archive entry {member.name!r}: it goes "
+                              f"through the symlink {'/'.join(through)!r} of the "
+                              "same archive")
+    if member.issym():
+        links.add((part.parts, name))
+    else:
+        links.discard((part.parts, name))
+    return part, name
+
+
+def _scrub(member: tarfile.TarInfo, copy_ids: bool) -> None:
+    """Owners to the container's root unless ``copy_ids``; no names; only user xattrs."""
+    if not copy_ids:
+        member.uid = member.gid = 0
+    member.uname = member.gname = ""
+    member.pax_headers = {k: v for k, v in member.pax_headers.items()
+                          if k.startswith("SCHILY.xattr.user.")}
 
 
 def extract(upload: Upload, id_ok: Callable[[int, int], bool]) -> int:

@@ -25,38 +25,11 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
 def relay(client: socket.socket, shim: socket.socket, *, tty: bool, stdin: bool,
           stdout: bool = True, stderr: bool = True) -> None:
     """Copy until the shim closes (the container ended) or the client goes away."""
-    done = threading.Event()
-
-    def to_shim() -> None:
-        try:
-            while True:
-                data = client.recv(65536)
-                if not data:
-                    break
-                shim.sendall(data)
-        except OSError:
-            pass
-        finally:
-            try:
-                shim.shutdown(socket.SHUT_WR)  # the container's stdin ends (with StdinOnce)
-            except OSError:
-                pass
-
     if stdin:
-        threading.Thread(target=to_shim, name="attach-stdin", daemon=True).start()
+        threading.Thread(target=_copy_stdin, args=(client, shim), name="attach-stdin",
+                         daemon=True).start()
     try:
-        while not done.is_set():
-            header = _recv_exact(shim, 8)
-            if not header:
-                break
-            size = int.from_bytes(header[4:8], "big")
-            payload = _recv_exact(shim, size) if size else b""
-            if size and not payload:
-                break
-            kind = header[0]
-            if (kind == 1 and not stdout) or (kind == 2 and not stderr):
-                continue
-            client.sendall(payload if tty else header + payload)
+        _copy_output(shim, client, tty=tty, stdout=stdout, stderr=stderr)
     except OSError:
         pass
     finally:
@@ -66,3 +39,37 @@ def relay(client: socket.socket, shim: socket.socket, *, tty: bool, stdin: bool,
             except OSError:
                 pass
         shim.close()
+
+
+def _copy_stdin(client: socket.socket, shim: socket.socket) -> None:
+    """The client's bytes to the shim, then the end of the container's stdin (StdinOnce)."""
+    try:
+        while True:
+            data = client.recv(65536)
+            if not data:
+                break
+            shim.sendall(data)
+    except OSError:
+        pass
+    finally:
+        try:
+            shim.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+
+def _copy_output(shim: socket.socket, client: socket.socket, *, tty: bool, stdout: bool,
+                 stderr: bool) -> None:
+    """The shim's frames to the client (the payload alone for a tty), until one is cut."""
+    while True:
+        header = _recv_exact(shim, 8)
+        if not header:
+            return
+        size = int.from_bytes(header[4:8], "big")
+        payload = _recv_exact(shim, size) if size else b""
+        if size and not payload:
+            return
+        kind = header[0]
+        if (kind == 1 and not stdout) or (kind == 2 and not stderr):
+            continue
+        client.sendall(payload if tty else header + payload)

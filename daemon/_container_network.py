@@ -135,52 +135,71 @@ def plan(record: Record, shim_dir: str, running: Callable[[str], Record],
     record (for ``container:NAME``), or raises.  ``links``: the container's endpoints on
     user networks, addresses allocated (``{"network", "bridge", "gateway", "prefix",
     "ip", "ifname", "mtu", "aliases", "internal"}``)."""
-    host = record.host_config
-    mode: dict[str, Any] = netstack.parse_mode(host.get("NetworkMode"))
-    p = NetPlan(mode)
+    mode: dict[str, Any] = netstack.parse_mode(record.host_config.get("NetworkMode"))
+    p = NetPlan(_way_out(mode, links or []) if mode["kind"] == "network" else mode)
     p.links = list(links or [])
-    if mode["kind"] == "network":
-        # The way out is the container's own slirp4netns; none if every network is internal.
-        outside = not all(link.get("internal") for link in p.links)
-        mode = dict(netstack.parse_mode("slirp4netns" if outside else "none"), name=mode["name"])
-        p.mode = mode
-    kind = mode["kind"]
+    kind = p.mode["kind"]
     if kind == "host":
         return p
     if kind == "container":
-        other = running(str(mode["target"]))
-        if other.id == record.id:
-            raise InvalidArgument("cannot join a container's own network namespace")
-        theirs = other.network_settings
-        p.netns = theirs.get("SandboxKey") or None
-        p.ip, p.prefix, p.gateway = theirs.get("IPAddress", ""), theirs.get("IPPrefixLen", 0), \
-            theirs.get("Gateway", "")
-        p.files_of = {"hosts": other.hosts_path, "resolv.conf": other.resolv_conf_path}
+        _join(p, record, running(str(p.mode["target"])))
         return p
     p.netns = os.path.join(shim_dir, "netns")
-    mappings = netstack.mappings_of(host.get("PortBindings"), bool(host.get("PublishAllPorts")),
-                                    record.config.get("ExposedPorts"))
-    if kind == "none":
-        mappings = []
-    netstack.check_unprivileged(mappings)
-    p.shim = {"kind": kind, "netns": p.netns, "options": dict(mode.get("options") or {}),
-              "args": list(mode.get("args") or []), "ports": mappings}
-    if p.links:
-        p.shim["infra"] = infra
-        p.shim["links"] = shim_links(p.links)
+    p.shim = _shim_network(record, p, infra)
     if kind == "slirp4netns":
-        addrs: dict[str, Any] = netstack.slirp_addresses(str(mode["options"]["cidr"]))
+        addrs: dict[str, Any] = netstack.slirp_addresses(str(p.mode["options"]["cidr"]))
         p.ip, p.prefix, p.gateway = str(addrs["ip"]), int(addrs["prefix"]), str(addrs["gateway"])
         p.dns = [str(addrs["dns"])]
     elif kind == "pasta":
-        route: dict[str, Any] = netstack.default_route() or {}
-        p.ip, p.prefix = str(route.get("ip") or ""), int(route.get("prefix") or 0)
-        p.gateway = str(route.get("gateway") or "")
-        p.dns = _nameservers(_read("/etc/resolv.conf").splitlines())
-        if not p.dns and "--dns-forward" not in p.shim["args"]:
-            p.shim["args"] += ["--dns-forward", PASTA_DNS]
-            p.dns = [PASTA_DNS]
+        _pasta_addresses(p, p.shim)
     return p
+
+
+def _way_out(mode: dict[str, Any], links: list[dict[str, Any]]) -> dict[str, Any]:
+    """A user network's mode: the way out is the container's own slirp4netns, none if every
+    network it is on is internal."""
+    outside = not all(link.get("internal") for link in links)
+    return dict(netstack.parse_mode("slirp4netns" if outside else "none"), name=mode["name"])
+
+
+def _join(p: NetPlan, record: Record, other: Record) -> None:
+    """``container:NAME``: NAME's namespace, addresses and files."""
+    if other.id == record.id:
+        raise InvalidArgument("cannot join a container's own network namespace")
+    theirs = other.network_settings
+    p.netns = theirs.get("SandboxKey") or None
+    p.ip, p.prefix, p.gateway = theirs.get("IPAddress", ""), theirs.get("IPPrefixLen", 0), \
+        theirs.get("Gateway", "")
+    p.files_of = {"hosts": other.hosts_path, "resolv.conf": other.resolv_conf_path}
+
+
+def _shim_network(record: Record, p: NetPlan, infra: str) -> dict[str, Any]:
+    """The ``network`` object of ``shim.json``: the namespace the shim makes, and its ports."""
+    host = record.host_config
+    mappings = netstack.mappings_of(host.get("PortBindings"), bool(host.get("PublishAllPorts")),
+                                    record.config.get("ExposedPorts"))
+    if p.mode["kind"] == "none":
+        mappings = []
+    netstack.check_unprivileged(mappings)
+    shim: dict[str, Any] = {"kind": p.mode["kind"], "netns": p.netns,
+                            "options": dict(p.mode.get("options") or {}),
+                            "args": list(p.mode.get("args") or []), "ports": mappings}
+    if p.links:
+        shim["infra"] = infra
+        shim["links"] = shim_links(p.links)
+    return shim
+
+
+def _pasta_addresses(p: NetPlan, shim: dict[str, Any]) -> None:
+    """pasta copies the host's address and route; its DNS is the host's, or pasta's
+    forwarder when the host's resolver is local (out of the container's reach)."""
+    route: dict[str, Any] = netstack.default_route() or {}
+    p.ip, p.prefix = str(route.get("ip") or ""), int(route.get("prefix") or 0)
+    p.gateway = str(route.get("gateway") or "")
+    p.dns = _nameservers(_read("/etc/resolv.conf").splitlines())
+    if not p.dns and "--dns-forward" not in shim["args"]:
+        shim["args"] += ["--dns-forward", PASTA_DNS]
+        p.dns = [PASTA_DNS]
 
 
 def shim_links(links: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -76,24 +76,35 @@ def read_log(path: str, *, stdout: bool = True, stderr: bool = True, tail: int |
              running: Callable[[], bool] = lambda: False) -> Iterator[dict[str, Any]]:
     """Log entries in order; with ``follow``, new ones until ``running()`` turns false."""
     def wanted(entry: dict[str, Any]) -> bool:
-        stream = entry.get("stream")
-        if (stream == "stderr" and not stderr) or (stream != "stderr" and not stdout):
-            return False
-        if since is not None or until is not None:
-            t = parse_time(entry.get("time"))
-            if t is not None and since is not None and t < since:
-                return False
-            if t is not None and until is not None and t > until:
-                return False
-        return True
+        return _wanted(entry, stdout=stdout, stderr=stderr, since=since, until=until)
 
     entries = [e for e in _entries(path) if wanted(e)]
     if tail is not None and tail >= 0:
         entries = entries[-tail:] if tail else []
     yield from entries
-    if not follow:
-        return
-    # Follow the live file from where it ends now; rotation starts it afresh.
+    if follow:
+        yield from _follow(path, wanted, running)
+
+
+def _wanted(entry: dict[str, Any], *, stdout: bool, stderr: bool, since: float | None,
+            until: float | None) -> bool:
+    """Whether the entry is of a stream asked for, and in the time asked for (if it says)."""
+    stream = entry.get("stream")
+    if (stream == "stderr" and not stderr) or (stream != "stderr" and not stdout):
+        return False
+    if since is not None or until is not None:
+        t = parse_time(entry.get("time"))
+        if t is not None and since is not None and t < since:
+            return False
+        if t is not None and until is not None and t > until:
+            return False
+    return True
+
+
+def _follow(path: str, wanted: Callable[[dict[str, Any]], bool],
+            running: Callable[[], bool]) -> Iterator[dict[str, Any]]:
+    """The live file from where it ends now; a rotation starts it afresh.  Ends a few
+    polls after the container, or with the file."""
     try:
         f = open(path, "rb")
     except FileNotFoundError:
@@ -106,15 +117,8 @@ def read_log(path: str, *, stdout: bool = True, stderr: bool = True, tail: int |
         while True:
             chunk = f.read(65536)
             if chunk:
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    try:
-                        entry = json.loads(line)
-                    except ValueError:
-                        continue
-                    if wanted(entry):
-                        yield entry
+                *lines, pending = (pending + chunk).split(b"\n")
+                yield from (e for e in _parsed(lines) if wanted(e))
                 continue
             try:
                 if os.stat(path).st_ino != inode:
@@ -131,3 +135,11 @@ def read_log(path: str, *, stdout: bool = True, stderr: bool = True, tail: int |
             time.sleep(0.1)
     finally:
         f.close()
+
+
+def _parsed(lines: list[bytes]) -> Iterator[dict[str, Any]]:
+    for line in lines:
+        try:
+            yield json.loads(line)
+        except ValueError:
+            continue

@@ -8,9 +8,12 @@ into the bundle's mounts at start.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rctr.core.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from rctr.core import oci
 
 __all__ = ["plan", "to_oci", "make_bind_source"]
 
@@ -110,8 +113,8 @@ def make_bind_source(m: dict[str, Any]) -> None:
                                   f"mkdir {exc.filename}: {(exc.strerror or '').lower()}") from None
 
 
-def to_oci(mounts: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    out = []
+def to_oci(mounts: list[dict[str, Any]]) -> list[oci.Mount]:
+    out: list[oci.Mount] = []
     # Parents before children, so /a is mounted before /a/b.
     for m in sorted(mounts, key=lambda m: m["Destination"].count("/")):
         if m["Type"] == "tmpfs":

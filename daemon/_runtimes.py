@@ -10,9 +10,9 @@ from __future__ import annotations
 import shutil
 import signal
 import subprocess
-import sys
 from typing import Any
 
+from rctr.core import launch
 from rctr.core.errors import InvalidArgument, NotFound, Unavailable
 
 __all__ = ["OCIRuntime"]
@@ -78,7 +78,7 @@ class OCIRuntime:
                   pid_file: str | None = None) -> list[str]:
         """The command line that runs one more process in the container, in the foreground."""
         if self.name == "rctr":
-            base = [sys.executable, "-m", "rctr.rootless.cli", "--root", self.root]
+            base = [*launch.argv("runtime"), "--root", self.root]
         else:
             assert self.path is not None
             base = [self.path, "--root", self.root]

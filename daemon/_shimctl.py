@@ -18,12 +18,12 @@ import select
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
+from rctr.core import launch
 from rctr.core.atomic import write_json_atomic
 from rctr.core.errors import FailedPrecondition, Unavailable
 from rctr.core.proc import Process
@@ -58,7 +58,7 @@ class Shim:
         kill: Callable[[], None] = self._kill_shim
         try:
             if zygote is None or not zygote.spawn(self.dir, wfd):
-                proc = _start_python(["-m", "rctr.shim", self.dir, "--ready-fd", str(wfd)], wfd)
+                proc = _start(launch.argv("shim", self.dir, "--ready-fd", str(wfd)), wfd)
                 kill = proc.kill
                 # The shim lives on by itself; reap it in the background if it ends under us.
                 _reap_later(proc)
@@ -112,7 +112,8 @@ class Shim:
         except (OSError, ValueError):
             return None
 
-    def wait_exit(self, stop: Any = None, check: Callable[[], str | None] | None = None) -> dict[str, Any]:
+    def wait_exit(self, stop: threading.Event | None = None,
+                  check: Callable[[], str | None] | None = None) -> dict[str, Any]:
         """Block until the container exits; its exit record (synthesised if the shim died).
 
         ``check`` is asked about once a second while the container runs; a reason it gives
@@ -131,31 +132,45 @@ class Shim:
                 poller.register(fd, select.POLLHUP | select.POLLIN)
             while True:
                 status = self.exit_status()
+                if status is None:
+                    status = self._wait_fifo(fd, poller)
+                if status is None:
+                    status = self._given_up(stop, check)
                 if status is not None:
                     return status
-                if fd >= 0:
-                    events = poller.poll(1000)
-                    if events and any(ev & (select.POLLHUP | select.POLLERR) for _, ev in events):
-                        status = self.exit_status()
-                        if status is not None:
-                            return status
-                        time.sleep(0.05)
-                else:
-                    time.sleep(0.5)
-                if self.process() is None:
-                    status = self.exit_status()
-                    if status is not None:
-                        return status
-                    return {"exit_code": 255, "signal": None, "lost": True,
-                            "finished_at": format_time(), "error": "the shim died"}
-                if stop is not None and stop.is_set():
-                    return {"exit_code": -1, "interrupted": True}
-                reason = check() if check is not None else None
-                if reason:
-                    return {"broken": reason}
         finally:
             if fd >= 0:
                 os.close(fd)
+
+    def _wait_fifo(self, fd: int, poller: select.poll) -> dict[str, Any] | None:
+        """A second for the exit FIFO to close (half a second without one); the exit
+        record if it did."""
+        if fd < 0:
+            time.sleep(0.5)
+            return None
+        events = poller.poll(1000)
+        if events and any(ev & (select.POLLHUP | select.POLLERR) for _, ev in events):
+            status = self.exit_status()
+            if status is not None:
+                return status
+            time.sleep(0.05)
+        return None
+
+    def _given_up(self, stop: threading.Event | None,
+                  check: Callable[[], str | None] | None) -> dict[str, Any] | None:
+        """What ends a wait with no exit written: the shim died, a stop, a ``check``'s reason."""
+        if self.process() is None:
+            status = self.exit_status()
+            if status is not None:
+                return status
+            return {"exit_code": 255, "signal": None, "lost": True,
+                    "finished_at": format_time(), "error": "the shim died"}
+        if stop is not None and stop.is_set():
+            return {"exit_code": -1, "interrupted": True}
+        reason = check() if check is not None else None
+        if reason:
+            return {"broken": reason}
+        return None
 
     # -- talking to it -----------------------------------------------------------------------
 
@@ -220,8 +235,7 @@ class Zygote:
                 return True
             rfd, wfd = os.pipe2(os.O_CLOEXEC)
             try:
-                proc = _start_python(["-m", "rctr.shim", "--zygote", self.sock_path,
-                                      "--ready-fd", str(wfd)], wfd)
+                proc = _start(launch.argv("zygote", self.sock_path, "--ready-fd", str(wfd)), wfd)
             finally:
                 os.close(wfd)
             try:
@@ -283,10 +297,11 @@ def spawn_via(sock_path: str, state_dir: str, ready_fd: int, token: str,
     raise ZygoteRefused(str(answer.get("error", answer)))
 
 
-def _start_python(args: list[str], pass_fd: int) -> subprocess.Popen[bytes]:
-    """``python ARGS`` in its own session, with ``pass_fd`` and nothing else inherited."""
+def _start(argv: list[str], pass_fd: int) -> subprocess.Popen[bytes]:
+    """``argv`` (``launch.argv``'s) in its own session, with ``pass_fd`` and nothing else
+    inherited."""
     with open(os.devnull, "r+b") as null:
-        return subprocess.Popen([sys.executable, *args], stdin=null, stdout=null, stderr=null,
+        return subprocess.Popen(argv, stdin=null, stdout=null, stderr=null,
                                 pass_fds=(pass_fd,), cwd="/", start_new_session=True)
 
 

@@ -13,7 +13,7 @@ import os
 import resource
 import signal
 import stat
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rctr.core import linux, seccomp
 from rctr.core.arch import go_arch
@@ -21,7 +21,10 @@ from rctr.core.cgroups import CPU_PERIOD
 from rctr.core.errors import InvalidArgument
 from rctr.core.securejoin import secure_join
 
-from ._record import Record
+from ._record import JSON, Record
+
+if TYPE_CHECKING:
+    from rctr.core import oci
 
 __all__ = ["build_spec", "check_config", "DEFAULT_CAPS", "DEFAULT_SHM_SIZE", "resolve_user",
            "command_of", "env_of", "user_names", "resources_of"]
@@ -235,7 +238,7 @@ ULIMITS = ("core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice
            "nproc", "rss", "rtprio", "rttime", "sigpending", "stack")
 
 
-def _rlimits(ulimits: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _rlimits(ulimits: list[JSON]) -> list[oci.Rlimit]:
     """The daemon's open-files limit raised to its hard limit, then the request's ``Ulimits``."""
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     limits = {"nofile": (hard, hard)}
@@ -308,7 +311,7 @@ def _security_opts(host: dict[str, Any]) -> dict[str, str]:
     return opts
 
 
-def _seccomp(host: dict[str, Any], caps: list[str]) -> dict[str, Any] | None:
+def _seccomp(host: JSON, caps: list[str]) -> oci.SeccompProfile | None:
     if host.get("Privileged"):
         return None
     value = _security_opts(host).get("seccomp", "")
@@ -366,11 +369,11 @@ def resources_of(host: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def build_spec(record: Record, image_config: dict[str, Any], rootfs: str,
-               files: dict[str, str], mounts: list[dict[str, Any]],
+def build_spec(record: Record, image_config: JSON, rootfs: str,
+               files: dict[str, str], mounts: list[oci.Mount],
                init_path: str | None = None, cgroups_path: str = "",
-               resources: dict[str, Any] | None = None,
-               netns: str | None = None) -> dict[str, Any]:
+               resources: oci.Resources | None = None,
+               netns: str | None = None) -> oci.Spec:
     """The config.json of the container ``record``.
 
     ``files`` names the per-container hostname, hosts and resolv.conf;
@@ -379,9 +382,33 @@ def build_spec(record: Record, image_config: dict[str, Any], rootfs: str,
     container gets a cgroup of its own.
     """
     config, host = record.config, record.host_config
-    privileged = bool(host.get("Privileged"))
-    uid, gid, extra, home = resolve_user(rootfs, config.get("User") or "")
     caps = capabilities(host)
+    process = _process(record, image_config, rootfs, caps, init_path)
+    namespaces = _namespaces(host, netns)
+    sys_mount = _sys_mount(namespaces, bool(host.get("Privileged")))
+    if cgroups_path:
+        # Docker's private cgroup namespace (its default on cgroup v2): the container
+        # sees its own cgroup as / and a read-only cgroup2 of it at /sys/fs/cgroup.
+        namespaces.append({"type": "cgroup"})
+    oci_mounts = _mounts(host, sys_mount, files, mounts, init_path, bool(cgroups_path))
+    spec: oci.Spec = {
+        "ociVersion": "1.0.2",
+        "process": process,
+        "root": {"path": rootfs, "readonly": bool(host.get("ReadonlyRootfs"))},
+        "hostname": config.get("Hostname") or "",
+        "mounts": oci_mounts,
+        "linux": _linux(host, namespaces, caps, cgroups_path, resources),
+    }
+    if config.get("Domainname"):
+        spec["domainname"] = config["Domainname"]
+    return spec
+
+
+def _process(record: Record, image_config: JSON, rootfs: str, caps: list[str],
+             init_path: str | None) -> oci.Process:
+    """The spec's ``process``: what runs, as whom, where, with what."""
+    config, host = record.config, record.host_config
+    uid, gid, extra, home = resolve_user(rootfs, config.get("User") or "")
     args = [record.path, *record.args]
     if host.get("Init"):
         if not init_path:
@@ -390,7 +417,7 @@ def build_spec(record: Record, image_config: dict[str, Any], rootfs: str,
         args = ["/sbin/docker-init", "--", *args]
     no_new_privs = _security_opts(host).get("no-new-privileges", "false") in ("", "true", "1")
     extra += [g for g in additional_groups(rootfs, host.get("GroupAdd") or []) if g not in extra]
-    process: dict[str, Any] = {
+    return {
         "terminal": bool(config.get("Tty")),
         "user": {"uid": uid, "gid": gid, "additionalGids": extra},
         "args": args,
@@ -400,14 +427,23 @@ def build_spec(record: Record, image_config: dict[str, Any], rootfs: str,
         "rlimits": _rlimits(host.get("Ulimits") or []),
         "noNewPrivileges": no_new_privs,
     }
-    namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
+
+
+def _namespaces(host: JSON, netns: str | None) -> list[oci.Namespace]:
+    """The namespaces the runtime makes or joins (the user namespace is the shim's)."""
+    namespaces: list[oci.Namespace] = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
     network_mode = host.get("NetworkMode") or "none"
     if netns:
         # The shim makes the namespace (rctr.netstack); container:NAME joins NAME's.
         namespaces.append({"type": "network", "path": netns})
     elif network_mode != "host" and not network_mode.startswith("container:"):
         namespaces.append({"type": "network"})
-    sys_mount: dict[str, Any] = {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+    return namespaces
+
+
+def _sys_mount(namespaces: list[oci.Namespace], privileged: bool) -> oci.Mount:
+    """/sys: a sysfs of the container's network namespace, or the host's bound."""
+    sys_mount: oci.Mount = {"destination": "/sys", "type": "sysfs", "source": "sysfs",
                                  "options": ["nosuid", "noexec", "nodev", "ro"]}
     if not any(ns["type"] == "network" for ns in namespaces):
         # sysfs needs a network namespace of our own; bind the host's instead.
@@ -416,7 +452,13 @@ def build_spec(record: Record, image_config: dict[str, Any], rootfs: str,
     if privileged:
         # dockerd drops "ro" from /sys for --privileged (WithMounts in oci_linux.go).
         sys_mount["options"].remove("ro")
-    oci_mounts: list[dict[str, Any]] = [
+    return sys_mount
+
+
+def _mounts(host: JSON, sys_mount: oci.Mount, files: dict[str, str], mounts: list[oci.Mount],
+            init_path: str | None, cgroupns: bool) -> list[oci.Mount]:
+    """Docker's standard mounts, then the request's, then the per-container files and init."""
+    oci_mounts: list[oci.Mount] = [
         {"destination": "/proc", "type": "proc", "source": "proc"},
         {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
          "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
@@ -429,6 +471,9 @@ def build_spec(record: Record, image_config: dict[str, Any], rootfs: str,
          "options": ["nosuid", "noexec", "nodev"]},
         sys_mount,
     ]
+    if cgroupns:
+        oci_mounts.append({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+                           "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]})
     # Volumes and binds first: the per-container files go over them (a volume at /etc
     # still shows the container's hostname), as Docker orders them.
     oci_mounts += mounts
@@ -440,33 +485,20 @@ def build_spec(record: Record, image_config: dict[str, Any], rootfs: str,
     if host.get("Init") and init_path:
         oci_mounts.append({"destination": "/sbin/docker-init", "type": "bind", "source": init_path,
                            "options": ["rbind", "ro"]})
-    if cgroups_path:
-        # Docker's private cgroup namespace (its default on cgroup v2): the container
-        # sees its own cgroup as / and a read-only cgroup2 of it at /sys/fs/cgroup.
-        namespaces.append({"type": "cgroup"})
-        oci_mounts.insert(oci_mounts.index(sys_mount) + 1, {
-            "destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
-            "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]})
-    spec: dict[str, Any] = {
-        "ociVersion": "1.0.2",
-        "process": process,
-        "root": {"path": rootfs, "readonly": bool(host.get("ReadonlyRootfs"))},
-        "hostname": config.get("Hostname") or "",
-        "mounts": oci_mounts,
-        "linux": {
-            "namespaces": namespaces,
-            "sysctl": dict(host.get("Sysctls") or {}),
-        },
-    }
-    if config.get("Domainname"):
-        spec["domainname"] = config["Domainname"]
-    if not privileged:
-        spec["linux"]["maskedPaths"] = list(MASKED_PATHS)
-        spec["linux"]["readonlyPaths"] = list(READONLY_PATHS)
+    return oci_mounts
+
+
+def _linux(host: JSON, namespaces: list[oci.Namespace], caps: list[str], cgroups_path: str,
+           resources: oci.Resources | None) -> oci.Linux:
+    """The spec's ``linux``: namespaces, sysctls, masked paths, seccomp and the cgroup."""
+    linux_: oci.Linux = {"namespaces": namespaces, "sysctl": dict(host.get("Sysctls") or {})}
+    if not host.get("Privileged"):
+        linux_["maskedPaths"] = list(MASKED_PATHS)
+        linux_["readonlyPaths"] = list(READONLY_PATHS)
     profile = _seccomp(host, caps)
     if profile is not None:
-        spec["linux"]["seccomp"] = profile
+        linux_["seccomp"] = profile
     if cgroups_path:
-        spec["linux"]["cgroupsPath"] = cgroups_path
-        spec["linux"]["resources"] = resources
-    return spec
+        linux_["cgroupsPath"] = cgroups_path
+        linux_["resources"] = resources or {}  # given with cgroups_path (an object, not null)
+    return linux_

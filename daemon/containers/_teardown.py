@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import time
+from typing import cast
 
 from rctr import netstack
 from rctr.core import linux
@@ -30,9 +31,10 @@ def mount_rootfs(c: Container) -> str:
     """Mount the container's root, unless it is; where it is."""
     target = c.record.rootfs
     if not os.path.ismount(target):
-        from rctr.storage import perform_mount
+        from rctr.storage import Mount, perform_mount
 
-        perform_mount(c.record.rw_mount)
+        # The record keeps storage's description as the JSON it was written as.
+        perform_mount(cast(Mount, c.record.rw_mount))
     return target
 
 

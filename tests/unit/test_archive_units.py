@@ -7,6 +7,7 @@ The "container" here is a temporary directory holding hostile symlinks; a
 from __future__ import annotations
 
 import base64
+import errno
 import io
 import json
 import os
@@ -136,6 +137,30 @@ def test_last_symlink_is_kept_unless_followed(world: tuple[Path, Path]) -> None:
         entry.close()
 
 
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_loops_dotdot_and_files_on_the_way(world: tuple[Path, Path]) -> None:
+    root, _ = world
+    (root / "loop").symlink_to("loop")
+    (root / "dir" / "up").symlink_to("../etc/../dir/./sub")
+    before = _open_fds()
+    with _tree(root) as tree:
+        with pytest.raises(OSError) as exc:
+            tree.resolve("/loop/x")
+        assert exc.value.errno == errno.ELOOP
+        with pytest.raises(NotADirectoryError):
+            tree.resolve("/etc/passwd/x")
+        entry = tree.resolve("/dir/up/f", follow=True)
+        assert entry.path == "/dir/sub/f"
+        entry.close()
+        entry = tree.resolve("/../../dir/sub/../sub")
+        assert entry.path == "/dir/sub"
+        entry.close()
+    assert _open_fds() == before  # every handle of every walk closed, failed or not
+
+
 def test_mounts_longest_destination_first(world: tuple[Path, Path], tmp_path: Path) -> None:
     root, _ = world
     vol, inner = tmp_path / "vol", tmp_path / "inner"
@@ -249,3 +274,66 @@ def test_upload_entries_under_a_volume_go_to_the_volume(world: tuple[Path, Path]
     assert (vol / "x").read_bytes() == b"into the volume"
     assert not (root / "data" / "x").exists()
     assert (root / "top").read_bytes() == b"t"
+
+
+def _spooled(root: Path, path: str, data: io.BytesIO,
+             mounts: list[Mount] | None = None) -> dict[str, dict[str, tarfile.TarInfo]]:
+    """What prepare_upload spools for each target directory, by container path."""
+    with _tree(root, mounts) as tree:
+        entry = tree.resolve(path, follow=True)
+        try:
+            with Upload(entry, list(tree.mounts.values())) as upload:
+                prepare_upload(data, upload, copy_ids=False, no_overwrite_dir_non_dir=False)
+                return {"/" + "/".join(parts): _names(part.spool.read())
+                        for parts, part in upload.targets.items()}
+        finally:
+            entry.close()
+
+
+def _with(entries: list[tarfile.TarInfo]) -> io.BytesIO:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for info in entries:
+            tar.addfile(info, io.BytesIO(b"x" * info.size) if info.isreg() else None)
+    buf.seek(0)
+    return buf
+
+
+def test_upload_hardlinks_stay_within_their_directory(world: tuple[Path, Path],
+                                                      tmp_path: Path) -> None:
+    root, _ = world
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    mounts = [Mount.at("/data", str(vol))]
+    f = tarfile.TarInfo("data/f")
+    f.size = 1
+    link = tarfile.TarInfo("data/l")
+    link.type, link.linkname = tarfile.LNKTYPE, "data/f"
+    spools = _spooled(root, "/", _with([f, link]), mounts)
+    # Both land in the volume, the link's target named as in the volume.
+    assert spools["/"] == {}
+    assert spools["/data"]["l"].linkname == "f" and spools["/data"]["l"].islnk()
+    across = tarfile.TarInfo("top")
+    across.type, across.linkname = tarfile.LNKTYPE, "data/f"
+    with pytest.raises(InvalidArgument, match="hardlink across a mount point"):
+        _spooled(root, "/", _with([f, across]), mounts)
+
+
+def test_upload_keeps_only_user_xattrs_and_drops_owner_names(world: tuple[Path, Path]) -> None:
+    root, _ = world
+    f = tarfile.TarInfo("f")
+    f.size, f.uname, f.gname = 1, "alice", "staff"
+    f.pax_headers = {"SCHILY.xattr.user.tag": "kept", "SCHILY.xattr.security.capability": "no",
+                     "comment": "dropped"}
+    # A symlink the archive makes, then replaced by a directory: entries under it pass.
+    sym = tarfile.TarInfo("s")
+    sym.type, sym.linkname = tarfile.SYMTYPE, "/etc"
+    d = tarfile.TarInfo("s")
+    d.type = tarfile.DIRTYPE
+    under = tarfile.TarInfo("s/g")
+    fifo = tarfile.TarInfo("p")
+    fifo.type = tarfile.FIFOTYPE
+    spool = _spooled(root, "/dir", _with([f, sym, d, under, fifo]))["/dir"]
+    assert spool["f"].pax_headers == {"SCHILY.xattr.user.tag": "kept"}
+    assert (spool["f"].uname, spool["f"].gname, spool["f"].uid) == ("", "", 0)
+    assert spool["s"].isdir() and "s/g" in spool and spool["p"].isfifo()

@@ -32,6 +32,15 @@ STAT_HEADER = "X-Docker-Container-Path-Stat"
 _FLUSH = 1 << 18
 
 
+def container_archive(daemon: Daemon, req: Request) -> None:
+    """GET: a tar of the path; HEAD: only its stat, in the header."""
+    daemon.archives.get(req, req.params["id"], req.arg("path") or "")
+
+
+def put_container_archive(daemon: Daemon, req: Request) -> None:
+    daemon.archives.put(req, req.params["id"], req.arg("path") or "")
+
+
 def container_mounts(c: Container) -> list[Mount]:
     """Where the container sees host directories and files: volumes, binds, its /etc files."""
     mounts = [Mount.at(m["Destination"], os.path.realpath(m["Source"]), bool(m.get("RW", True)))
@@ -96,15 +105,6 @@ class _Body:
     def drain(self) -> None:
         while self._next():
             pass
-
-
-def container_archive(daemon: Daemon, req: Request) -> None:
-    """GET: a tar of the path; HEAD: only its stat, in the header."""
-    daemon.archives.get(req, req.params["id"], req.arg("path") or "")
-
-
-def put_container_archive(daemon: Daemon, req: Request) -> None:
-    daemon.archives.put(req, req.params["id"], req.arg("path") or "")
 
 
 class Archives:

@@ -13,20 +13,32 @@ import os
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import IO, Any, cast
+from typing import IO, TYPE_CHECKING, cast
 
 from rctr.core.errors import InvalidArgument, NotFound
 
 from ._archive import (Entry, Mount, Tree, Upload, encode_stat, extract, mapped_ids, path_stat,
                        prepare_upload, split_request_path, write_tar)
-from ._http import ChunkedWriter, HTTPError, Request, Router
+from ._http import ChunkedWriter, HTTPError, Request
 from ._record import ZERO_TIME
-from .containers import Container
+from .containers import Container, Containers
 
-__all__ = ["register"]
+if TYPE_CHECKING:
+    from ._main import Daemon
+
+__all__ = ["container_archive", "put_container_archive", "Archives", "container_mounts"]
 
 STAT_HEADER = "X-Docker-Container-Path-Stat"
 _FLUSH = 1 << 18
+
+
+def container_archive(daemon: Daemon, req: Request) -> None:
+    """GET: a tar of the path; HEAD: only its stat, in the header."""
+    daemon.archives.get(req, req.params["id"], req.arg("path") or "")
+
+
+def put_container_archive(daemon: Daemon, req: Request) -> None:
+    daemon.archives.put(req, req.params["id"], req.arg("path") or "")
 
 
 def container_mounts(c: Container) -> list[Mount]:
@@ -96,9 +108,11 @@ class _Body:
 
 
 class Archives:
-    def __init__(self, daemon: Any) -> None:
-        self.containers = daemon.containers
-        self.tmpdir = daemon.paths.datadir
+    """The copies in and out of containers; which rootfs mounts they hold (the daemon's one)."""
+
+    def __init__(self, containers: Containers, tmpdir: str) -> None:
+        self.containers = containers
+        self.tmpdir = tmpdir
         self.users: dict[str, int] = {}
         self._ids: tuple[list[tuple[int, int]], list[tuple[int, int]]] | None = None
 
@@ -140,8 +154,7 @@ class Archives:
 
     # -- GET and HEAD -----------------------------------------------------------------------
 
-    def get(self, req: Request) -> None:
-        ref, raw = req.params["id"], req.arg("path") or ""
+    def get(self, req: Request, ref: str, raw: str) -> None:
         try:
             path, name, follow = split_request_path(raw)
         except InvalidArgument as exc:
@@ -167,8 +180,7 @@ class Archives:
 
     # -- PUT ----------------------------------------------------------------------------------
 
-    def put(self, req: Request) -> None:
-        ref, raw = req.params["id"], req.arg("path") or ""
+    def put(self, req: Request, ref: str, raw: str) -> None:
         body = _Body(req.body_stream())
         try:
             self._put(req, ref, raw, body)
@@ -225,9 +237,3 @@ def _stream(req: Request, stat_header: str) -> ChunkedWriter:
     h.end_headers()
     h.wfile.flush()
     return ChunkedWriter(h.wfile)
-
-
-def register(router: Router, daemon: Any) -> None:
-    archives = Archives(daemon)
-    router.add("GET", "/containers/{id}/archive", archives.get)  # HEAD too
-    router.add("PUT", "/containers/{id}/archive", archives.put)

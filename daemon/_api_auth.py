@@ -8,14 +8,17 @@ plain HTTP for a loopback registry as everywhere else in the store.
 from __future__ import annotations
 
 import urllib.parse
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rctr.core.errors import NotFound, Unavailable
 from rctr.storage import AuthStore, RegistryClient
 
-from ._http import HTTPError, Request, Router
+from ._http import HTTPError, Request
 
-__all__ = ["register", "registry_host"]
+if TYPE_CHECKING:
+    from ._main import Daemon
+
+__all__ = ["system_auth", "registry_host", "check"]
 
 _DOCKER_HUB = "docker.io"
 _HUB_ALIASES = ("index.docker.io", "registry-1.docker.io", "docker.io")
@@ -65,18 +68,16 @@ def check(server: str, username: str, password: str, timeout: float = 30,
         raise HTTPError(500, f"cannot reach the registry {registry}: {exc}") from None
 
 
-def register(router: Router, daemon: Any) -> None:
-    @router.route("POST", "/auth")
-    def auth(req: Request) -> None:
-        body = req.json()
-        if not isinstance(body, dict):
-            raise HTTPError(400, "the request body must be a JSON object")
-        username, password = body.get("username") or "", body.get("password") or ""
-        if body.get("identitytoken"):
-            raise HTTPError(400, "identity tokens are not supported: log in with a password")
-        if not isinstance(username, str) or not isinstance(password, str) or \
-                not username or not password:
-            raise HTTPError(400, "username and password are required")
-        check(str(body.get("serveraddress") or ""), username, password,
-              insecure=daemon.config.insecure_registries)
-        req.send_json({"Status": "Login Succeeded", "IdentityToken": ""})
+def system_auth(daemon: Daemon, req: Request) -> None:
+    body = req.json()
+    if not isinstance(body, dict):
+        raise HTTPError(400, "the request body must be a JSON object")
+    username, password = body.get("username") or "", body.get("password") or ""
+    if body.get("identitytoken"):
+        raise HTTPError(400, "identity tokens are not supported: log in with a password")
+    if not isinstance(username, str) or not isinstance(password, str) or \
+            not username or not password:
+        raise HTTPError(400, "username and password are required")
+    check(str(body.get("serveraddress") or ""), username, password,
+          insecure=daemon.config.insecure_registries)
+    req.send_json({"Status": "Login Succeeded", "IdentityToken": ""})

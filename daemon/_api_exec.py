@@ -16,14 +16,19 @@ import struct
 import subprocess
 import termios
 import threading
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
 
 from rctr.core.errors import Conflict, InvalidArgument, NotFound
 
-from ._http import Request, Router
+from ._http import Request
 from ._logs import frame
 
-__all__ = ["register", "exec_process"]
+if TYPE_CHECKING:
+    from ._main import Daemon
+    from .containers import Container
+
+__all__ = ["container_exec", "exec_start", "exec_resize", "exec_inspect", "exec_process",
+           "ExecInstance"]
 
 
 class ExecInstance:
@@ -50,7 +55,8 @@ class ExecInstance:
                                   "user": c.get("User") or ""}}
 
 
-def exec_process(daemon: Any, c: Any, config: dict[str, Any]) -> dict[str, Any]:
+def exec_process(daemon: Daemon, c: Container, config: dict[str, Any]) -> dict[str, Any]:
+    """The OCI process of an exec: the container's own, with the exec's command, env, user."""
     from ._spec import _caps_all, resolve_user
 
     bundle = os.path.join(daemon.paths.shim_dir(c.id), "bundle", "config.json")
@@ -75,80 +81,80 @@ def exec_process(daemon: Any, c: Any, config: dict[str, Any]) -> dict[str, Any]:
     return process
 
 
-def register(router: Router, daemon: Any) -> None:
-    @router.route("POST", "/containers/{id}/exec")
-    def create(req: Request) -> None:
-        c = daemon.containers.get(req.params["id"])
-        body = req.json()
-        if not isinstance(body, dict):
-            raise InvalidArgument("the request body must be a JSON object")
-        cmd = body.get("Cmd")
-        if not cmd or not isinstance(cmd, list):
-            raise InvalidArgument("No exec command specified")
-        if not c.running():
-            raise Conflict(f"Container {c.id} is not running")
-        exec_id = secrets.token_hex(32)
-        with c.lock:
-            c.execs[exec_id] = ExecInstance(exec_id, c.id, body)
-        daemon.containers.event(c, "exec_create: " + " ".join(map(str, cmd)), execID=exec_id)
-        req.send_json({"Id": exec_id}, 201)
+def container_exec(daemon: Daemon, req: Request) -> None:
+    c = daemon.containers.get(req.params["id"])
+    body = req.json()
+    if not isinstance(body, dict):
+        raise InvalidArgument("the request body must be a JSON object")
+    cmd = body.get("Cmd")
+    if not cmd or not isinstance(cmd, list):
+        raise InvalidArgument("No exec command specified")
+    if not c.running():
+        raise Conflict(f"Container {c.id} is not running")
+    exec_id = secrets.token_hex(32)
+    with c.lock:
+        c.execs[exec_id] = ExecInstance(exec_id, c.id, body)
+    daemon.containers.event(c, "exec_create: " + " ".join(map(str, cmd)), execID=exec_id)
+    req.send_json({"Id": exec_id}, 201)
 
-    def find(exec_id: str) -> ExecInstance:
-        inst: ExecInstance | None = daemon.containers.exec_instance(exec_id)
-        if inst is None:
-            raise NotFound(f"No such exec instance: {exec_id}")
-        return inst
 
-    @router.route("GET", "/exec/{id}/json")
-    def inspect(req: Request) -> None:
-        req.send_json(find(req.params["id"]).inspect())
+def _find(daemon: Daemon, exec_id: str) -> ExecInstance:
+    inst: ExecInstance | None = daemon.containers.exec_instance(exec_id)
+    if inst is None:
+        raise NotFound(f"No such exec instance: {exec_id}")
+    return inst
 
-    @router.route("POST", "/exec/{id}/resize")
-    def resize(req: Request) -> None:
-        inst = find(req.params["id"])
-        if inst.master is not None:
-            size = struct.pack("HHHH", req.int_arg("h", 24), req.int_arg("w", 80), 0, 0)
-            try:
-                fcntl.ioctl(inst.master, termios.TIOCSWINSZ, size)
-            except OSError:
-                pass
-        req.send(200, b"", content_type="text/plain")
 
-    @router.route("POST", "/exec/{id}/start")
-    def start(req: Request) -> None:
-        inst = find(req.params["id"])
-        body = req.json({})
-        if inst.started:
-            raise Conflict(f"exec {inst.id} has already started")
-        c = daemon.containers.get(inst.container_id)
-        if not c.running():
-            raise Conflict(f"Container {c.id} is not running")
-        inst.started = True
-        tty = bool(body.get("Tty", inst.config.get("Tty")))
-        inst.config["Tty"] = tty
-        process = exec_process(daemon, c, inst.config)
-        shim_dir = daemon.paths.shim_dir(c.id)
-        process_file = os.path.join(shim_dir, f"exec-{inst.id[:16]}.json")
-        with open(process_file, "w") as f:
-            json.dump(process, f)
-        detach = bool(body.get("Detach"))
+def exec_inspect(daemon: Daemon, req: Request) -> None:
+    req.send_json(_find(daemon, req.params["id"]).inspect())
+
+
+def exec_resize(daemon: Daemon, req: Request) -> None:
+    inst = _find(daemon, req.params["id"])
+    if inst.master is not None:
+        size = struct.pack("HHHH", req.int_arg("h", 24), req.int_arg("w", 80), 0, 0)
         try:
-            if tty:
-                _run_tty(req, daemon, c, inst, process_file, detach)
-            else:
-                _run_pipes(req, daemon, c, inst, process_file, detach)
-        finally:
-            if not detach:
-                _unlink(process_file)
-
-    def _unlink(path: str) -> None:
-        try:
-            os.unlink(path)
+            fcntl.ioctl(inst.master, termios.TIOCSWINSZ, size)
         except OSError:
             pass
+    req.send(200, b"", content_type="text/plain")
 
 
-def _finish(inst: ExecInstance, daemon: Any, proc: subprocess.Popen[bytes]) -> None:
+def exec_start(daemon: Daemon, req: Request) -> None:
+    inst = _find(daemon, req.params["id"])
+    body = req.json({})
+    if inst.started:
+        raise Conflict(f"exec {inst.id} has already started")
+    c = daemon.containers.get(inst.container_id)
+    if not c.running():
+        raise Conflict(f"Container {c.id} is not running")
+    inst.started = True
+    tty = bool(body.get("Tty", inst.config.get("Tty")))
+    inst.config["Tty"] = tty
+    process = exec_process(daemon, c, inst.config)
+    shim_dir = daemon.paths.shim_dir(c.id)
+    process_file = os.path.join(shim_dir, f"exec-{inst.id[:16]}.json")
+    with open(process_file, "w") as f:
+        json.dump(process, f)
+    detach = bool(body.get("Detach"))
+    try:
+        if tty:
+            _run_tty(req, daemon, c, inst, process_file, detach)
+        else:
+            _run_pipes(req, daemon, c, inst, process_file, detach)
+    finally:
+        if not detach:
+            _unlink(process_file)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _finish(inst: ExecInstance, daemon: Daemon, proc: subprocess.Popen[bytes]) -> None:
     inst.exit_code = proc.wait()
     inst.running = False
     inst.done.set()
@@ -156,8 +162,22 @@ def _finish(inst: ExecInstance, daemon: Any, proc: subprocess.Popen[bytes]) -> N
                        {"execID": inst.id, "exitCode": str(inst.exit_code)})
 
 
-def _run_pipes(req: Request, daemon: Any, c: Any, inst: ExecInstance, process_file: str,
-               detach: bool) -> None:
+def _started(daemon: Daemon, c: Container, inst: ExecInstance) -> None:
+    daemon.events.emit("container", "exec_start: " + " ".join(inst.config["Cmd"]), c.id,
+                       {"execID": inst.id})
+
+
+def _shutdown(client: socket.socket) -> None:
+    try:
+        client.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+# -- without a terminal: stdout and stderr framed on the hijacked connection ------------------
+
+def _run_pipes(req: Request, daemon: Daemon, c: Container, inst: ExecInstance,
+               process_file: str, detach: bool) -> None:
     argv = daemon.runtime.exec_argv(c.id, process_file, tty_socket=None)
     want_stdin = bool(inst.config.get("AttachStdin")) and not detach
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE if want_stdin else subprocess.DEVNULL,
@@ -165,57 +185,88 @@ def _run_pipes(req: Request, daemon: Any, c: Any, inst: ExecInstance, process_fi
                             stderr=subprocess.DEVNULL if detach else subprocess.PIPE,
                             start_new_session=True)
     inst.running, inst.pid = True, proc.pid
-    daemon.events.emit("container", "exec_start: " + " ".join(inst.config["Cmd"]), c.id,
-                       {"execID": inst.id})
+    _started(daemon, c, inst)
     if detach:
         threading.Thread(target=_finish, args=(inst, daemon, proc), daemon=True).start()
         req.send(200, b"", content_type="text/plain")
         return
     client = req.hijack("application/vnd.docker.multiplexed-stream")
     send_lock = threading.Lock()
-
-    def pump(pipe: Any, stream: str) -> None:
-        while True:
-            data = os.read(pipe.fileno(), 65536)
-            if not data:
-                break
-            with send_lock:
-                try:
-                    client.sendall(frame(stream, data))
-                except OSError:
-                    pass
-
-    def feed() -> None:
-        assert proc.stdin is not None
-        try:
-            while data := client.recv(65536):
-                proc.stdin.write(data)
-                proc.stdin.flush()
-        except OSError:
-            pass
-        finally:
-            try:
-                proc.stdin.close()
-            except OSError:
-                pass
-
-    threads = [threading.Thread(target=pump, args=(proc.stdout, "stdout"), daemon=True),
-               threading.Thread(target=pump, args=(proc.stderr, "stderr"), daemon=True)]
+    threads = [threading.Thread(target=_pump, args=(proc.stdout, "stdout", client, send_lock),
+                                daemon=True),
+               threading.Thread(target=_pump, args=(proc.stderr, "stderr", client, send_lock),
+                                daemon=True)]
     for t in threads:
         t.start()
     if want_stdin:
-        threading.Thread(target=feed, daemon=True).start()
+        threading.Thread(target=_feed_pipe, args=(client, proc), daemon=True).start()
     for t in threads:
         t.join()
     _finish(inst, daemon, proc)
+    _shutdown(client)
+
+
+def _pump(pipe: IO[bytes], stream: str, client: socket.socket, send_lock: threading.Lock) -> None:
+    while True:
+        data = os.read(pipe.fileno(), 65536)
+        if not data:
+            break
+        with send_lock:
+            try:
+                client.sendall(frame(stream, data))
+            except OSError:
+                pass
+
+
+def _feed_pipe(client: socket.socket, proc: subprocess.Popen[bytes]) -> None:
+    assert proc.stdin is not None
     try:
-        client.shutdown(socket.SHUT_RDWR)
+        while data := client.recv(65536):
+            proc.stdin.write(data)
+            proc.stdin.flush()
     except OSError:
         pass
+    finally:
+        try:
+            proc.stdin.close()
+        except OSError:
+            pass
 
 
-def _run_tty(req: Request, daemon: Any, c: Any, inst: ExecInstance, process_file: str,
-             detach: bool) -> None:
+# -- with a terminal: its master, received from the runtime, copied raw -----------------------
+
+def _run_tty(req: Request, daemon: Daemon, c: Container, inst: ExecInstance,
+             process_file: str, detach: bool) -> None:
+    proc, master = _spawn_tty(daemon, c, inst, process_file)
+    inst.running, inst.pid, inst.master = True, proc.pid, master
+    _started(daemon, c, inst)
+    if detach:
+        threading.Thread(target=_drain, args=(daemon, inst, proc, master), daemon=True).start()
+        req.send(200, b"", content_type="text/plain")
+        return
+    client = req.hijack("application/vnd.docker.raw-stream")
+    if inst.config.get("AttachStdin"):
+        threading.Thread(target=_feed_master, args=(client, master), daemon=True).start()
+    try:
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: every holder of the terminal's other side is gone
+                break
+            if not data:
+                break
+            client.sendall(data)
+    except OSError:
+        pass
+    _finish(inst, daemon, proc)
+    os.close(master)
+    inst.master = None
+    _shutdown(client)
+
+
+def _spawn_tty(daemon: Daemon, c: Container, inst: ExecInstance,
+               process_file: str) -> tuple[subprocess.Popen[bytes], int]:
+    """The runtime's exec, started with a console socket; the process and its pty master."""
     from rctr.rootless._console import receive_master
 
     # Short: the shim dir's path takes most of a socket path's 108 bytes already.
@@ -236,51 +287,25 @@ def _run_tty(req: Request, daemon: Any, c: Any, inst: ExecInstance, process_file
         master = receive_master(conn)
     finally:
         listener.close()
-        try:
-            os.unlink(sock_path)
-        except OSError:
-            pass
-    inst.running, inst.pid, inst.master = True, proc.pid, master
-    daemon.events.emit("container", "exec_start: " + " ".join(inst.config["Cmd"]), c.id,
-                       {"execID": inst.id})
-    if detach:
-        def drain() -> None:
-            try:
-                while os.read(master, 65536):
-                    pass
-            except OSError:
-                pass
-            _finish(inst, daemon, proc)
-            os.close(master)
-        threading.Thread(target=drain, daemon=True).start()
-        req.send(200, b"", content_type="text/plain")
-        return
-    client = req.hijack("application/vnd.docker.raw-stream")
+        _unlink(sock_path)
+    return proc, master
 
-    def feed() -> None:
-        try:
-            while data := client.recv(65536):
-                os.write(master, data)
-        except OSError:
-            pass
 
-    if inst.config.get("AttachStdin"):
-        threading.Thread(target=feed, daemon=True).start()
+def _drain(daemon: Daemon, inst: ExecInstance, proc: subprocess.Popen[bytes],
+           master: int) -> None:
+    """A detached exec's terminal output, read and dropped until it ends."""
     try:
-        while True:
-            try:
-                data = os.read(master, 65536)
-            except OSError:  # EIO: every holder of the terminal's other side is gone
-                break
-            if not data:
-                break
-            client.sendall(data)
+        while os.read(master, 65536):
+            pass
     except OSError:
         pass
     _finish(inst, daemon, proc)
     os.close(master)
-    inst.master = None
+
+
+def _feed_master(client: socket.socket, master: int) -> None:
     try:
-        client.shutdown(socket.SHUT_RDWR)
+        while data := client.recv(65536):
+            os.write(master, data)
     except OSError:
         pass

@@ -1,4 +1,7 @@
-"""The ``/images`` endpoints: pull with Docker's progress JSON, push, load, save, tag, remove."""
+"""The ``/images`` endpoints: pull with Docker's progress JSON, push, load, save, tag, remove.
+
+``POST /commit`` (an image from a container) is in ``_api_commit``.
+"""
 
 from __future__ import annotations
 
@@ -7,27 +10,39 @@ import json
 import os
 import tempfile
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from rctr.core.errors import Conflict, NotFound
 from rctr.storage import familiar
 
-from ._http import HTTPError, Request, Router, message_for
+from ._http import ChunkedWriter, HTTPError, Request, message_for
 from ._logs import parse_time
 
-__all__ = ["register", "image_summary"]
+if TYPE_CHECKING:
+    from rctr.storage import ImageRecord, RegistryClient, Store
+    from rctr.storage._load import Prepare
+    from rctr.storage._push import PushProgress
+
+    from ._main import Daemon
+    from .containers import Container
+
+__all__ = ["image_list", "image_create", "image_inspect", "image_history", "image_push",
+           "image_tag", "image_delete", "image_prune", "image_get", "image_get_all", "image_load",
+           "image_summary"]
+
+PullProgress = Callable[[str, int, int], None]
 
 
-def _config(daemon: Any, image: dict[str, Any]) -> dict[str, Any]:
+def _config(daemon: Daemon, image: ImageRecord) -> dict[str, Any]:
     config: dict[str, Any] = json.loads(daemon.store.blobs.read(image["config"]))
     return config
 
 
-def _size(image: dict[str, Any]) -> int:
+def _size(image: ImageRecord) -> int:
     return sum(int(layer.get("size") or 0) for layer in image.get("layers", []))
 
 
-def image_summary(daemon: Any, image: dict[str, Any]) -> dict[str, Any]:
+def image_summary(daemon: Daemon, image: ImageRecord) -> dict[str, Any]:
     config = _config(daemon, image)
     tags = [familiar(n) for n in image.get("names", []) if "@" not in n]
     digests = [familiar(n.split(":")[0] if "@" not in n else n) for n in image.get("names", []) if "@" in n]
@@ -37,7 +52,7 @@ def image_summary(daemon: Any, image: dict[str, Any]) -> dict[str, Any]:
             "Labels": (config.get("config") or {}).get("Labels") or {}, "Containers": -1}
 
 
-def _inspect(daemon: Any, image: dict[str, Any]) -> dict[str, Any]:
+def _inspect(daemon: Daemon, image: ImageRecord) -> dict[str, Any]:
     config = _config(daemon, image)
     summary = image_summary(daemon, image)
     return {
@@ -60,7 +75,7 @@ def _bar(done: int, total: int) -> str:
     return f"{bar} {_human(done)}/{_human(total)}"
 
 
-def _progress_writer(out: Any) -> Any:
+def _progress_writer(out: ChunkedWriter) -> PullProgress:
     lock = threading.Lock()
     started: set[str] = set()
 
@@ -79,7 +94,7 @@ def _progress_writer(out: Any) -> Any:
     return progress
 
 
-def _push_progress_writer(out: Any) -> Any:
+def _push_progress_writer(out: ChunkedWriter) -> PushProgress:
     """Docker's push messages: Pushing with a bar, then Pushed or Layer already exists."""
     last: dict[str, int] = {}
 
@@ -107,7 +122,7 @@ def _human(n: int) -> str:
     return f"{size:.3g}{unit}"
 
 
-def _error(out: Any, exc: BaseException) -> None:
+def _error(out: ChunkedWriter, exc: BaseException) -> None:
     message = message_for(exc)
     hint = getattr(exc, "hint", None)
     if hint:
@@ -115,217 +130,227 @@ def _error(out: Any, exc: BaseException) -> None:
     out.json({"errorDetail": {"message": message}, "error": message})
 
 
-def register(router: Router, daemon: Any) -> None:
-    store = daemon.store
+def _find(daemon: Daemon, name: str) -> ImageRecord:
+    try:
+        return daemon.store.images.get(name)
+    except NotFound:
+        raise NotFound(f"No such image: {name}") from None
+    except ValueError:
+        raise NotFound(f"No such image: {name}") from None
 
-    def find(name: str) -> dict[str, Any]:
-        try:
-            image: dict[str, Any] = store.images.get(name)
-            return image
-        except NotFound:
-            raise NotFound(f"No such image: {name}") from None
-        except ValueError:
-            raise NotFound(f"No such image: {name}") from None
 
-    @router.route("GET", "/images/json")
-    def list_images(req: Request) -> None:
-        filters = req.filters()
-        refs = filters.get("reference")
-        items = []
-        for image in store.images.list():
-            summary = image_summary(daemon, image)
-            if refs:
-                import fnmatch
+def image_list(daemon: Daemon, req: Request) -> None:
+    filters = req.filters()
+    refs = filters.get("reference")
+    items = []
+    for image in daemon.store.images.list():
+        summary = image_summary(daemon, image)
+        if refs:
+            import fnmatch
 
-                names = summary["RepoTags"] or []
-                if not any(fnmatch.fnmatch(n, w) or fnmatch.fnmatch(n.split(":")[0], w)
-                           for n in names for w in refs):
-                    continue
-            if "dangling" in filters and bool(summary["RepoTags"]) == ("true" in filters["dangling"]):
+            names = summary["RepoTags"] or []
+            if not any(fnmatch.fnmatch(n, w) or fnmatch.fnmatch(n.split(":")[0], w)
+                       for n in names for w in refs):
                 continue
-            items.append(summary)
-        items.sort(key=lambda s: s["Created"], reverse=True)
-        req.send_json(items)
+        if "dangling" in filters and bool(summary["RepoTags"]) == ("true" in filters["dangling"]):
+            continue
+        items.append(summary)
+    items.sort(key=lambda s: s["Created"], reverse=True)
+    req.send_json(items)
 
-    @router.route("POST", "/images/create")
-    def create(req: Request) -> None:
-        source = req.arg("fromSrc")
-        if source is not None:
-            _import(req, daemon, source)
-            return
-        name = req.arg("fromImage")
-        if not name:
-            raise HTTPError(400, "fromImage or fromSrc is required")
-        tag = req.arg("tag")
-        ref = name
-        if tag:
-            ref = f"{name}@{tag}" if tag.startswith("sha256:") else f"{name}:{tag}"
-        elif "@" not in name and ":" not in name.rsplit("/", 1)[-1]:
-            ref = f"{name}:latest"
-        out = req.stream()
+
+def image_create(daemon: Daemon, req: Request) -> None:
+    """A pull (``fromImage``), or an import of a root filesystem tarball (``fromSrc=-``)."""
+    source = req.arg("fromSrc")
+    if source is not None:
+        _import(req, daemon, source)
+        return
+    name = req.arg("fromImage")
+    if not name:
+        raise HTTPError(400, "fromImage or fromSrc is required")
+    tag = req.arg("tag")
+    ref = name
+    if tag:
+        ref = f"{name}@{tag}" if tag.startswith("sha256:") else f"{name}:{tag}"
+    elif "@" not in name and ":" not in name.rsplit("/", 1)[-1]:
+        ref = f"{name}:latest"
+    _pull(daemon, req, ref, tag, req.arg("platform") or None)
+
+
+def _pull(daemon: Daemon, req: Request, ref: str, tag: str | None,
+          platform: str | None) -> None:
+    out = req.stream()
+    try:
+        out.json({"status": f"Pulling from {familiar(ref).rsplit(':', 1)[0]}",
+                  "id": tag or ref.rsplit(":", 1)[-1]})
+        # Extracted before it is indexed: a layer the extractor refuses leaves no image.
+        record = daemon.store.pull(ref, platform=platform, progress=_progress_writer(out),
+                                   prepare=_extractor(daemon, lambda digest: out.json(
+                                       {"status": "Extracting", "progressDetail": {},
+                                        "id": digest.removeprefix("sha256:")[:12]})))
+        for layer in record.get("layers", []):
+            out.json({"status": "Pull complete", "progressDetail": {},
+                      "id": layer["digest"].removeprefix("sha256:")[:12]})
+        out.json({"status": f"Digest: {record.get('manifest', '')}"})
+        out.json({"status": f"Status: Downloaded newer image for {familiar(ref)}"})
+        daemon.events.emit("image", "pull", ref, {"name": ref})
+    except Exception as exc:  # noqa: BLE001 - reported in the stream, as Docker does
+        _error(out, exc)
+    finally:
+        out.close()
+
+
+def image_inspect(daemon: Daemon, req: Request) -> None:
+    req.send_json(_inspect(daemon, _find(daemon, req.params["name"])))
+
+
+def image_history(daemon: Daemon, req: Request) -> None:
+    image = _find(daemon, req.params["name"])
+    config = _config(daemon, image)
+    rows = [{"Id": "<missing>", "Created": int(parse_time(h.get("created")) or 0),
+             "CreatedBy": h.get("created_by", ""), "Tags": None, "Size": 0,
+             "Comment": h.get("comment", "")} for h in reversed(config.get("history") or [])]
+    if rows:
+        rows[0]["Id"] = image["id"]
+    req.send_json(rows)
+
+
+def image_push(daemon: Daemon, req: Request) -> None:
+    name = req.params["name"]
+    tag = req.arg("tag")
+    ref = f"{name}:{tag}" if tag else name
+    out = req.stream()
+    try:
+        _find(daemon, ref)
+        out.json({"status": f"The push refers to repository [{name}]"})
+        client = _client_with_auth(req, daemon.store)
+
+        result = daemon.store.push(ref, client=client, progress=_push_progress_writer(out))
+        digest = result.get("digest", "") if isinstance(result, dict) else ""
+        out.json({"status": f"{tag or 'latest'}: digest: {digest}",
+                  "aux": {"Tag": tag or "latest", "Digest": digest}})
+        daemon.events.emit("image", "push", ref, {"name": ref})
+    except Exception as exc:  # noqa: BLE001
+        _error(out, exc)
+    finally:
+        out.close()
+
+
+def image_tag(daemon: Daemon, req: Request) -> None:
+    repo = req.arg("repo")
+    if not repo:
+        raise HTTPError(400, "repo is required")
+    target = f"{repo}:{req.arg('tag') or 'latest'}"
+    daemon.store.tag(_find(daemon, req.params["name"])["id"], target)
+    daemon.events.emit("image", "tag", _find(daemon, target)["id"], {"name": target})
+    req.send(201, b"", content_type="text/plain")
+
+
+def image_delete(daemon: Daemon, req: Request) -> None:
+    name = req.params["name"]
+    image = _find(daemon, name)
+    users = [c for c in daemon.containers.all() if c.record.image == image["id"]]
+    by_id = name.startswith("sha256:") or image["id"].removeprefix("sha256:").startswith(name)
+    # Docker: one name among several is only untagged, -f or not; and no -f deletes the
+    # image of a running container.
+    untag_only = not by_id and len(image.get("names", [])) > 1
+    if not untag_only:
+        _check_unused(name, image, users, req.flag("force"))
+    done = daemon.store.remove_image(image["id"] if by_id else name,
+                                     force=not untag_only and (req.flag("force") or by_id))
+    result = []
+    for line in done:
+        kind, _, what = line.partition(": ")
+        result.append({kind: familiar(what) if kind == "Untagged" else what})
+        daemon.events.emit("image", "untag" if kind == "Untagged" else "delete", image["id"],
+                           {"name": what})
+    req.send_json(result)
+
+
+def _check_unused(name: str, image: ImageRecord, users: list[Container], force: bool) -> None:
+    """Conflict when containers use the image: always for a running one, else without -f."""
+    running = [c for c in users if c.running()]
+    if running:
+        raise Conflict(f"conflict: unable to delete {image['id'].removeprefix('sha256:')[:12]} "
+                       f"(cannot be forced) - image is being used by running container "
+                       f"{running[0].id[:12]}")
+    if users and not force:
+        raise Conflict(f"conflict: unable to remove repository reference \"{name}\" (must force) - "
+                       f"container {users[0].id[:12]} is using its referenced image "
+                       f"{image['id'].removeprefix('sha256:')[:12]}")
+
+
+def image_prune(daemon: Daemon, req: Request) -> None:
+    everything = "false" in [v.lower() for v in req.filters().get("dangling", [])]
+    used = {c.record.image for c in daemon.containers.all()}
+    deleted = []
+    for image in daemon.store.images.list():
+        tagged = any("@" not in n for n in image.get("names", []))  # digests don't count
+        if image["id"] in used or (tagged and not everything):
+            continue
+        for line in daemon.store.remove_image(image["id"], force=True):
+            kind, _, what = line.partition(": ")
+            deleted.append({kind: what})
+    result = daemon.store.prune()
+    req.send_json({"ImagesDeleted": deleted or None,
+                   "SpaceReclaimed": int(result.get("bytes", 0)) if isinstance(result, dict)
+                   else 0})
+
+
+def image_get(daemon: Daemon, req: Request) -> None:
+    _save(daemon, req, [req.params["name"]])
+
+
+def image_get_all(daemon: Daemon, req: Request) -> None:
+    names = req.query.get("names") or []
+    if not names:
+        raise HTTPError(400, "names is required")
+    _save(daemon, req, names)
+
+
+def _save(daemon: Daemon, req: Request, names: list[str]) -> None:
+    store = daemon.store
+    for n in names:
+        _find(daemon, n)
+    os.makedirs(store.layout.tmp, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=store.layout.tmp, prefix="save-") as tmpdir:
+        path = os.path.join(tmpdir, "image.tar")
+        store.save(names, path)
+        out = req.stream("application/x-tar")
         try:
-            out.json({"status": f"Pulling from {familiar(ref).rsplit(':', 1)[0]}",
-                      "id": tag or ref.rsplit(":", 1)[-1]})
-            # Extracted before it is indexed: a layer the extractor refuses leaves no image.
-            record = store.pull(ref, platform=req.arg("platform") or None,
-                                progress=_progress_writer(out),
-                                prepare=_extractor(daemon, lambda digest: out.json(
-                                    {"status": "Extracting", "progressDetail": {},
-                                     "id": digest.removeprefix("sha256:")[:12]})))
-            for layer in record.get("layers", []):
-                out.json({"status": "Pull complete", "progressDetail": {},
-                          "id": layer["digest"].removeprefix("sha256:")[:12]})
-            out.json({"status": f"Digest: {record.get('manifest', '')}"})
-            out.json({"status": f"Status: Downloaded newer image for {familiar(ref)}"})
-            daemon.events.emit("image", "pull", ref, {"name": ref})
-        except Exception as exc:  # noqa: BLE001 - reported in the stream, as Docker does
-            _error(out, exc)
+            with open(path, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    out.write(chunk)
         finally:
             out.close()
 
-    @router.route("GET", "/images/{name:path}/json")
-    def inspect(req: Request) -> None:
-        req.send_json(_inspect(daemon, find(req.params["name"])))
 
-    @router.route("GET", "/images/{name:path}/history")
-    def history(req: Request) -> None:
-        image = find(req.params["name"])
-        config = _config(daemon, image)
-        rows = [{"Id": "<missing>", "Created": int(parse_time(h.get("created")) or 0),
-                 "CreatedBy": h.get("created_by", ""), "Tags": None, "Size": 0,
-                 "Comment": h.get("comment", "")} for h in reversed(config.get("history") or [])]
-        if rows:
-            rows[0]["Id"] = image["id"]
-        req.send_json(rows)
-
-    @router.route("POST", "/images/{name:path}/tag")
-    def tag(req: Request) -> None:
-        repo = req.arg("repo")
-        if not repo:
-            raise HTTPError(400, "repo is required")
-        target = f"{repo}:{req.arg('tag') or 'latest'}"
-        store.tag(find(req.params["name"])["id"], target)
-        daemon.events.emit("image", "tag", find(target)["id"], {"name": target})
-        req.send(201, b"", content_type="text/plain")
-
-    @router.route("DELETE", "/images/{name:path}")
-    def remove(req: Request) -> None:
-        name = req.params["name"]
-        image = find(name)
-        users = [c for c in daemon.containers.all() if c.record.image == image["id"]]
-        by_id = name.startswith("sha256:") or image["id"].removeprefix("sha256:").startswith(name)
-        # Docker: one name among several is only untagged, -f or not; and no -f deletes the
-        # image of a running container.
-        untag_only = not by_id and len(image.get("names", [])) > 1
-        running = [c for c in users if c.running()]
-        if running and not untag_only:
-            raise Conflict(f"conflict: unable to delete {image['id'].removeprefix('sha256:')[:12]} "
-                           f"(cannot be forced) - image is being used by running container "
-                           f"{running[0].id[:12]}")
-        if users and not untag_only and not req.flag("force"):
-            raise Conflict(f"conflict: unable to remove repository reference \"{name}\" (must force) - "
-                           f"container {users[0].id[:12]} is using its referenced image "
-                           f"{image['id'].removeprefix('sha256:')[:12]}")
-        done = store.remove_image(image["id"] if by_id else name,
-                                  force=not untag_only and (req.flag("force") or by_id))
-        result = []
-        for line in done:
-            kind, _, what = line.partition(": ")
-            result.append({kind: familiar(what) if kind == "Untagged" else what})
-            daemon.events.emit("image", "untag" if kind == "Untagged" else "delete", image["id"],
-                               {"name": what})
-        req.send_json(result)
-
-    @router.route("POST", "/images/{name:path}/push")
-    def push(req: Request) -> None:
-        name = req.params["name"]
-        tag = req.arg("tag")
-        ref = f"{name}:{tag}" if tag else name
+def image_load(daemon: Daemon, req: Request) -> None:
+    with req.spooled_body(daemon.store.layout.tmp, "load-") as path:
         out = req.stream()
         try:
-            find(ref)
-            out.json({"status": f"The push refers to repository [{name}]"})
-            client = _client_with_auth(req, store)
-
-            result = store.push(ref, client=client, progress=_push_progress_writer(out))
-            digest = result.get("digest", "") if isinstance(result, dict) else ""
-            out.json({"status": f"{tag or 'latest'}: digest: {digest}",
-                      "aux": {"Tag": tag or "latest", "Digest": digest}})
-            daemon.events.emit("image", "push", ref, {"name": ref})
+            records = daemon.store.load(path, prepare=_extractor(daemon))
+            for record in records:
+                names = [familiar(n) for n in record.get("names", [])]
+                for n in names or [record["id"]]:
+                    label = "Loaded image" if names else "Loaded image ID"
+                    out.json({"stream": f"{label}: {n}\n"})
+                daemon.events.emit("image", "load", record["id"], {"name": ",".join(names)})
         except Exception as exc:  # noqa: BLE001
             _error(out, exc)
         finally:
             out.close()
 
-    @router.route("POST", "/images/load")
-    def load(req: Request) -> None:
-        with req.spooled_body(store.layout.tmp, "load-") as path:
-            out = req.stream()
-            try:
-                records = store.load(path, prepare=_extractor(daemon))
-                for record in records:
-                    names = [familiar(n) for n in record.get("names", [])]
-                    for n in names or [record["id"]]:
-                        label = "Loaded image" if names else "Loaded image ID"
-                        out.json({"stream": f"{label}: {n}\n"})
-                    daemon.events.emit("image", "load", record["id"], {"name": ",".join(names)})
-            except Exception as exc:  # noqa: BLE001
-                _error(out, exc)
-            finally:
-                out.close()
 
-    def save(req: Request, names: list[str]) -> None:
-        for n in names:
-            find(n)
-        os.makedirs(store.layout.tmp, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=store.layout.tmp, prefix="save-") as tmpdir:
-            path = os.path.join(tmpdir, "image.tar")
-            store.save(names, path)
-            out = req.stream("application/x-tar")
-            try:
-                with open(path, "rb") as f:
-                    while chunk := f.read(1 << 20):
-                        out.write(chunk)
-            finally:
-                out.close()
-
-    @router.route("GET", "/images/get")
-    def get_many(req: Request) -> None:
-        names = req.query.get("names") or []
-        if not names:
-            raise HTTPError(400, "names is required")
-        save(req, names)
-
-    @router.route("GET", "/images/{name:path}/get")
-    def get_one(req: Request) -> None:
-        save(req, [req.params["name"]])
-
-    @router.route("POST", "/images/prune")
-    def prune(req: Request) -> None:
-        everything = "false" in [v.lower() for v in req.filters().get("dangling", [])]
-        used = {c.record.image for c in daemon.containers.all()}
-        deleted = []
-        for image in store.images.list():
-            tagged = any("@" not in n for n in image.get("names", []))  # digests don't count
-            if image["id"] in used or (tagged and not everything):
-                continue
-            for line in store.remove_image(image["id"], force=True):
-                kind, _, what = line.partition(": ")
-                deleted.append({kind: what})
-        result = store.prune()
-        req.send_json({"ImagesDeleted": deleted or None,
-                       "SpaceReclaimed": int(result.get("bytes", 0)) if isinstance(result, dict) else 0})
-
-
-def _extractor(daemon: Any, on_layer: Any = None) -> Any:
+def _extractor(daemon: Daemon, on_layer: Callable[[str], None] | None = None) -> Prepare:
     """What a pull or a load calls before it indexes an image: its layers extracted for
     the daemon's driver, so that a hostile layer is refused there, not at the first run."""
-    def prepare(record: dict[str, Any]) -> None:
+    def prepare(record: ImageRecord) -> None:
         daemon.store.rw.drivers[daemon.driver].prepare(record, on_layer)
     return prepare
 
 
-def _client_with_auth(req: Request, store: Any) -> Any:
+def _client_with_auth(req: Request, store: Store) -> RegistryClient:
     from rctr.storage import AuthStore
 
     client = store.registry_client(auth=AuthStore())  # rctr.toml's insecure registries
@@ -341,7 +366,7 @@ def _client_with_auth(req: Request, store: Any) -> Any:
     return client
 
 
-def _import(req: Request, daemon: Any, source: str) -> None:
+def _import(req: Request, daemon: Daemon, source: str) -> None:
     if source != "-":
         raise HTTPError(400, "import from a URL is not supported: give the tarball in the body (fromSrc=-)")
     store = daemon.store

@@ -2,118 +2,142 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rctr.core.errors import Conflict
 
-from ._http import HTTPError, Request, Router
+from ._http import HTTPError, Request
 from ._network_records import BUILTIN
 
-__all__ = ["register"]
+if TYPE_CHECKING:
+    from ._main import Daemon
+
+__all__ = ["network_list", "network_inspect", "network_delete", "network_create",
+           "network_connect", "network_disconnect", "network_prune"]
 
 
-def register(router: Router, daemon: Any) -> None:
-    containers = daemon.containers
-    networks = containers.networks
+def network_list(daemon: Daemon, req: Request) -> None:
+    filters = req.filters()
+    items = [_builtin(n) for n in BUILTIN] + daemon.containers.networks.all()
+    for key, field in (("name", "Name"), ("id", "Id"), ("driver", "Driver")):
+        wanted = filters.get(key)
+        if wanted:
+            items = [n for n in items if any(w in n[field] if key != "driver" else w == n[field]
+                                             for w in wanted)]
+    if filters.get("label"):
+        items = [n for n in items if all(_label_match(n.get("Labels") or {}, w)
+                                         for w in filters["label"])]
+    if filters.get("type"):
+        kinds = filters["type"]
+        items = [n for n in items if ("builtin" if n["Name"] in BUILTIN else "custom") in kinds]
+    req.send_json([_view(daemon, n, False) for n in items])
 
-    def members(name: str) -> dict[str, dict[str, Any]]:
-        out = {}
-        for c in containers.all():
-            endpoint = (c.record.network_settings.get("Networks") or {}).get(name)
-            if endpoint is None or (name in BUILTIN and not c.running()):
-                continue
-            ip, prefix = endpoint.get("IPAddress") or "", endpoint.get("IPPrefixLen") or 0
-            out[c.id] = {"Name": c.name, "EndpointID": "", "MacAddress": "",
-                         "IPv4Address": f"{ip}/{prefix}" if ip else "", "IPv6Address": ""}
-        return out
 
-    def users(name: str) -> list[str]:
-        return [c.name for c in containers.all() if name in c.record.networks]
+def network_inspect(daemon: Daemon, req: Request) -> None:
+    req.send_json(_view(daemon, _lookup(daemon, req.params["id"])))
 
-    def builtin(name: str) -> dict[str, Any]:
-        return {"Name": name, "Id": name, "Created": "0001-01-01T00:00:00Z", "Scope": "local",
-                "Driver": BUILTIN[name], "EnableIPv6": False,
-                "IPAM": {"Driver": "default", "Options": None,
-                         "Config": [{"Subnet": "10.0.2.0/24", "Gateway": "10.0.2.2"}]
-                         if name == "bridge" else []},
-                "Internal": False, "Attachable": False, "Ingress": False,
-                "ConfigFrom": {"Network": ""}, "ConfigOnly": False,
-                "Options": {"rctr.driver": "slirp4netns"} if name == "bridge" else {},
-                "Labels": {}}
 
-    def lookup(ref: str) -> dict[str, Any]:
-        if ref in BUILTIN:
-            return builtin(ref)
-        net: dict[str, Any] = networks.get(ref)
-        return net
+def network_delete(daemon: Daemon, req: Request) -> None:
+    ref = req.params["id"]
+    if ref in BUILTIN:
+        raise Conflict(f"{ref} is a pre-defined network and cannot be removed")
+    networks = daemon.containers.networks
+    net = networks.get(ref)
+    networks.remove(ref, _users(daemon, net["Name"]))
+    daemon.events.emit("network", "destroy", net["Id"], {"name": net["Name"], "type": "bridge"})
+    req.no_content()
 
-    def view(net: dict[str, Any], with_members: bool = True) -> dict[str, Any]:
-        return dict(net, Containers=members(net["Name"]) if with_members else {})
 
-    @router.route("GET", "/networks")
-    def list_networks(req: Request) -> None:
-        filters = req.filters()
-        items = [builtin(n) for n in BUILTIN] + networks.all()
-        for key, field in (("name", "Name"), ("id", "Id"), ("driver", "Driver")):
-            wanted = filters.get(key)
-            if wanted:
-                items = [n for n in items if any(w in n[field] if key != "driver" else w == n[field]
-                                                 for w in wanted)]
-        if filters.get("label"):
-            items = [n for n in items if all(_label_match(n.get("Labels") or {}, w)
-                                             for w in filters["label"])]
-        if filters.get("type"):
-            kinds = filters["type"]
-            items = [n for n in items if ("builtin" if n["Name"] in BUILTIN else "custom") in kinds]
-        req.send_json([view(n, False) for n in items])
+def network_create(daemon: Daemon, req: Request) -> None:
+    body = req.json({})
+    if not isinstance(body, dict):
+        raise HTTPError(400, "the request body must be a JSON object")
+    net = daemon.containers.networks.create(body)
+    daemon.events.emit("network", "create", net["Id"], {"name": net["Name"], "type": "bridge"})
+    req.send_json({"Id": net["Id"], "Warning": ""}, 201)
 
-    @router.route("GET", "/networks/{id}")
-    def inspect(req: Request) -> None:
-        req.send_json(view(lookup(req.params["id"])))
 
-    @router.route("POST", "/networks/create")
-    def create(req: Request) -> None:
-        body = req.json({})
-        if not isinstance(body, dict):
-            raise HTTPError(400, "the request body must be a JSON object")
-        net = networks.create(body)
-        daemon.events.emit("network", "create", net["Id"], {"name": net["Name"], "type": "bridge"})
-        req.send_json({"Id": net["Id"], "Warning": ""}, 201)
+def network_connect(daemon: Daemon, req: Request) -> None:
+    body = req.json({})
+    if not isinstance(body, dict) or not isinstance(body.get("Container"), str):
+        raise HTTPError(400, "the body needs Container: the container to connect")
+    daemon.containers.connect(body["Container"], req.params["id"], _endpoint_config(body))
+    req.send(200, b"", content_type="text/plain")
 
-    @router.route("DELETE", "/networks/{id}")
-    def remove(req: Request) -> None:
-        ref = req.params["id"]
-        if ref in BUILTIN:
-            raise Conflict(f"{ref} is a pre-defined network and cannot be removed")
-        net = networks.get(ref)
-        networks.remove(ref, users(net["Name"]))
-        daemon.events.emit("network", "destroy", net["Id"], {"name": net["Name"], "type": "bridge"})
-        req.no_content()
 
-    @router.route("POST", "/networks/{id}/connect")
-    def connect(req: Request) -> None:
-        body = req.json({})
-        if not isinstance(body, dict) or not isinstance(body.get("Container"), str):
-            raise HTTPError(400, "the body needs Container: the container to connect")
-        containers.connect(body["Container"], req.params["id"], body.get("EndpointConfig"))
-        req.send(200, b"", content_type="text/plain")
+def _endpoint_config(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The body's ``EndpointConfig``, a 400 unless it has Docker's shape (what Go's JSON
+    decoding of EndpointSettings refuses)."""
+    endpoint = body.get("EndpointConfig")
+    if endpoint is None:
+        return None
+    if not isinstance(endpoint, dict):
+        raise HTTPError(400, "EndpointConfig must be a JSON object")
+    if not isinstance(endpoint.get("Aliases") or [], list):
+        raise HTTPError(400, "EndpointConfig.Aliases must be a list of names")
+    ipam = endpoint.get("IPAMConfig") or {}
+    if not isinstance(ipam, dict) or not isinstance(ipam.get("IPv4Address") or "", str):
+        raise HTTPError(400, "EndpointConfig.IPAMConfig must be a JSON object, its "
+                             "IPv4Address a string")
+    return endpoint
 
-    @router.route("POST", "/networks/{id}/disconnect")
-    def disconnect(req: Request) -> None:
-        body = req.json({})
-        if not isinstance(body, dict) or not isinstance(body.get("Container"), str):
-            raise HTTPError(400, "the body needs Container: the container to disconnect")
-        containers.disconnect(body["Container"], req.params["id"], bool(body.get("Force")))
-        req.send(200, b"", content_type="text/plain")
 
-    @router.route("POST", "/networks/prune")
-    def prune(req: Request) -> None:
-        removed = []
-        for net in networks.all():
-            if not users(net["Name"]):
-                networks.remove(net["Id"], [])
-                removed.append(net["Name"])
-        req.send_json({"NetworksDeleted": removed})
+def network_disconnect(daemon: Daemon, req: Request) -> None:
+    body = req.json({})
+    if not isinstance(body, dict) or not isinstance(body.get("Container"), str):
+        raise HTTPError(400, "the body needs Container: the container to disconnect")
+    daemon.containers.disconnect(body["Container"], req.params["id"], bool(body.get("Force")))
+    req.send(200, b"", content_type="text/plain")
+
+
+def network_prune(daemon: Daemon, req: Request) -> None:
+    networks = daemon.containers.networks
+    removed = []
+    for net in networks.all():
+        if not _users(daemon, net["Name"]):
+            networks.remove(net["Id"], [])
+            removed.append(net["Name"])
+    req.send_json({"NetworksDeleted": removed})
+
+
+def _members(daemon: Daemon, name: str) -> dict[str, dict[str, Any]]:
+    """The containers on network ``name``, as inspect's ``Containers``."""
+    out = {}
+    for c in daemon.containers.all():
+        endpoint = (c.record.network_settings.get("Networks") or {}).get(name)
+        if endpoint is None or (name in BUILTIN and not c.running()):
+            continue
+        ip, prefix = endpoint.get("IPAddress") or "", endpoint.get("IPPrefixLen") or 0
+        out[c.id] = {"Name": c.name, "EndpointID": "", "MacAddress": "",
+                     "IPv4Address": f"{ip}/{prefix}" if ip else "", "IPv6Address": ""}
+    return out
+
+
+def _users(daemon: Daemon, name: str) -> list[str]:
+    return [c.name for c in daemon.containers.all() if name in c.record.networks]
+
+
+def _builtin(name: str) -> dict[str, Any]:
+    return {"Name": name, "Id": name, "Created": "0001-01-01T00:00:00Z", "Scope": "local",
+            "Driver": BUILTIN[name], "EnableIPv6": False,
+            "IPAM": {"Driver": "default", "Options": None,
+                     "Config": [{"Subnet": "10.0.2.0/24", "Gateway": "10.0.2.2"}]
+                     if name == "bridge" else []},
+            "Internal": False, "Attachable": False, "Ingress": False,
+            "ConfigFrom": {"Network": ""}, "ConfigOnly": False,
+            "Options": {"rctr.driver": "slirp4netns"} if name == "bridge" else {},
+            "Labels": {}}
+
+
+def _lookup(daemon: Daemon, ref: str) -> dict[str, Any]:
+    if ref in BUILTIN:
+        return _builtin(ref)
+    net: dict[str, Any] = daemon.containers.networks.get(ref)
+    return net
+
+
+def _view(daemon: Daemon, net: dict[str, Any], with_members: bool = True) -> dict[str, Any]:
+    return dict(net, Containers=_members(daemon, net["Name"]) if with_members else {})
 
 
 def _label_match(labels: dict[str, str], wanted: str) -> bool:

@@ -21,7 +21,7 @@ import socket
 import threading
 import time
 from collections.abc import Mapping, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rctr.core import cgroups
 from rctr.core.config import LOG_LEVELS, RUNTIMES, Config, load_config
@@ -34,6 +34,13 @@ from ._http import APIServer, Router
 from ._paths import DaemonPaths
 from ._volumes import Volumes
 
+if TYPE_CHECKING:
+    from rctr.storage import Store
+
+    from ._api_archive import Archives
+    from ._health import HealthMonitor
+    from ._runtimes import OCIRuntime
+
 __all__ = ["main", "Daemon", "Log", "activation_socket", "settings"]
 
 SD_LISTEN_FDS_START = 3
@@ -42,10 +49,26 @@ SD_LISTEN_FDS_START = 3
 class Daemon:
     """What the API handlers share: paths, config, store, containers, volumes, events."""
 
+    paths: DaemonPaths
+    config: Config
+    instance_id: str
+    store: Store
+    driver: str
+    events: Events
+    volumes: Volumes
+    runtime: OCIRuntime
+    init_path: str | None
+    delegation: cgroups.Delegation | None
+    warnings: list[str]
+    containers: Containers
+    archives: Archives
+    health: HealthMonitor
+
     def __init__(self, paths: DaemonPaths, config: Config | None = None,
                  log: Log | None = None) -> None:
         from rctr.storage import Store
 
+        from ._api_archive import Archives
         from ._health import HealthMonitor
         from ._runtimes import OCIRuntime
         from ._shimctl import Zygote
@@ -69,22 +92,14 @@ class Daemon:
                                      self.driver, self.init_path,
                                      Zygote(paths.zygote_socket, log.warning), self.delegation,
                                      default_network=config.network)
+        self.archives = Archives(self.containers, paths.datadir)
         self.health = HealthMonitor.for_daemon(self)  # hooks in before reconcile re-adopts
 
-    def image_summary(self, image: dict[str, Any]) -> dict[str, Any]:
-        from ._api_images import image_summary
-
-        return image_summary(self, image)
-
     def router(self) -> Router:
-        from . import (_api_archive, _api_auth, _api_commit, _api_containers, _api_exec,
-                       _api_images, _api_networks, _api_system, _api_volumes)
+        """The Engine API's routes (``_routes.ROUTES``), each handler bound to this daemon."""
+        from ._routes import router
 
-        router = Router()
-        for module in (_api_system, _api_containers, _api_exec, _api_images, _api_volumes,
-                       _api_archive, _api_auth, _api_networks, _api_commit):
-            module.register(router, self)
-        return router
+        return router(self)
 
 
 def _find_init() -> str | None:

@@ -21,7 +21,7 @@ import socket
 import threading
 import time
 from collections.abc import Mapping, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from rctr.core import cgroups
 from rctr.core.config import LOG_LEVELS, RUNTIMES, Config, load_config
@@ -226,34 +226,66 @@ def _keep_pause(rundir: str, log: Log) -> None:
                         "now, and nothing was lost")
 
 
+class _CannotStart(Exception):
+    """A start-up step failed; its message is logged and ``code`` is rctrd's exit status."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 def main(argv: list[str] | None = None) -> int:
+    """rctrd: settings, the lock, the pause process's namespaces, reconcile, then serve.
+
+    The order matters: the activation socket's fds are made close-on-exec before
+    anything forks, and the join (setns into a user namespace) comes before any thread.
+    """
     args = parser().parse_args(argv)
     log = Log()
     try:
-        # First: the fds become close-on-exec before anything forks.
         listening = activation_socket(os.environ)
         config = settings(args, os.environ)
+        log = Log(config.log_level)
+        paths = DaemonPaths.default()
+        lock = _take_lock(paths)  # held (open) for rctrd's whole life
+        for line in config.describe():
+            log.info(line)
+        daemon = _join_and_adopt(paths, config, log)
     except RctrError as exc:
         log.error(f"cannot start: {exc}")
         return EX_CONFIG
-    log = Log(config.log_level)
-    paths = DaemonPaths.default()
+    except _CannotStart as exc:
+        log.error(str(exc))
+        return exc.code
+    try:
+        _serve(daemon, paths, config, listening, log)
+    finally:
+        lock.close()
+    return 0
+
+
+def _take_lock(paths: DaemonPaths) -> IO[str]:
+    """The run dir made, and ``rctrd.lock`` taken: one daemon per user."""
     try:
         paths.ensure()
     except OSError as exc:
-        log.error(f"cannot create {exc.filename}: {exc.strerror}")
-        return 1
+        raise _CannotStart(f"cannot create {exc.filename}: {exc.strerror}") from exc
     lock = open(paths.lock, "a")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        log.error(f"another rctrd already serves this user (lock {paths.lock} is held)")
-        return 1
-    for line in config.describe():
-        log.info(line)
-    try:
-        from rctr.core.pause import ensure_pause, join
+        lock.close()
+        raise _CannotStart(f"another rctrd already serves this user (lock {paths.lock} is held)"
+                           ) from None
+    return lock
 
+
+def _join_and_adopt(paths: DaemonPaths, config: Config, log: Log) -> Daemon:
+    """Into the pause process's namespaces (started if need be), then the daemon's state
+    read back and its running containers re-adopted."""
+    from rctr.core.pause import ensure_pause, join
+
+    try:
         pause, started = ensure_pause(paths.rundir)
         if started:
             log.info(f"started the pause process (pid {pause.pid})")
@@ -261,8 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         daemon = Daemon(paths, config, log)
         counts = daemon.containers.reconcile()
     except RctrError as exc:
-        log.error(f"cannot start: {exc}")
-        return 1
+        raise _CannotStart(f"cannot start: {exc}") from exc
     log.info(f"storage driver {daemon.driver}, runtime {daemon.runtime.name}; "
              f"re-adopted {counts['running']} running container(s), "
              f"{counts['exited_meanwhile']} exited meanwhile, {counts['collected']} leftover(s) "
@@ -273,6 +304,12 @@ def main(argv: list[str] | None = None) -> int:
         log.warning(f"{len(lost)} running container(s) were lost, their shims gone with the "
                     f"user namespace (pause process killed, or a reboot): {', '.join(lost)}; "
                     "`rctr start` runs them again")
+    return daemon
+
+
+def _serve(daemon: Daemon, paths: DaemonPaths, config: Config,
+           listening: socket.socket | None, log: Log) -> None:
+    """The API until SIGTERM or SIGINT; containers keep running after it."""
     threading.Thread(target=_keep_pause, args=(paths.rundir, log), name="pause-keeper",
                      daemon=True).start()
     server = APIServer(paths.socket, daemon.router(), verbose=config.log_level == "debug",
@@ -297,4 +334,3 @@ def main(argv: list[str] | None = None) -> int:
                 os.unlink(paths.socket)
             except OSError:
                 pass
-    return 0

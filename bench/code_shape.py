@@ -22,7 +22,6 @@ PACKAGES = ("core", "rootless", "storage", "netstack", "shim", "daemon", "cli")
 LONG_FUNCTION = 40
 
 _IGNORE = re.compile(r"#\s*type:\s*ignore")
-_ANY = re.compile(r"\bAny\b")
 
 
 def _functions(tree: ast.AST) -> list[tuple[str, int]]:

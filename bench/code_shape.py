@@ -15,10 +15,13 @@ import argparse
 import ast
 import json
 import re
+import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("core", "rootless", "storage", "netstack", "shim", "daemon", "cli")
+# The top-level folders that install as rctr.<folder>, as pyproject.toml lists them.
+PACKAGES = tuple(tomllib.loads((REPO / "pyproject.toml").read_text())
+                 ["tool"]["setuptools"]["package-dir"].values())
 LONG_FUNCTION = 40
 
 _IGNORE = re.compile(r"#\s*type:\s*ignore")

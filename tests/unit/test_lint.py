@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,10 @@ def test_ruff_is_clean() -> None:
     assert r.returncode == 0, r.stdout + r.stderr
 
 
-PACKAGES = ("core", "rootless", "storage", "netstack", "shim", "daemon", "cli")
+# Every top-level folder that installs as rctr.<folder>: pyproject.toml's list, so a new
+# package is checked from the day it is added there.
+PACKAGES = tuple(tomllib.loads((REPO / "pyproject.toml").read_text())
+                 ["tool"]["setuptools"]["package-dir"].values())
 _IGNORE = re.compile(r"#\s*type:\s*ignore(?P<codes>\[[^\]]*\])?(?P<rest>.*)$")
 
 

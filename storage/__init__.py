@@ -17,7 +17,7 @@ from ._choose import choose_driver
 from ._commit import commit_image, merge_config, overlay_changes, parse_changes, vfs_changes
 from ._extract import LayerStats, apply_layer
 from ._gc import collect_tmp, prune
-from ._images import ImageIndex, ImageRecord, LayerRef, chain_ids
+from ._images import ImageIndex, ImageRecord, chain_ids
 from ._layout import StoreLayout
 from ._load import (Prepare, import_rootfs, is_oci_archive, load_docker_archive, load_oci_archive,
                     load_oci_layout)
@@ -31,7 +31,7 @@ from ._vfs import VfsDriver
 
 __all__ = ["Store", "DigestMismatch", "Reference", "familiar", "parse_reference", "chain_ids", "perform_mount",
            "AuthStore", "RegistryClient", "apply_layer", "LayerStats", "DRIVERS", "merge_config",
-           "parse_changes", "ImageRecord", "LayerRef", "Mount"]
+           "parse_changes", "ImageRecord", "Mount", "Prepare", "PushProgress"]
 
 
 class Store:

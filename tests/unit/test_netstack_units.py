@@ -84,6 +84,15 @@ def test_mappings_from_bindings_and_publish_all() -> None:
     ]
 
 
+def test_link_fields_name_the_link_type() -> None:
+    """LINK_FIELDS (what the daemon hands the shim of a link) and _types.Link (its shape for
+    the type checker) are two spellings of one list: they must not drift apart."""
+    from rctr.netstack import LINK_FIELDS
+    from rctr.netstack._types import Link
+
+    assert LINK_FIELDS == tuple(Link.__annotations__)
+
+
 @pytest.mark.parametrize("bindings, words", [
     ({"80/sctp": [{}]}, "tcp or udp"),
     ({"0/tcp": [{}]}, "1-65535"),

@@ -63,13 +63,11 @@ class Store:
         """The storage driver to use: ``name``, $RCTR_STORAGE_DRIVER, remembered, or probed."""
         return choose_driver(self.layout, name)
 
-    def registry_client(self, auth: AuthStore | None = None, *, retries: int = 3,
-                        timeout: float = 60) -> RegistryClient:
+    def registry_client(self, auth: AuthStore | None = None) -> RegistryClient:
         """A client with this store's insecure registries and mirrors (and ``auth``, else the
-        user's credential files); ``retries`` and ``timeout`` as :class:`RegistryClient`'s."""
+        user's credential files); retries and timeout are :class:`RegistryClient`'s defaults."""
         return RegistryClient(auth=auth if auth is not None else AuthStore(),
-                              insecure=self.insecure_registries, mirrors=self.registry_mirrors,
-                              retries=retries, timeout=timeout)
+                              insecure=self.insecure_registries, mirrors=self.registry_mirrors)
 
     def pull(self, ref: str, *, platform: str | None = None,
              client: RegistryClient | None = None,

@@ -24,14 +24,14 @@ from ._load import (Prepare, import_rootfs, is_oci_archive, load_docker_archive,
 from ._overlay import FuseOverlayDriver, FusepyDriver, Mount, OverlayDriver, perform_mount
 from ._push import PushProgress, push
 from ._reference import Reference, familiar, parse_reference
-from ._registry import AuthStore, RegistryClient, pull
+from ._registry import AuthStore, PullProgress, RegistryClient, pull
 from ._rw import DRIVERS, RWLayers
 from ._save import save_oci
 from ._vfs import VfsDriver
 
 __all__ = ["Store", "DigestMismatch", "Reference", "familiar", "parse_reference", "chain_ids", "perform_mount",
            "AuthStore", "RegistryClient", "apply_layer", "LayerStats", "DRIVERS", "merge_config",
-           "parse_changes", "ImageRecord", "Mount", "Prepare", "PushProgress"]
+           "parse_changes", "ImageRecord", "Mount", "Prepare", "PullProgress", "PushProgress"]
 
 
 class Store:
@@ -71,7 +71,7 @@ class Store:
 
     def pull(self, ref: str, *, platform: str | None = None,
              client: RegistryClient | None = None,
-             progress: Callable[[str, int, int], None] | None = None,
+             progress: PullProgress | None = None,
              prepare: Prepare | None = None) -> ImageRecord:
         """Pull ``ref`` from its registry (its mirrors first); blobs already here are not
         fetched again.  ``prepare(record)`` runs before the image is indexed: what it

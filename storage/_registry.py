@@ -27,6 +27,7 @@ import ssl
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
 from rctr.core.atomic import write_json_atomic
@@ -42,11 +43,14 @@ from ._reference import Reference
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
-    from typing import Any, Callable
+    from typing import Any
 
     from ._blobs import Readable
 
-__all__ = ["RegistryClient", "AuthStore", "pull", "registry_endpoint", "is_loopback"]
+__all__ = ["RegistryClient", "AuthStore", "pull", "registry_endpoint", "is_loopback",
+           "PullProgress"]
+
+PullProgress = Callable[[str, int, int], None]  # (digest, done, total)
 
 INDEX_TYPES = (MEDIA_TYPES["oci_index"], MEDIA_TYPES["docker_list"])
 MANIFEST_TYPES = (MEDIA_TYPES["oci_manifest"], MEDIA_TYPES["docker_manifest"])
@@ -626,7 +630,7 @@ class RegistryClient:
 
 def _fetch_layers(client: RegistryClient, ref: Reference, blobs: BlobStore,
                   layers: Sequence[tuple[str, int | None]], workers: int,
-                  progress: Callable[[str, int, int], None] | None) -> None:
+                  progress: PullProgress | None) -> None:
     """Fetch the layers concurrently; the first failure cancels what has not started."""
     unique = list(dict.fromkeys(layers))  # one download per digest (BlobStore's tmp names clash)
     todo = [(d, s) for d, s in unique if not blobs.has(d)]
@@ -651,7 +655,7 @@ def _fetch_layers(client: RegistryClient, ref: Reference, blobs: BlobStore,
 
 
 def pull(client: RegistryClient, ref: Reference, blobs: BlobStore, index: ImageIndex, *,
-         platform: str | None = None, progress: Callable[[str, int, int], None] | None = None,
+         platform: str | None = None, progress: PullProgress | None = None,
          workers: int = 3, prepare: Prepare | None = None) -> ImageRecord:
     """Pull ``ref`` into the store and return its image record.
 
@@ -690,7 +694,7 @@ def pull(client: RegistryClient, ref: Reference, blobs: BlobStore, index: ImageI
 
 def _pull_manifests(client: RegistryClient, ref: Reference, blobs: BlobStore,
                     platform: str | None, workers: int,
-                    progress: Callable[[str, int, int], None] | None
+                    progress: PullProgress | None
                     ) -> tuple[Manifest, str, str]:
     """Fetch ``ref``'s manifest, config and layers from ``ref.registry``; (manifest, its
     digest, the digest ``ref`` resolved to: the index's when it named an index)."""

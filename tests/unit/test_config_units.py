@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from rctr.core.config import DEFAULT_SOURCE, Config, config_path, load_config, parse_config
+from rctr.core.config import (DEFAULT_SOURCE, FLAGS, LOG_LEVELS, RUNTIMES, Config, config_path,
+                              load_config, parse_config)
 from rctr.core.errors import InvalidArgument, Unavailable
 from rctr.daemon._main import activation_socket, parser, settings
 from rctr.daemon._container_network import resolve_default
@@ -142,6 +143,16 @@ def test_env_beats_file_and_flag_beats_env(tmp_path: Path) -> None:
     assert flagged.source("storage_driver") == "--storage-driver"
     assert flagged.source("runtime") == "$RCTR_RUNTIME"
     assert flagged.source("insecure_registries").endswith("[registries] insecure")
+
+
+def test_every_flag_setting_reaches_its_field() -> None:
+    """with_flags spells out each setting of FLAGS (for the type checker): one added to FLAGS
+    and not there would be dropped without a word."""
+    for setting, flag in FLAGS.items():
+        value = {"runtime": RUNTIMES[-1], "log_level": LOG_LEVELS[0]}.get(setting, "given")
+        flagged = Config().with_flags(**{setting: value})
+        assert getattr(flagged, setting) == value != getattr(Config(), setting), setting
+        assert flagged.source(setting) == flag
 
 
 def test_empty_env_is_not_set(tmp_path: Path) -> None:

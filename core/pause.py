@@ -27,6 +27,10 @@ from rctr.core.errors import Unavailable
 from rctr.core.proc import Process, close_fds_except
 from rctr.core.userns import spawn_in_userns
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NoReturn
+
 __all__ = ["ensure_pause", "replace_pause", "find_pause", "join", "join_and_exec", "PAUSE_FILE"]
 
 PAUSE_FILE = "pause.json"
@@ -223,7 +227,7 @@ def join(pause: Process) -> None:
     os.setresuid(0, 0, 0)
 
 
-def join_and_exec(argv: list[str], rundir: str | None = None) -> None:
+def join_and_exec(argv: list[str], rundir: str | None = None) -> NoReturn:
     """``rctr unshare``: run ``argv`` (or the user's shell) as root of the user namespace."""
     if rundir is None:
         from rctr.core.paths import runtime_dir

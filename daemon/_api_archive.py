@@ -26,7 +26,7 @@ from .containers import Container, Containers
 if TYPE_CHECKING:
     from ._main import Daemon
 
-__all__ = ["container_archive", "put_container_archive", "Archives", "container_mounts"]
+__all__ = ["container_archive", "put_container_archive", "Archives"]
 
 STAT_HEADER = "X-Docker-Container-Path-Stat"
 _FLUSH = 1 << 18

@@ -26,7 +26,7 @@ from .containers import Container, Containers
 if TYPE_CHECKING:
     from ._main import Daemon
 
-__all__ = ["container_archive", "put_container_archive", "Archives", "container_mounts"]
+__all__ = ["container_archive", "put_container_archive", "Archives"]
 
 STAT_HEADER = "X-Docker-Container-Path-Stat"
 _FLUSH = 1 << 18
@@ -170,7 +170,7 @@ class Archives:
                     req.send(200, b"", content_type="application/x-tar",
                              headers={STAT_HEADER: header})
                     return
-                out = _stream(req, header)
+                out = req.stream("application/x-tar", {STAT_HEADER: header})
                 buffered = _Buffered(out)
                 write_tar(tree, entry, name, cast(IO[bytes], buffered))  # tarfile only writes
                 buffered.flush()
@@ -225,15 +225,3 @@ class Archives:
 def _root_only(uid: int, gid: int) -> bool:
     return uid == 0 and gid == 0
 
-
-def _stream(req: Request, stat_header: str) -> ChunkedWriter:
-    """``Request.stream`` with the stat header, which must come before the body."""
-    h = req.handler
-    req.responded = True
-    h.send_response(200)
-    h.send_header("Content-Type", "application/x-tar")
-    h.send_header("Transfer-Encoding", "chunked")
-    h.send_header(STAT_HEADER, stat_header)
-    h.end_headers()
-    h.wfile.flush()
-    return ChunkedWriter(h.wfile)

@@ -135,7 +135,7 @@ def container_list(daemon: Daemon, req: Request) -> None:
 
 def container_create(daemon: Daemon, req: Request) -> None:
     body = req.json()
-    c, warnings = daemon.containers.create(body, req.arg("name"), req.arg("platform"))
+    c, warnings = daemon.containers.create(body, req.arg("name"))
     req.send_json({"Id": c.id, "Warnings": warnings}, 201)
 
 

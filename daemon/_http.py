@@ -165,10 +165,12 @@ class Request:
     def no_content(self) -> None:
         self.send(204, b"", content_type="text/plain")
 
-    def stream(self, content_type: str = "application/json") -> ChunkedWriter:
-        """Start a chunked answer (progress, logs, events)."""
+    def stream(self, content_type: str = "application/json",
+               headers: dict[str, str] | None = None) -> ChunkedWriter:
+        """Start a chunked answer (progress, logs, events; an archive, its stat in ``headers``)."""
         self.responded = True
-        self.handler.respond(200, [("Content-Type", content_type), ("Transfer-Encoding", "chunked")])
+        self.handler.respond(200, [("Content-Type", content_type), ("Transfer-Encoding", "chunked"),
+                                   *(headers or {}).items()])
         return ChunkedWriter(self.handler)
 
     def hijack(self, content_type: str = "application/vnd.docker.raw-stream") -> socket.socket:

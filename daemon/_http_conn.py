@@ -54,11 +54,7 @@ def _head_error(exc: h11.RemoteProtocolError) -> str:
 
 
 class Connection:
-    """The server's side of one connection: requests in, answers out, one at a time.
-
-    Besides its own methods it keeps the few names of ``http.server``'s handler that a route
-    may use for an answer of its own (``send_response``, ``send_header``, ``end_headers``,
-    ``wfile``, ``close_connection``, ``connection``)."""
+    """The server's side of one connection: requests in, answers out, one at a time."""
 
     def __init__(self, sock: socket.socket, verbose: bool = False) -> None:
         self.connection = sock
@@ -67,7 +63,6 @@ class Connection:
         self.method = ""
         self.requestline = ""
         self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
-        self._head: tuple[int, list[tuple[str, str]]] | None = None
         self._send_lock = threading.Lock()  # a progress writer may run in more than one thread
 
     # -- reading ---------------------------------------------------------------------------
@@ -129,9 +124,6 @@ class Connection:
         if data and self.method != "HEAD":  # HEAD: the head a GET would have, no body
             self._send(h11.Data(data=data))
 
-    def flush(self) -> None:
-        """Nothing: every ``write`` goes out at once."""
-
     def end(self) -> None:
         self._send(h11.EndOfMessage())
 
@@ -191,21 +183,3 @@ class Connection:
     def _log(self, line: str) -> None:
         if self.verbose:
             sys.stderr.write(f"rctrd: {line}\n")
-
-    # -- http.server's names, for a route that writes its own head (the archive's stat header)
-
-    def send_response(self, status: int) -> None:
-        self._head = (status, [])
-
-    def send_header(self, name: str, value: str) -> None:
-        assert self._head is not None, "send_response first"
-        self._head[1].append((name, value))
-
-    def end_headers(self) -> None:
-        assert self._head is not None, "send_response first"
-        (status, headers), self._head = self._head, None
-        self.respond(status, headers)
-
-    @property
-    def wfile(self) -> Connection:
-        return self

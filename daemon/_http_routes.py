@@ -77,12 +77,6 @@ class Router:
         """(method, pattern) of every route, in the order added (the API fuzz tests read it)."""
         return list(self.patterns)
 
-    def route(self, method: str, pattern: str) -> Callable[[Handler], Handler]:
-        def register(fn: Handler) -> Handler:
-            self.add(method, pattern, fn)
-            return fn
-        return register
-
     def match(self, method: str, path: str) -> tuple[Handler, dict[str, str]]:
         allowed = False
         for m, regex, handler in self.routes:

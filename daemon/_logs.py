@@ -10,7 +10,7 @@ import json
 import os
 import time
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 __all__ = ["read_log", "parse_time", "frame", "format_time"]
 
@@ -62,11 +62,7 @@ def _entries(path: str) -> Iterator[dict[str, Any]]:
     for name in _files(path):
         try:
             with open(name, "rb") as f:
-                for line in f:
-                    try:
-                        yield json.loads(line)
-                    except ValueError:
-                        continue
+                yield from _parsed(f)
         except FileNotFoundError:
             continue
 
@@ -137,7 +133,8 @@ def _follow(path: str, wanted: Callable[[dict[str, Any]], bool],
         f.close()
 
 
-def _parsed(lines: list[bytes]) -> Iterator[dict[str, Any]]:
+def _parsed(lines: Iterable[bytes]) -> Iterator[dict[str, Any]]:
+    """The entries of JSON lines; a line that is not JSON is skipped."""
     for line in lines:
         try:
             yield json.loads(line)

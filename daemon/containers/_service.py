@@ -60,8 +60,7 @@ class Containers:
 
     # -- the lifecycle -----------------------------------------------------------------------
 
-    def create(self, body: Any, name: str | None,
-               platform: str | None = None) -> tuple[Container, list[str]]:
+    def create(self, body: Any, name: str | None) -> tuple[Container, list[str]]:
         return _create.create(self._ctx, body, name)
 
     def start(self, ref: str) -> Container:

@@ -26,7 +26,7 @@ from . import _supervise, _teardown, _usernets
 from ._context import Container, Context, PendingAttach
 from ._create import image_config
 
-__all__ = ["ATTACH_CONNECT_SECONDS", "enforceable", "expect_attach", "start", "wait_for_shim"]
+__all__ = ["enforceable", "expect_attach", "start", "wait_for_shim"]
 
 ATTACH_CONNECT_SECONDS = 30  # how long a start waits for an attach that is connecting
 

@@ -23,8 +23,7 @@ from .._shimctl import Shim
 from . import _usernets
 from ._context import Container, Context
 
-__all__ = ["after_exit", "collect", "drop_netns", "drop_shim_dir", "end_shim", "mount_rootfs",
-           "unmount_rootfs"]
+__all__ = ["after_exit", "collect", "drop_shim_dir", "end_shim", "mount_rootfs", "unmount_rootfs"]
 
 
 def mount_rootfs(c: Container) -> str:

@@ -13,7 +13,7 @@ from ._context import Context
 from ._create import check_host_config
 from ._start import enforceable
 
-__all__ = ["UPDATABLE", "rename", "update"]
+__all__ = ["rename", "update"]
 
 # Docker's update body: the restart policy and the resources (Docker's field names).
 UPDATABLE = ("RestartPolicy", "Memory", "MemorySwap", "MemoryReservation", "NanoCpus",

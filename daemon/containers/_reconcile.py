@@ -35,14 +35,24 @@ def reconcile(ctx: Context) -> dict[str, int]:
     kept = set()
     for cid in sorted(os.listdir(ctx.paths.containers)):
         try:
-            c = _load(ctx, cid)
+            data = _read(ctx, cid)
+        except (OSError, ValueError):  # no record, or half of one: a create or rm cut short
+            _teardown.collect(ctx, cid, [])
+            counts["collected"] += 1
+            continue
+        try:
+            if not isinstance(data, dict):
+                raise TypeError(f"a record is a JSON object, not {type(data).__name__}")
+            c = Container(from_disk(data))
         except UnknownVersion as exc:
             print(f"rctrd: container {cid}: {exc}; left alone", file=sys.stderr)
             kept.add(cid)
             continue
-        except (OSError, ValueError, KeyError, TypeError):
-            _teardown.collect(ctx, cid, [])
-            counts["collected"] += 1
+        except (KeyError, TypeError, ValueError) as exc:
+            # Whole JSON of the wrong shape (edited by hand?): its data is not ours to drop.
+            print(f"rctrd: container {cid}: its record cannot be read ({exc!r}); left alone",
+                  file=sys.stderr)
+            kept.add(cid)
             continue
         ctx.by_id[cid] = c
         kind = _adopt(ctx, c)
@@ -52,9 +62,10 @@ def reconcile(ctx: Context) -> dict[str, int]:
     return counts
 
 
-def _load(ctx: Context, cid: str) -> Container:
+def _read(ctx: Context, cid: str) -> object:
     with open(os.path.join(ctx.paths.containers, cid, "config.json")) as f:
-        return Container(from_disk(json.load(f)))
+        data: object = json.load(f)
+    return data
 
 
 def _adopt(ctx: Context, c: Container) -> str | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import pty
 import select
+import shutil
 import signal
 import subprocess
 import time
@@ -389,3 +390,30 @@ def test_system_service_takes_the_daemons_options(rc: RctrUser) -> None:
         service.terminate()
         _, err = service.communicate(timeout=30)
     assert "storage driver vfs" in err
+
+
+def test_records_it_cannot_read_are_left_alone(rc: RctrUser) -> None:
+    """A record of a later rctrd, or of a shape this one cannot read, stays on disk for
+    whoever can read it; only a half-written one (not JSON) is a leftover to collect."""
+    ids = {name: ok(rc.rctr("create", "--name", name, IMAGE, "true")).stdout.strip()
+           for name in ("later", "misshapen", "torn")}
+    containers = rc.data / "rctr" / "containers"
+    try:
+        pid = rc.daemon_pid()
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        rc.wait_for(lambda: rc.daemon_pid() is None or not os.path.exists(f"/proc/{pid}"),
+                    what="rctrd to die")
+        for name, text in (("later", '{"version": 99, "id": "x"}'),
+                           ("misshapen", '{"version": 2, "id": "x"}'),
+                           ("torn", '{"version": 2, "id"')):
+            # Overwritten in place: the file keeps its owner, the test user.
+            (containers / ids[name] / "config.json").write_text(text)
+        names = ok(rc.rctr("ps", "-a", "--format", "{{.Names}}")).stdout.split()
+        assert not {"later", "misshapen", "torn"} & set(names)
+        assert (containers / ids["later"] / "config.json").exists()
+        assert (containers / ids["misshapen"] / "config.json").exists()
+        assert not (containers / ids["torn"]).exists()
+    finally:
+        for name in ("later", "misshapen"):
+            shutil.rmtree(containers / ids[name], ignore_errors=True)

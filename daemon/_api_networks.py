@@ -61,25 +61,8 @@ def network_connect(daemon: Daemon, req: Request) -> None:
     body = req.json({})
     if not isinstance(body, dict) or not isinstance(body.get("Container"), str):
         raise HTTPError(400, "the body needs Container: the container to connect")
-    daemon.containers.connect(body["Container"], req.params["id"], _endpoint_config(body))
+    daemon.containers.connect(body["Container"], req.params["id"], body.get("EndpointConfig"))
     req.send(200, b"", content_type="text/plain")
-
-
-def _endpoint_config(body: dict[str, Any]) -> dict[str, Any] | None:
-    """The body's ``EndpointConfig``, a 400 unless it has Docker's shape (what Go's JSON
-    decoding of EndpointSettings refuses)."""
-    endpoint = body.get("EndpointConfig")
-    if endpoint is None:
-        return None
-    if not isinstance(endpoint, dict):
-        raise HTTPError(400, "EndpointConfig must be a JSON object")
-    if not isinstance(endpoint.get("Aliases") or [], list):
-        raise HTTPError(400, "EndpointConfig.Aliases must be a list of names")
-    ipam = endpoint.get("IPAMConfig") or {}
-    if not isinstance(ipam, dict) or not isinstance(ipam.get("IPv4Address") or "", str):
-        raise HTTPError(400, "EndpointConfig.IPAMConfig must be a JSON object, its "
-                             "IPv4Address a string")
-    return endpoint
 
 
 def network_disconnect(daemon: Daemon, req: Request) -> None:

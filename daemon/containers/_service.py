@@ -93,7 +93,7 @@ class Containers:
 
     # -- user networks, attach, the root ---------------------------------------------------
 
-    def connect(self, ref: str, network: str, endpoint: JSON | None = None) -> None:
+    def connect(self, ref: str, network: str, endpoint: object = None) -> None:
         _usernets.connect(self._ctx, ref, network, endpoint)
 
     def disconnect(self, ref: str, network: str, force: bool = False) -> None:

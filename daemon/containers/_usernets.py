@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from rctr import netstack
-from rctr.core.errors import Conflict, NotFound
+from rctr.core.errors import Conflict, InvalidArgument, NotFound
 
 from .. import _container_network
 from .._network_records import bridge_name
@@ -21,11 +21,10 @@ __all__ = ["allocate_links", "connect", "disconnect", "endpoints_of", "peers_of"
            "release_links"]
 
 
-def connect(ctx: Context, ref: str, network: str, endpoint: JSON | None = None) -> None:
+def connect(ctx: Context, ref: str, network: str, endpoint: object = None) -> None:
     """``docker network connect``: on the network from the next start, at once if running."""
     c = ctx.get(ref)
     net = ctx.networks.get(network)
-    endpoint = endpoint or {}
     mode = netstack.parse_mode(c.record.host_config.get("NetworkMode"))
     if mode["kind"] in ("host", "none", "container"):
         raise Conflict(f"container {c.name} is in the {mode['kind']} network mode: it cannot "
@@ -106,7 +105,7 @@ def endpoints_of(ctx: Context, host: JSON, networking: Any) -> dict[str, Endpoin
         if netstack.parse_mode(ref)["kind"] != "network":
             continue  # a mode (bridge, host, pasta, container:X...), not a user network
         net = ctx.networks.get(ref)
-        out[net["Name"]] = _wanted_endpoint(net, endpoint if isinstance(endpoint, dict) else {})
+        out[net["Name"]] = _wanted_endpoint(net, endpoint)
     return out
 
 
@@ -180,7 +179,18 @@ def refresh_hosts(ctx: Context, names: list[str]) -> None:
                 pass  # its files went with it: a remove under way
 
 
-def _wanted_endpoint(net: JSON, endpoint: JSON) -> Endpoint:
-    """What a container asks of its endpoint on ``net`` (from Docker's EndpointSettings)."""
-    return Endpoint(net["Id"], [str(a) for a in endpoint.get("Aliases") or []],
-                    (endpoint.get("IPAMConfig") or {}).get("IPv4Address") or "")
+def _wanted_endpoint(net: JSON, endpoint: object) -> Endpoint:
+    """What a container asks of its endpoint on ``net``, from Docker's EndpointSettings
+    (null for none); InvalidArgument where Go's JSON decoding of it would fail."""
+    if endpoint is None:
+        endpoint = {}
+    if not isinstance(endpoint, dict):
+        raise InvalidArgument("an endpoint's settings (EndpointConfig) must be a JSON object")
+    aliases = endpoint.get("Aliases") or []
+    if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+        raise InvalidArgument("an endpoint's Aliases must be a list of names")
+    ipam = endpoint.get("IPAMConfig") or {}
+    if not isinstance(ipam, dict) or not isinstance(ipam.get("IPv4Address") or "", str):
+        raise InvalidArgument("an endpoint's IPAMConfig must be a JSON object, its "
+                              "IPv4Address a string")
+    return Endpoint(net["Id"], list(aliases), ipam.get("IPv4Address") or "")

@@ -346,3 +346,24 @@ def test_connected_before_start_and_hosts_list_only_network_peers(rc: RctrUser) 
     finally:
         rc.rctr("rm", "-f", "lone", "late", "peer")
         rc.rctr("network", "rm", "side")
+
+
+def test_an_endpoint_of_the_wrong_shape_is_a_400_on_create_and_connect(rc: RctrUser) -> None:
+    try:
+        ok(rc.rctr("network", "create", "shapes"))
+        ok(rc.rctr("create", "--name", "shaped", IMAGE, "true"))
+        bad = {"Aliases": 5}
+        status, body = rc.api("POST", "/containers/create?name=misshaped", {
+            "Image": IMAGE, "Cmd": ["true"], "HostConfig": {"NetworkMode": "shapes"},
+            "NetworkingConfig": {"EndpointsConfig": {"shapes": bad}}})
+        assert status == 400 and "Aliases" in body["message"], (status, body)
+        status, body = rc.api("POST", "/networks/shapes/connect",
+                              {"Container": "shaped", "EndpointConfig": bad})
+        assert status == 400 and "Aliases" in body["message"], (status, body)
+        status, _ = rc.api("POST", "/networks/shapes/connect",
+                           {"Container": "shaped", "EndpointConfig": {"Aliases": ["s"]}})
+        assert status == 200
+        assert "misshaped" not in ok(rc.rctr("ps", "-a", "--format", "{{.Names}}")).stdout
+    finally:
+        rc.rctr("rm", "-f", "shaped", "misshaped")
+        rc.rctr("network", "rm", "shapes")

@@ -77,26 +77,3 @@ def test_the_router_hands_each_handler_the_daemon() -> None:
     handler(req)  # a stand-in with what the handler uses
     daemon.volumes.inspect.assert_called_once_with("data")
     assert req.sent == [({"Name": "data"}, 200)]
-
-
-class _BodyReq(_Req):
-    def __init__(self, params: dict[str, str], body: Any) -> None:
-        super().__init__(params)
-        self.body = body
-
-    def json(self, default: Any = None) -> Any:
-        return self.body
-
-
-@pytest.mark.parametrize("endpoint", [[{}], "x", 1, {"Aliases": "a"}, {"IPAMConfig": ["x"]},
-                                      {"IPAMConfig": {"IPv4Address": 10}}])
-def test_network_connect_refuses_an_endpoint_config_of_the_wrong_shape(endpoint: Any) -> None:
-    from rctr.daemon._api_networks import network_connect
-    from rctr.daemon._http import HTTPError
-
-    daemon = mock.MagicMock()
-    with pytest.raises(HTTPError) as caught:
-        network_connect(daemon, _BodyReq({"id": "net"}, {"Container": "c",
-                                                         "EndpointConfig": endpoint}))
-    assert caught.value.status == 400
-    daemon.containers.connect.assert_not_called()

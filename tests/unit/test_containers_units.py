@@ -77,3 +77,24 @@ def test_signals_and_sizes() -> None:
         (0, 10, 1024, 3 << 19, 2 << 30)
     with pytest.raises(InvalidArgument, match="invalid log size"):
         _size("lots")
+
+
+@pytest.mark.parametrize("endpoint", [[{}], "x", 1, {"Aliases": "web"}, {"Aliases": [5]},
+                                      {"IPAMConfig": ["x"]},
+                                      {"IPAMConfig": {"IPv4Address": 10}}])
+def test_an_endpoint_of_the_wrong_shape_is_refused(endpoint: object) -> None:
+    """Create (NetworkingConfig) and connect (EndpointConfig) read endpoints through the
+    same function: what Go's JSON decoding refuses is a 400 on both, never a 500."""
+    from rctr.daemon.containers._usernets import _wanted_endpoint
+
+    with pytest.raises(InvalidArgument):
+        _wanted_endpoint({"Id": "net1"}, endpoint)
+
+
+def test_an_endpoint_is_read_from_dockers_settings() -> None:
+    from rctr.daemon.containers._usernets import _wanted_endpoint
+
+    assert _wanted_endpoint({"Id": "n"}, None).aliases == []
+    got = _wanted_endpoint({"Id": "n"}, {"Aliases": ["web"],
+                                          "IPAMConfig": {"IPv4Address": "10.89.1.5"}})
+    assert (got.network_id, got.aliases, got.ipv4_address) == ("n", ["web"], "10.89.1.5")

@@ -77,6 +77,7 @@ def _checked(ctx: Context, body: Any) -> tuple[_Request, list[str]]:
     host = body.get("HostConfig") or {}
     if not isinstance(host, dict):
         raise InvalidArgument("HostConfig must be an object")
+    check_shapes(body)
     warnings = check_host_config(host, ctx.delegation)
     if not host.get("ShmSize"):
         host["ShmSize"] = DEFAULT_SHM_SIZE  # inspect shows the size /dev/shm gets, as Docker's
@@ -194,6 +195,27 @@ def image_config(ctx: Context, image: JSON) -> JSON:
     raw = json.loads(ctx.store.blobs.read(image["config"]))
     config: JSON = raw.get("config") or {}
     return config
+
+
+# Config's fields that merged_config combines with the image's, and the JSON type each
+# must have (Go's decoding of container.Config refuses another: a 400, not a crash).
+_OBJECTS = ("Labels", "ExposedPorts", "Volumes", "Healthcheck")
+_STRING_LISTS = ("Env",)
+
+
+def check_shapes(body: JSON) -> None:
+    """InvalidArgument unless the fields merged with the image's have their JSON types."""
+    for key in _OBJECTS:
+        if body.get(key) is not None and not isinstance(body[key], dict):
+            raise InvalidArgument(f"Config.{key} must be a JSON object")
+    labels = body.get("Labels") or {}
+    if not all(isinstance(v, str) for v in labels.values()):
+        raise InvalidArgument("Config.Labels must map names to strings")
+    for key in _STRING_LISTS:
+        value = body.get(key)
+        if value is not None and not (isinstance(value, list)
+                                      and all(isinstance(v, str) for v in value)):
+            raise InvalidArgument(f"Config.{key} must be a list of strings")
 
 
 def merged_config(body: JSON, image_config: JSON) -> JSON:

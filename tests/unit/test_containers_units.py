@@ -98,3 +98,25 @@ def test_an_endpoint_is_read_from_dockers_settings() -> None:
     got = _wanted_endpoint({"Id": "n"}, {"Aliases": ["web"],
                                           "IPAMConfig": {"IPv4Address": "10.89.1.5"}})
     assert (got.network_id, got.aliases, got.ipv4_address) == ("n", ["web"], "10.89.1.5")
+
+
+@pytest.mark.parametrize("body", [{"Labels": [["a"]]}, {"Labels": {"a": 1}}, {"Labels": "a=b"},
+                                  {"ExposedPorts": ["80/tcp"]}, {"Volumes": "/data"},
+                                  {"Healthcheck": ["CMD", "true"]}, {"Env": "A=1"},
+                                  {"Env": ["A=1", 2]}])
+def test_config_fields_merged_with_the_images_must_have_their_types(body: dict[str, object]
+                                                                    ) -> None:
+    """Found by the API fuzz: a list for Labels crashed the merge (500); Go refuses it (400)."""
+    from rctr.daemon.containers._create import check_shapes
+
+    with pytest.raises(InvalidArgument):
+        check_shapes({"Image": "x", **body})
+
+
+def test_config_fields_of_the_right_types_pass() -> None:
+    from rctr.daemon.containers._create import check_shapes
+
+    check_shapes({"Image": "x", "Labels": {"a": "b"}, "ExposedPorts": {"80/tcp": {}},
+                  "Volumes": {"/data": {}}, "Healthcheck": {"Test": ["NONE"]},
+                  "Env": ["A=1"]})
+    check_shapes({"Image": "x", "Labels": None, "Env": None})

@@ -1,7 +1,8 @@
 """The Engine API's route table: every endpoint rctrd serves, and the handler that serves it.
 
 Grouped and ordered as Docker's Engine API reference (v1.43) groups them: Containers,
-Images, Networks, Volumes, Exec, System.  Each handler is a module-level function
+Images, Networks, Volumes, Exec, System, then Swarm (and its nodes, services, tasks,
+secrets and configs) and Plugins, which a node in no swarm answers with 503s and [].  Each handler is a module-level function
 ``handler(daemon, req)``; ``router`` binds the daemon to each, in this one place.
 
 Order of matching: ``Router.match`` takes the first route whose pattern and method fit,
@@ -16,7 +17,8 @@ import functools
 from typing import TYPE_CHECKING, Callable
 
 from . import (_api_archive, _api_auth, _api_commit, _api_container_io, _api_containers,
-               _api_exec, _api_images, _api_networks, _api_system, _api_volumes)
+               _api_exec, _api_images, _api_networks, _api_plugins, _api_swarm, _api_system,
+               _api_volumes)
 from ._http import Request, Router
 
 if TYPE_CHECKING:
@@ -87,6 +89,40 @@ ROUTES: tuple[tuple[str, str, DaemonHandler], ...] = (
     ("HEAD", "/_ping", _api_system.system_ping),
     ("GET", "/events", _api_system.system_events),
     ("GET", "/system/df", _api_system.system_data_usage),
+    # Swarm, Nodes, Services, Tasks, Secrets, Configs: a node in no swarm (503), as dockerd
+    ("GET", "/swarm", _api_swarm.not_a_manager),
+    ("POST", "/swarm/init", _api_swarm.no_swarm_mode),
+    ("POST", "/swarm/join", _api_swarm.no_swarm_mode),
+    ("POST", "/swarm/leave", _api_swarm.not_in_a_swarm),
+    ("POST", "/swarm/update", _api_swarm.not_a_manager),
+    ("GET", "/swarm/unlockkey", _api_swarm.not_a_manager),
+    ("POST", "/swarm/unlock", _api_swarm.not_a_manager),
+    ("GET", "/nodes", _api_swarm.not_a_manager),
+    ("GET", "/nodes/{id}", _api_swarm.not_a_manager),
+    ("DELETE", "/nodes/{id}", _api_swarm.not_a_manager),
+    ("POST", "/nodes/{id}/update", _api_swarm.not_a_manager),
+    ("GET", "/services", _api_swarm.not_a_manager),
+    ("POST", "/services/create", _api_swarm.not_a_manager),
+    ("GET", "/services/{id}", _api_swarm.not_a_manager),
+    ("DELETE", "/services/{id}", _api_swarm.not_a_manager),
+    ("POST", "/services/{id}/update", _api_swarm.not_a_manager),
+    ("GET", "/services/{id}/logs", _api_swarm.not_a_manager),
+    ("GET", "/tasks", _api_swarm.not_a_manager),
+    ("GET", "/tasks/{id}", _api_swarm.not_a_manager),
+    ("GET", "/tasks/{id}/logs", _api_swarm.not_a_manager),
+    ("GET", "/secrets", _api_swarm.not_a_manager),
+    ("POST", "/secrets/create", _api_swarm.not_a_manager),
+    ("GET", "/secrets/{id}", _api_swarm.not_a_manager),
+    ("DELETE", "/secrets/{id}", _api_swarm.not_a_manager),
+    ("POST", "/secrets/{id}/update", _api_swarm.not_a_manager),
+    ("GET", "/configs", _api_swarm.not_a_manager),
+    ("POST", "/configs/create", _api_swarm.not_a_manager),
+    ("GET", "/configs/{id}", _api_swarm.not_a_manager),
+    ("DELETE", "/configs/{id}", _api_swarm.not_a_manager),
+    ("POST", "/configs/{id}/update", _api_swarm.not_a_manager),
+    # Plugins: none
+    ("GET", "/plugins", _api_plugins.plugin_list),
+    ("GET", "/plugins/{name:path}/json", _api_plugins.plugin_inspect),
 )
 
 

@@ -34,8 +34,13 @@ def kill(ctx: Context, ref: str, signum: int | str | None = None) -> None:
             raise Conflict(f"Cannot kill container: {ref}: Container {c.id} is not running")
         if sig in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT):
             c.record.manually_stopped = sig == signal.SIGKILL or c.record.manually_stopped
+        exits = c.exits
     ctx.runtime.kill(c.id, sig, all_processes=False)
     ctx.event(c, "kill", signal=str(int(sig)))
+    if sig == signal.SIGKILL:
+        # dockerd answers a SIGKILL once the container has exited (daemon/kill.go), so an
+        # inspect or a plain rm right after it sees it stopped.
+        wait_exit(c, exits, KILL_WAIT_SECONDS)
 
 
 def stop(ctx: Context, ref: str, timeout: int | None = None, signum: str | None = None) -> None:

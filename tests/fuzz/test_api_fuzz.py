@@ -68,6 +68,7 @@ _ALLOWED_5XX = [
     (501, re.compile(r".")),  # Unsupported: a feature rctr does not have, with its message
     (500, re.compile(r"cannot reach the registry 127\.0\.0\.1:1")),  # POST /auth, closed port
     (505, None),  # a request line claiming HTTP/2 or later: Go's net/http answers 505 too
+    (503, re.compile(r"not a swarm manager|not part of a swarm")),  # no swarm: dockerd's 503
 ]
 
 

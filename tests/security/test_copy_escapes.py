@@ -91,7 +91,8 @@ for d in /race/d1/$H /race/d2/$H /race/d3/$H /$H; do
 done
 ln -sfn / /race/l1
 (n=0; while :; do mv -T /race/d1 /race/x; mv -T /race/x /race/d1; mv -T /race/l1 /race/x
-   mv -T /race/x /race/l1; n=$((n+1)); [ $((n % 50)) = 0 ] && echo $n > /race/count; done) &
+   mv -T /race/x /race/l1; n=$((n+1))
+   [ $((n % 50)) = 0 ] && echo $n > /race/count.new && mv /race/count.new /race/count; done) &
 (while :; do ln -sfn / /race/y; ln -sfn d2 /race/y; done) &
 (while :; do ln -sfn ../../../../../../../../.. /race/d3/up; rm -f /race/d3/up
    mkdir /race/d3/up; rmdir /race/d3/up; done) &
